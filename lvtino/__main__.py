@@ -1,0 +1,5 @@
+import sys
+
+from lvtino.cli import main
+
+sys.exit(main())

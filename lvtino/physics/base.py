@@ -1,0 +1,120 @@
+"""Forward operators y = A(x) on videos shaped (B, C, T, H, W) with values in [-1, 1].
+
+The verbs follow deepinv: ``A``, ``A_adjoint``, ``A_adjoint_A``, ``A_A_adjoint``,
+``A_dagger`` and ``prox_l2``. A concrete linear operator writes ``A`` and
+``A_adjoint``; the base class supplies a conjugate-gradient ``prox_l2`` and
+``A_dagger``, which subclasses replace by closed forms where one exists.
+Composition reads like the math: ``(p2 * p1).A(x) == p2.A(p1.A(x))``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lvtino.solvers.cg import conjugate_gradient
+
+Shape = tuple[int, int, int]  # (T, H, W)
+
+
+class Physics:
+    """A measurement operator, possibly non-linear.
+
+    ``factors`` is (temporal, height, width): how many signal samples one
+    measurement sample stands for along each axis. It fixes the output size of a
+    restoration: signal frames = temporal factor x measured frames, and so on.
+    """
+
+    factors: Shape = (1, 1, 1)
+
+    def A(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.A(x)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        """(T, H, W) of A(x) for a signal of shape (T, H, W)."""
+        return shape
+
+    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
+        """Simulate y = A(x) + n, n Gaussian with std ``noise_std`` in [0, 1] units.
+
+        Signals live in [-1, 1], twice the [0, 1] range, so the std is doubled here.
+        """
+        y = self.A(x)
+        if noise_std > 0:
+            y = y + (2.0 * noise_std) * _randn_like(y, generator)
+        return y
+
+    def linear_surrogate(self) -> "LinearPhysics":
+        """The linear operator that linear solvers (pinv, TV) use in place of this one."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear surrogate")
+
+
+class LinearPhysics(Physics):
+    """A linear operator with an exact adjoint."""
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def A_adjoint_A(self, x: Tensor) -> Tensor:
+        return self.A_adjoint(self.A(x))
+
+    def A_A_adjoint(self, y: Tensor) -> Tensor:
+        return self.A(self.A_adjoint(y))
+
+    def linear_surrogate(self) -> "LinearPhysics":
+        return self
+
+    def prox_l2(self, z: Tensor, y: Tensor, gamma: float, tol: float = 1e-6, max_iter: int = 100) -> Tensor:
+        r"""argmin_u 0.5 * ||A u - y||^2 + ||u - z||^2 / (2 * gamma).
+
+        Solves (I + gamma A^T A) u = z + gamma A^T y by conjugate gradients,
+        started at z.
+        """
+        b = z + gamma * self.A_adjoint(y)
+        return conjugate_gradient(
+            lambda u: u + gamma * self.A_adjoint_A(u), b, init=z, max_iter=max_iter, tol=tol
+        )
+
+    def A_dagger(self, y: Tensor, eps: float = 0.0, tol: float = 1e-6, max_iter: int = 100) -> Tensor:
+        r"""Regularised pseudo-inverse A^T (A A^T + eps I)^{-1} y.
+
+        With eps = 0 this is the minimum-norm least-squares solution. The base class
+        solves the normal equations (A A^T + eps I) w = y by conjugate gradients.
+        """
+        w = conjugate_gradient(
+            lambda v: self.A_A_adjoint(v) + eps * v, y, max_iter=max_iter, tol=tol
+        )
+        return self.A_adjoint(w)
+
+    def __mul__(self, other: "LinearPhysics") -> "LinearPhysics":
+        """``(self * other).A(x) == self.A(other.A(x))``."""
+        return ComposedLinearPhysics(self, other)
+
+
+class ComposedLinearPhysics(LinearPhysics):
+    """outer(inner(x)); the adjoint runs the adjoints in reverse order."""
+
+    def __init__(self, outer: LinearPhysics, inner: LinearPhysics):
+        self.outer, self.inner = outer, inner
+        self.factors = tuple(a * b for a, b in zip(outer.factors, inner.factors))
+
+    def A(self, x: Tensor) -> Tensor:
+        return self.outer.A(self.inner.A(x))
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        return self.inner.A_adjoint(self.outer.A_adjoint(y))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return self.outer.output_shape(self.inner.output_shape(shape))
+
+    def __repr__(self) -> str:
+        return f"{self.outer!r} * {self.inner!r}"
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Noise drawn on the generator's device (so a seed gives the same draw anywhere)."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)

@@ -1,0 +1,68 @@
+"""Temporal degradations: frame averaging (low frame rate) and temporal blur."""
+
+from __future__ import annotations
+
+import torch
+
+from lvtino.physics.separable import SeparableLinear, conv_matrix
+
+BOUNDARIES = ("circular", "replicate", "reflect")
+KERNELS = ("uniform", "gaussian")
+
+
+class TemporalAveragePool(SeparableLinear):
+    r"""Average every ``factor`` consecutive frames: T frames -> ceil(T / factor).
+
+    The clip is first padded at its end by repeating the last frame up to a
+    multiple of ``factor``. The adjoint repeats each measured frame ``factor``
+    times, divides by ``factor`` and folds the padded tail back onto the last
+    real frame (the transposed matrix does all three).
+    """
+
+    def __init__(self, frames: int, factor: int):
+        if factor < 1:
+            raise ValueError(f"factor={factor} must be a positive integer")
+        self.frames, self.factor = frames, factor
+        kernel = torch.full((factor,), 1.0 / factor, dtype=torch.float64)
+        mt = conv_matrix(frames, kernel, stride=factor, pad_left=0, mode="replicate")
+        super().__init__(mt, None, None, factors=(factor, 1, 1))
+
+    def __repr__(self) -> str:
+        return f"TemporalAveragePool(frames={self.frames}, factor={self.factor})"
+
+
+def temporal_kernel(size: int, kind: str = "uniform", sigma: float | None = None) -> torch.Tensor:
+    """A normalised 1-D kernel of odd ``size``: uniform, or Gaussian of std ``sigma`` frames."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size={size} must be a positive odd number of frames")
+    if kind == "uniform":
+        return torch.full((size,), 1.0 / size, dtype=torch.float64)
+    if kind == "gaussian":
+        if sigma is None or sigma <= 0:
+            raise ValueError(f"sigma={sigma} must be positive for a Gaussian kernel")
+        t = torch.arange(size, dtype=torch.float64) - size // 2
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        return k / k.sum()
+    raise ValueError(f"kernel={kind!r} is not one of {KERNELS}")
+
+
+class TemporalBlur(SeparableLinear):
+    r"""Convolve along time with a centred kernel; T frames in, T frames out.
+
+    ``boundary="circular"`` is the paper's Problem B (the clip wraps around, as an
+    FFT convolution does); ``"replicate"`` and ``"reflect"`` extend the clip at
+    both ends instead. The adjoint of the circular blur is the circular blur with
+    the flipped kernel.
+    """
+
+    def __init__(self, frames: int, size: int = 7, kernel: str = "uniform", sigma: float | None = None,
+                 boundary: str = "circular"):
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary={boundary!r} is not one of {BOUNDARIES}")
+        self.frames, self.size, self.kernel, self.boundary = frames, size, kernel, boundary
+        k = temporal_kernel(size, kernel, sigma)
+        mt = conv_matrix(frames, k, stride=1, pad_left=size // 2, mode=boundary)
+        super().__init__(mt, None, None, factors=(1, 1, 1))
+
+    def __repr__(self) -> str:
+        return f"TemporalBlur(frames={self.frames}, size={self.size}, kernel={self.kernel!r}, boundary={self.boundary!r})"

@@ -1,0 +1,234 @@
+"""Streaming video output, written to a temporary name and renamed only when complete.
+
+The output kind follows the path: ``.mp4``/``.mov``/``.m4v`` encode H.264
+(libx264, yuv420p, BT.709 tags; yuv444p when a side is odd, since 4:2:0 needs
+even sizes; ``lossless=True`` gives libx264rgb at qp 0), ``.mkv`` encodes lossless
+FFV1 RGB, and a path without a suffix becomes a folder of PNG frames. The audio of
+``audio_from`` is copied in (re-encoded to AAC where the container refuses its
+codec), optionally cut to a time range.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import imageio.v3 as iio
+import numpy as np
+
+from lvtino.errors import UserError
+from lvtino.video.reader import METADATA_KEY, SIDECAR
+
+log = logging.getLogger("lvtino")
+
+H264_SUFFIXES = (".mp4", ".mov", ".m4v")
+FFV1_SUFFIXES = (".mkv",)
+BT709 = 1  # ITU-T H.273 code for BT.709 primaries, transfer and matrix
+
+
+def output_kind(path: str | Path) -> str:
+    """"h264", "ffv1" or "frames", from the output path; anything else is refused."""
+    suffix = Path(path).suffix.lower()
+    if suffix in H264_SUFFIXES:
+        return "h264"
+    if suffix in FFV1_SUFFIXES:
+        return "ffv1"
+    if suffix == "":
+        return "frames"
+    raise UserError(f"{path}: unsupported output type {suffix!r} (use {', '.join(H264_SUFFIXES + FFV1_SUFFIXES)} "
+                    "or a folder name without a suffix for PNG frames)")
+
+
+def check_output_path(output: str | Path, inputs: list[str | Path]) -> Path:
+    """Refuse to write onto an input; make sure the output's folder exists."""
+    output = Path(output)
+    output_kind(output)
+    for inp in inputs:
+        inp = Path(inp)
+        if output.resolve() == inp.resolve() or (output.exists() and inp.exists() and output.samefile(inp)):
+            raise UserError(f"{output}: the output would overwrite the input; choose another path")
+    if not output.resolve().parent.is_dir():
+        raise UserError(f"{output}: the folder {output.resolve().parent} does not exist")
+    if output.is_dir() and any(not _is_own_output(p) for p in output.iterdir()):
+        raise UserError(f"{output}: the folder exists and holds other files; choose a new or empty folder")
+    if output.exists() and not output.is_dir() and output_kind(output) == "frames":
+        raise UserError(f"{output}: a file of that name exists; a frame folder cannot replace it")
+    return output
+
+
+def _is_own_output(path: Path) -> bool:
+    """A file that an earlier frame-folder output of lvtino wrote (and may be replaced)."""
+    return path.name == SIDECAR or (path.suffix == ".png" and path.stem.isdigit())
+
+
+class VideoWriter:
+    """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames.
+
+    Nothing appears at ``path`` until the block ends without an error; then the
+    complete file (or folder) is renamed into place in one step.
+    """
+
+    def __init__(self, path: str | Path, fps: Fraction, crf: int = 18, preset: str = "medium",
+                 lossless: bool = False, metadata: dict | None = None, audio_from: str | Path | None = None,
+                 audio_range: tuple[float, float | None] | None = None, rotation: int = 0):
+        self.path = Path(path)
+        self.kind = output_kind(self.path)
+        self.fps = Fraction(fps).limit_denominator(1_000_000)
+        self.crf, self.preset, self.lossless = crf, preset, lossless
+        self.metadata = metadata or {}
+        self.audio_from = Path(audio_from) if audio_from else None
+        self.audio_range = audio_range
+        self.rotation = rotation
+        self.tmp = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.count = 0
+        self._container = self._stream = None
+
+    # -- context ------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        _remove(self.tmp)
+        if self.kind == "frames":
+            self.tmp.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.error.FFmpegError:
+                pass
+        _remove(self.tmp)
+
+    # -- frames -------------------------------------------------------------------
+    def write(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
+        if self.kind == "frames":
+            iio.imwrite(self.tmp / f"{self.count:06d}.png", frame)
+        else:
+            if self._stream is None:
+                self._open(frame.shape[1], frame.shape[0])
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if self._stream.pix_fmt.startswith("yuv"):
+                vf = vf.reformat(format=self._stream.pix_fmt, dst_colorspace="itu709")
+            else:
+                vf = vf.reformat(format=self._stream.pix_fmt)
+            vf.pts = self.count
+            vf.time_base = Fraction(1, 1) / self.fps  # pts counts frames
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        self.count += 1
+
+    def _open(self, width: int, height: int) -> None:
+        self._container = av.open(str(self.tmp), mode="w")
+        if self.metadata:
+            self._container.metadata[METADATA_KEY] = json.dumps({"lvtino": self.metadata})
+        if self.kind == "ffv1":
+            stream = self._container.add_stream("ffv1", rate=self.fps)
+            stream.pix_fmt = "bgr0"  # FFV1 codes RGB losslessly (reversible colour transform)
+        elif self.lossless:
+            stream = self._container.add_stream("libx264rgb", rate=self.fps)
+            stream.pix_fmt = "rgb24"
+            stream.options = {"qp": "0", "preset": self.preset}
+        else:
+            stream = self._container.add_stream("libx264", rate=self.fps)
+            if width % 2 or height % 2:
+                log.warning("%s: odd frame size %dx%d, encoding yuv444p (4:2:0 needs even sizes)",
+                            self.path, width, height)
+                stream.pix_fmt = "yuv444p"
+            else:
+                stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self.crf), "preset": self.preset}
+            cc = stream.codec_context
+            cc.color_primaries = cc.color_trc = cc.colorspace = BT709
+        stream.width, stream.height = width, height
+        stream.time_base = Fraction(1, 1) / self.fps
+        if self.rotation:
+            stream.set_display_rotation(self.rotation)
+        self._stream = stream
+
+    # -- the end ------------------------------------------------------------------
+    def close(self) -> None:
+        if self.count == 0:
+            self._abort()
+            raise UserError(f"{self.path}: no frames to write")
+        if self.kind == "frames":
+            if self.metadata:
+                (self.tmp / SIDECAR).write_text(json.dumps({"lvtino": self.metadata}, indent=1))
+            if self.audio_from is not None:
+                log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
+        else:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            if self.audio_from is not None:
+                self._copy_audio()
+            self._container.close()
+            self._container = None
+        _remove(self.path)
+        self.tmp.rename(self.path)
+
+    def _copy_audio(self) -> None:
+        with av.open(str(self.audio_from)) as src:
+            if not src.streams.audio:
+                return
+            ain = src.streams.audio[0]
+            t0, t1 = self.audio_range or (0.0, None)
+            if ain.codec_context.name in self._container.supported_codecs:
+                _remux_audio(src, ain, self._container, t0, t1)
+            else:
+                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC",
+                            self.path, ain.codec_context.name)
+                _transcode_audio(src, ain, self._container, t0, t1)
+
+
+def _remux_audio(src, ain, out, t0: float, t1: float | None) -> None:
+    aout = out.add_stream_from_template(ain)
+    tb = ain.time_base
+    start = ain.start_time or 0
+    offset = None
+    for packet in src.demux(ain):
+        if packet.dts is None or packet.pts is None:
+            continue
+        t = float((packet.pts - start) * tb)
+        if t < t0 - 1e-6 or (t1 is not None and t >= t1 - 1e-6):
+            continue
+        if offset is None:
+            offset = packet.pts
+        packet.pts -= offset
+        packet.dts -= offset
+        packet.stream = aout
+        out.mux(packet)
+
+
+def _transcode_audio(src, ain, out, t0: float, t1: float | None) -> None:
+    rate = ain.codec_context.sample_rate or 48000
+    aout = out.add_stream("aac", rate=rate)
+    aout.layout = ain.codec_context.layout.name if ain.codec_context.layout else "stereo"
+    resampler = av.AudioResampler(format="fltp", layout=aout.layout, rate=rate)
+    pts = 0
+    for frame in src.decode(ain):
+        if frame.time is not None and (frame.time < t0 - 1e-6 or (t1 is not None and frame.time >= t1 - 1e-6)):
+            continue
+        for rf in resampler.resample(frame):
+            rf.pts = pts
+            pts += rf.samples
+            for packet in aout.encode(rf):
+                out.mux(packet)
+    for packet in aout.encode():
+        out.mux(packet)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

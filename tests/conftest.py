@@ -1,0 +1,84 @@
+"""Shared helpers: small synthetic videos written with PyAV, and the real frames' folder."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REAL_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "adobe240-street"
+
+
+def smooth_frames(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(T, H, W, 3) uint8: moving smooth gradients plus mild noise (codec-friendly, not flat)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        r = 128 + 90 * np.sin((xx + 3 * t) / 17.0)
+        g = 128 + 90 * np.cos((yy - 2 * t) / 13.0)
+        b = 128 + 60 * np.sin((xx + yy + 5 * t) / 29.0)
+        img = np.stack([r, g, b], -1) + rng.normal(0, 3, (height, width, 3))
+        out[t] = np.clip(img, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds: float | None = None,
+                codec: str = "libx264", gop: int = 12, audio_codec: str = "aac") -> Path:
+    """Encode frames (T, H, W, 3) uint8; with ``audio_seconds``, add a 440 Hz tone of that length."""
+    fps = Fraction(fps)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream(codec, rate=fps)
+        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        vs.pix_fmt = "yuv444p" if codec == "libx264" else "bgr0"
+        if codec == "libx264":
+            vs.options = {"g": str(gop), "crf": "10", "bf": "2"}
+        vs.time_base = 1 / fps
+        a_s = None
+        if audio_seconds:
+            a_s = c.add_stream(audio_codec, rate=48000)
+            a_s.layout = "stereo"
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=vs.pix_fmt)
+            vf.pts, vf.time_base = i, 1 / fps
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if a_s is not None:
+            n = int(48000 * audio_seconds)
+            t = np.arange(n) / 48000
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            fmt = "fltp" if audio_codec in ("aac", "libopus") else "s16"
+            pts = 0
+            for s in range(0, n, 1024):
+                chunk = np.stack([tone[s:s + 1024]] * 2)
+                if fmt == "s16":
+                    af = av.AudioFrame.from_ndarray((chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16",
+                                                    layout="stereo")
+                else:
+                    af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                af.sample_rate, af.pts = 48000, pts
+                pts += chunk.shape[1]
+                for p in a_s.encode(af):
+                    c.mux(p)
+            for p in a_s.encode():
+                c.mux(p)
+    return path
+
+
+def audio_seconds(path: Path) -> float:
+    """Length of the first audio stream, from its decoded samples."""
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        return sum(f.samples for f in c.decode(a)) / a.codec_context.sample_rate
+
+
+@pytest.fixture(scope="session")
+def real_frames() -> Path:
+    if not REAL_FRAMES.is_dir():
+        pytest.skip(f"real frames not found at {REAL_FRAMES}")
+    return REAL_FRAMES
