@@ -13,6 +13,7 @@ from fractions import Fraction
 
 from lvtino.config import known_problems
 from lvtino.errors import UserError
+from lvtino.runtime import tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("lvtino")
@@ -135,6 +136,7 @@ class _OneLine(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_cpu_allocator()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     log.addHandler(handler)

@@ -9,6 +9,10 @@ import av
 import numpy as np
 import pytest
 
+from lvtino.runtime import tune_cpu_allocator
+
+tune_cpu_allocator()  # as the command line does: large temporaries are reused, not re-mapped
+
 REAL_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "adobe240-street"
 
 

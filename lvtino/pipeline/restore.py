@@ -28,7 +28,7 @@ PRIORS = {
     "pinv": lambda physics, y, cfg: pinv_restore(physics, y, cfg.pinv),
     "tv": lambda physics, y, cfg: tv_restore(physics, y, cfg.tv, cfg.pinv),
 }
-MIN_MEASURED_SIDE = 2  # a measurement narrower than this holds no picture to restore
+MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
 
 
 def build_checked_physics(cfg: ProblemConfig, shape: tuple[int, int, int]):

@@ -65,7 +65,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None) -> VideoInfo:
         raise UserError(f"{path}: not a video PyAV can decode") from None
     with container:
         if not container.streams.video:
-            raise UserError(f"{path}: has no video stream")
+            raise UserError(f"{path}: has no video frames (no video stream)")
         vs = container.streams.video[0]
         cc = vs.codec_context
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
@@ -121,12 +121,16 @@ def _probe_folder(path: Path, fps) -> VideoInfo:
     if not files:
         raise UserError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
     first = _read_image(files[0])
-    meta = {}
+    meta, recorded_fps = {}, None
     sidecar = path / SIDECAR
     if sidecar.is_file():
         meta = _parse_metadata(sidecar.read_text())
+        try:
+            recorded_fps = Fraction(json.loads(sidecar.read_text()).get("fps"))
+        except (TypeError, ValueError, ZeroDivisionError, AttributeError, json.JSONDecodeError):
+            recorded_fps = None
     if fps is None:
-        fps = Fraction(meta["fps"]) if "fps" in meta else Fraction(30)
+        fps = recorded_fps or Fraction(30)
     return VideoInfo(path=path, kind="frames", fps=Fraction(fps), frames=len(files),
                      width=first.shape[1], height=first.shape[0], metadata=meta)
 

@@ -28,6 +28,10 @@ log = logging.getLogger("lvtino")
 H264_SUFFIXES = (".mp4", ".mov", ".m4v")
 FFV1_SUFFIXES = (".mkv",)
 BT709 = 1  # ITU-T H.273 code for BT.709 primaries, transfer and matrix
+# audio codecs copied as they are into .mp4/.mov (players expect these there); others become AAC.
+# Matroska takes any codec.
+MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
 def output_kind(path: str | Path) -> str:
@@ -155,6 +159,7 @@ class VideoWriter:
         if self.rotation:
             stream.set_display_rotation(self.rotation)
         self._stream = stream
+        self._add_audio_stream()
 
     # -- the end ------------------------------------------------------------------
     def close(self) -> None:
@@ -162,8 +167,9 @@ class VideoWriter:
             self._abort()
             raise UserError(f"{self.path}: no frames to write")
         if self.kind == "frames":
-            if self.metadata:
-                (self.tmp / SIDECAR).write_text(json.dumps({"lvtino": self.metadata}, indent=1))
+            # the sidecar records the folder's frame rate, and lvtino's metadata if any
+            sidecar = {"fps": str(self.fps), "lvtino": self.metadata}
+            (self.tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
             if self.audio_from is not None:
                 log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
         else:
@@ -176,22 +182,39 @@ class VideoWriter:
         _remove(self.path)
         self.tmp.rename(self.path)
 
-    def _copy_audio(self) -> None:
+    def _add_audio_stream(self) -> None:
+        """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
+        self._audio = None
+        if self.audio_from is None:
+            return
         with av.open(str(self.audio_from)) as src:
             if not src.streams.audio:
                 return
             ain = src.streams.audio[0]
-            t0, t1 = self.audio_range or (0.0, None)
-            if ain.codec_context.name in self._container.supported_codecs:
-                _remux_audio(src, ain, self._container, t0, t1)
+            name = ain.codec_context.name
+            if self.kind == "ffv1" or name in MP4_AUDIO:
+                self._audio = ("copy", self._container.add_stream_from_template(ain))
             else:
-                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC",
-                            self.path, ain.codec_context.name)
-                _transcode_audio(src, ain, self._container, t0, t1)
+                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC", self.path, name)
+                aout = self._container.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+                channels = len(ain.codec_context.layout.channels) if ain.codec_context.layout else 2
+                aout.layout = STANDARD_LAYOUTS.get(channels, "stereo")
+                self._audio = ("aac", aout)
+
+    def _copy_audio(self) -> None:
+        if self._audio is None:
+            return
+        how, aout = self._audio
+        t0, t1 = self.audio_range or (0.0, None)
+        with av.open(str(self.audio_from)) as src:
+            ain = src.streams.audio[0]
+            if how == "copy":
+                _remux_audio(src, ain, aout, self._container, t0, t1)
+            else:
+                _transcode_audio(src, ain, aout, self._container, t0, t1)
 
 
-def _remux_audio(src, ain, out, t0: float, t1: float | None) -> None:
-    aout = out.add_stream_from_template(ain)
+def _remux_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
     tb = ain.time_base
     start = ain.start_time or 0
     offset = None
@@ -209,10 +232,8 @@ def _remux_audio(src, ain, out, t0: float, t1: float | None) -> None:
         out.mux(packet)
 
 
-def _transcode_audio(src, ain, out, t0: float, t1: float | None) -> None:
-    rate = ain.codec_context.sample_rate or 48000
-    aout = out.add_stream("aac", rate=rate)
-    aout.layout = ain.codec_context.layout.name if ain.codec_context.layout else "stereo"
+def _transcode_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
+    rate = aout.codec_context.sample_rate
     resampler = av.AudioResampler(format="fltp", layout=aout.layout, rate=rate)
     pts = 0
     for frame in src.decode(ain):

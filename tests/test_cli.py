@@ -1,0 +1,174 @@
+"""The command line as a user meets it: outputs that match the contract, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import audio_seconds, smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.video.reader import probe, read_frames
+from lvtino.video.writer import VideoWriter
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 26-frame 64x80 clip at 30000/1001 fps with an audio track."""
+    path = tmp_path_factory.mktemp("clip") / "clean.mp4"
+    return write_video(path, smooth_frames(26, 64, 80), fps=Fraction(30000, 1001), audio_seconds=26 * 1001 / 30000)
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_degrade_records_what_restore_needs(clip, tmp_path, capsys):
+    y = tmp_path / "y.mkv"
+    code, out, err = run(["degrade", clip, "-o", y, "--problem", "A", "--noise-std", "0"], capsys)
+    assert code == 0, err
+    info = probe(y)
+    assert (info.frames, info.width, info.height) == (7, 20, 16)  # ceil(26/4), 80/4, 64/4
+    assert info.fps == Fraction(30000, 1001) / 4
+    assert info.metadata["frames"] == 26 and info.metadata["problem"] == "A"
+    assert info.metadata["noise_std"] == 0 and info.has_audio
+
+
+def test_degrade_is_exact_to_8_bits_and_seeded(clip, tmp_path, capsys):
+    from lvtino.config import load_problem
+    from lvtino.physics.problems import build_physics
+    from lvtino.video.convert import frames_to_tensor
+    x = frames_to_tensor(read_frames(probe(clip)), torch.float64)
+    A = build_physics(load_problem("B").operator, tuple(x.shape[2:]))
+    expected = ((A.A(x).clamp(-1, 1) + 1) * 127.5).round()
+    run(["degrade", clip, "-o", tmp_path / "b.mkv", "--problem", "B", "--noise-std", "0"], capsys)
+    got = np.stack(list(read_frames(probe(tmp_path / "b.mkv")))).astype(int)
+    diff = np.abs(got - expected[0].permute(1, 2, 3, 0).numpy().astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99  # float32 vs float64: only ties round apart
+    for name, seed in (("s1.mkv", 5), ("s2.mkv", 5), ("s3.mkv", 6)):
+        run(["degrade", clip, "-o", tmp_path / name, "--problem", "B", "--seed", seed], capsys)
+    s1, s2, s3 = (np.stack(list(read_frames(probe(tmp_path / n)))) for n in ("s1.mkv", "s2.mkv", "s3.mkv"))
+    assert np.array_equal(s1, s2) and not np.array_equal(s1, s3)
+
+
+@pytest.mark.parametrize("prior", ["pinv", "tv"])
+def test_restore_gives_the_original_count_size_fps_and_audio(clip, tmp_path, capsys, prior):
+    y = tmp_path / "y.mkv"
+    run(["degrade", clip, "-o", y, "--problem", "A"], capsys)
+    out, stats = tmp_path / "x.mp4", tmp_path / "stats.json"
+    code, _, err = run(["restore", y, "-o", out, "--prior", prior, "--stats", stats, "--set", "tv.iterations=5"], capsys)
+    assert code == 0, err
+    info = probe(out)
+    assert (info.frames, info.width, info.height) == (26, 80, 64)
+    assert info.fps == Fraction(30000, 1001)
+    assert info.has_audio and abs(audio_seconds(out) - 26 * 1001 / 30000) <= 1001 / 30000 + 0.03
+    s = json.loads(stats.read_text())
+    for key in ("problem", "prior", "frames", "seconds", "peak_memory_mb", "solver_iterations"):
+        assert key in s
+    assert s["prior"] == prior and s["frames"] == 26 and s["peak_memory_mb"] > 0
+    assert s["relative_residual"] < 0.05
+
+
+def test_restore_frame_range(clip, tmp_path, capsys):
+    y = tmp_path / "y.mkv"
+    run(["degrade", clip, "-o", y, "--problem", "sr2"], capsys)
+    full, part = tmp_path / "full.mkv", tmp_path / "part"
+    run(["restore", y, "-o", full, "--prior", "pinv"], capsys)
+    code, _, err = run(["restore", y, "-o", part, "--prior", "pinv", "--start", 10, "--end", 22], capsys)
+    assert code == 0, err
+    frames = list(read_frames(probe(part)))
+    assert len(frames) == 12
+    assert np.array_equal(np.stack(frames), np.stack(list(read_frames(probe(full), 10, 22))))
+
+
+def test_restore_without_metadata_uses_the_factors(tmp_path, capsys):
+    lowres = write_video(tmp_path / "low.mkv", smooth_frames(5, 15, 21), codec="ffv1")
+    out = tmp_path / "up.mkv"
+    code, _, err = run(["restore", lowres, "-o", out, "--problem", "A", "--prior", "pinv"], capsys)
+    assert code == 0, err
+    info = probe(out)
+    assert (info.frames, info.width, info.height) == (20, 84, 60)
+    code, _, err = run(["restore", lowres, "-o", out, "--problem", "A", "--prior", "pinv", "--frames", 18], capsys)
+    assert code == 0 and probe(out).frames == 18
+
+
+def test_evaluate(clip, tmp_path, capsys):
+    report = tmp_path / "m.json"
+    code, out, _ = run(["evaluate", clip, "--reference", clip, "--json", report], capsys)
+    assert code == 0 and "PSNR" in out
+    data = json.loads(report.read_text())
+    assert data["frames"] == 26 and data["ssim"] == pytest.approx(1.0) and data["psnr"] is None  # identical: inf
+
+
+def _bad(tmp_path, clip):
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello")
+    tiny = write_video(tmp_path / "tiny.mkv", smooth_frames(4, 12, 12), codec="ffv1")
+    y = tmp_path / "y.mkv"
+    main(["degrade", str(clip), "-o", str(y), "--problem", "A"])
+    return [
+        (["restore", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--problem", "A"], "no such file"),
+        (["restore", text, "-o", tmp_path / "o.mp4", "--problem", "A"], "not a video"),
+        (["degrade", clip, "-o", tmp_path / "o.mkv", "--problem", "Z"], "unknown problem 'Z' (known: A, B, C"),
+        (["degrade", clip, "-o", tmp_path / "o.mkv"], "--problem is required"),
+        (["degrade", tiny, "-o", tmp_path / "o.mkv", "--problem", "sr8"], "too small for problem sr8"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--start", 20, "--end", 40], "--start 20 --end 40"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--start", 5, "--end", 5], "0 <= start < end <= 26"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--set", "tv.lamda=1"], "config key unknown: tv.lamda"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--problem", "B"], "degraded with problem A"),
+        (["restore", y, "-o", y], "overwrite the input"),
+        (["restore", y, "-o", tmp_path / "o.avi"], "unsupported output type"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--frames", 0], "--frames 0"),
+        (["restore", tiny, "-o", tmp_path / "o.mp4", "--problem", "B", "--frames", 9], "check --problem and --frames"),
+        (["evaluate", clip, "--reference", tiny], "size differs"),
+    ]
+
+
+def test_bad_input_is_one_line_and_leaves_no_output(clip, tmp_path, capsys):
+    for args, message in _bad(tmp_path, clip):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        code, out, err = run(args, capsys)
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lvtino: error:"), (args, err)
+        assert message in lines[0], (message, lines[0])
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, args  # nothing written, nothing removed
+
+
+def test_input_is_never_modified(clip, tmp_path, capsys):
+    before = clip.read_bytes()
+    run(["degrade", clip, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
+    run(["restore", tmp_path / "y.mkv", "-o", tmp_path / "x.mkv", "--prior", "pinv"], capsys)
+    assert clip.read_bytes() == before
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", str(tmp_path / "none.mp4"), "-o",
+                           str(tmp_path / "o.mp4"), "--problem", "A"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"lvtino: error: {tmp_path / 'none.mp4'}: no such file or folder"
+    help_text = subprocess.run([sys.executable, "-m", "lvtino", "restore", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "--prior" in help_text and "--start" in help_text and "deblur-t7" in help_text
+
+
+def test_writer_round_trip_through_cli_folder_output(clip, tmp_path, capsys):
+    y = tmp_path / "yframes"
+    code, _, err = run(["degrade", clip, "-o", y, "--problem", "fps2", "--noise-std", "0"], capsys)
+    assert code == 0, err
+    info = probe(y)
+    assert info.kind == "frames" and info.frames == 13 and info.fps == Fraction(30000, 1001) / 2
+    code, _, err = run(["restore", y, "-o", tmp_path / "x.mkv", "--prior", "pinv"], capsys)
+    assert code == 0 and probe(tmp_path / "x.mkv").frames == 26
+    from lvtino.errors import UserError
+    with pytest.raises(UserError, match="no frames to write"):
+        with VideoWriter(tmp_path / "empty.mkv", Fraction(1)):
+            pass
+    assert not (tmp_path / "empty.mkv").exists()

@@ -1,0 +1,83 @@
+"""Presets: every problem loads, holds the paper's tuned numbers, and refuses unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvtino.config import known_problems, load_problem, per_step
+from lvtino.errors import UserError
+
+REQUIRED = {"A", "B", "C", "jpeg", "sr2", "sr4", "sr8", "fps2", "fps4", "fps8", "deblur-t7"}
+
+
+def test_every_required_problem_has_a_preset():
+    assert REQUIRED <= set(known_problems())
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_preset_loads_and_validates(name):
+    cfg = load_problem(name)
+    assert cfg.name == name and cfg.operator
+    n = len(cfg.sampler.video_timesteps)
+    assert len(cfg.sampler.image_timesteps) == n - 1
+
+
+def test_presets_hold_the_papers_values():
+    a, b, c, j = (load_problem(n) for n in ("A", "B", "C", "jpeg"))
+    assert a.sampler.video_timesteps == [757, 522, 375, 255, 125]
+    assert a.sampler.image_timesteps == [374, 249, 124, 124]
+    assert (a.sampler.data_step_1.method, a.sampler.data_step_1.lam, a.sampler.data_step_1.iterations) == \
+        ("tv_time", [2.874e-4], 200)
+    assert (a.sampler.data_step_2.method, a.sampler.data_step_2.eps, a.sampler.data_step_2.iterations) == \
+        ("normal", 1e-6, 19)
+    assert b.sampler.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.sampler.data_step_1.gamma[2] == 1363.0
+    assert b.sampler.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.sampler.data_step_2.gamma[2] == 2721.0
+    assert c.sampler.video_timesteps == [757, 522, 375] and c.sampler.image_timesteps == [249, 63]
+    assert c.sampler.data_step_1.lam[:2] == [6.18e-7, 1.56e-6] and c.sampler.data_step_1.iterations == 55
+    assert c.sampler.data_step_1.lr == 0.0198 and c.sampler.data_step_2.iterations == 23
+    assert j.sampler.data_step_1.gamma == [0.603] and j.sampler.data_step_2.gamma == [0.519]
+    assert a.noise_std == 0.001 and j.noise_std == 0.01
+
+
+def test_overrides_set_values_by_dotted_path():
+    cfg = load_problem("A", overrides=["tv.lam_space=0.05", "operator.1.downsample.filter=bilinear",
+                                       "sampler.data_step_2.iterations=7"])
+    assert cfg.tv.lam_space == 0.05
+    assert cfg.operator[1]["downsample"]["filter"] == "bilinear"
+    assert cfg.sampler.data_step_2.iterations == 7
+
+
+@pytest.mark.parametrize("override,message", [
+    ("tv.lamb=1", "config key unknown: tv.lamb"),
+    ("solver.x=1", "config key unknown: solver"),
+    ("tv.iterations=many", "expected a whole number"),
+    ("tv.lam_space=abc", "expected a number"),
+    ("operator.5.downsample.factor=2", "not an index"),
+    ("noequals", "expected key=value"),
+    ("sampler.data_step_1.method=magic", "is not one of"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(UserError, match=message):
+        load_problem("A", overrides=[override])
+
+
+def test_unknown_problem_lists_the_known_ones():
+    with pytest.raises(UserError, match=r"unknown problem 'Z' \(known: A, B, C"):
+        load_problem("Z")
+
+
+def test_config_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("operator:\n  - downsample: {factor: 3, filter: box}\nnoise_std: 0.0\n")
+    cfg = load_problem(config=path)
+    assert cfg.name == "mine" and cfg.noise_std == 0.0
+    path.write_text("operator: [\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_problem(config=path)
+
+
+def test_per_step():
+    assert per_step([2.0], 3, "x") == 2.0
+    assert per_step([1.0, 2.0, 3.0], 1, "x") == 2.0
+    with pytest.raises(UserError):
+        per_step([1.0, 2.0], 2, "gamma")

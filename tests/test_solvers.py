@@ -1,0 +1,180 @@
+"""Solvers: CG against dense solves, prox optimality, TV optimality, the JPEG step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvtino.config import PinvConfig
+from lvtino.physics.base import ComposedLinearPhysics, LinearPhysics
+from lvtino.physics.jpeg import JPEG
+from lvtino.physics.spatial import Downsampling
+from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur
+from lvtino.solvers.baselines import interpolate_in_time, interpolation_start, pinv_restore
+from lvtino.solvers.cg import conjugate_gradient, normal_equations
+from lvtino.solvers.gradient import surrogate_gradient_steps
+from lvtino.solvers.tv import grad, grad_adjoint, tv3d_adam, tv_pdhg
+
+SHAPE = (6, 12, 10)
+
+
+def _problem_a(shape=SHAPE):
+    return Downsampling(shape[1:], 2) * TemporalAveragePool(shape[0], 4)
+
+
+def _dense(op: LinearPhysics, shape) -> torch.Tensor:
+    """The matrix of op on one channel, column by column."""
+    n = shape[0] * shape[1] * shape[2]
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, *shape)
+    return op.A(eye).reshape(n, -1).T
+
+
+def test_cg_matches_linalg_solve_batched():
+    g = torch.Generator().manual_seed(0)
+    mats = [torch.randn(20, 20, generator=g, dtype=torch.float64) for _ in range(3)]
+    spd = torch.stack([m @ m.T + 0.5 * torch.eye(20, dtype=torch.float64) for m in mats])
+    b = torch.randn(3, 20, generator=g, dtype=torch.float64)
+    x, info = conjugate_gradient(lambda v: torch.einsum("bij,bj->bi", spd, v), b, max_iter=200, tol=1e-12,
+                                 return_info=True)
+    assert torch.allclose(x, torch.linalg.solve(spd, b), atol=1e-9)
+    assert info["relative_residual"] < 1e-11 and info["iterations"] <= 200
+
+
+def test_cg_stops_at_max_iter_and_respects_init():
+    spd = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64)).unsqueeze(0)
+    b = torch.ones(1, 10, dtype=torch.float64)
+    _, info = conjugate_gradient(lambda v: torch.einsum("bij,bj->bi", spd, v), b, max_iter=3, tol=0,
+                                 return_info=True)
+    assert info["iterations"] == 3
+    exact = b / torch.arange(1.0, 11.0, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: torch.einsum("bij,bj->bi", spd, v), b, init=exact, max_iter=5)
+    assert torch.allclose(x, exact)  # started at the solution: nothing to do
+
+
+@pytest.mark.parametrize("gamma", [0.1, 3.0, 5000.0])
+def test_closed_form_prox_is_optimal_and_equals_cg_and_dense(gamma):
+    op = _problem_a()
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn((1, 3) + SHAPE, generator=g, dtype=torch.float64)
+    y = torch.randn((1, 3) + op.output_shape(SHAPE), generator=g, dtype=torch.float64)
+    u = op.prox_l2(z, y, gamma)
+    # optimality: the gradient of the objective vanishes
+    grad_obj = op.A_adjoint(op.A(u) - y) + (u - z) / gamma
+    assert grad_obj.norm() / (z.norm() / gamma) < 1e-10
+    # the generic CG prox of the base class agrees
+    generic = ComposedLinearPhysics(Downsampling(SHAPE[1:], 2), TemporalAveragePool(SHAPE[0], 4))
+    assert torch.allclose(generic.prox_l2(z, y, gamma, tol=1e-12, max_iter=500), u, atol=1e-8)
+    # and so does a dense solve of (I + gamma A^T A) u = z + gamma A^T y, channel 0
+    M = _dense(op, SHAPE)
+    rhs = z[0, 0].flatten() + gamma * M.T @ y[0, 0].flatten()
+    dense = torch.linalg.solve(torch.eye(M.shape[1], dtype=torch.float64) + gamma * M.T @ M, rhs)
+    assert torch.allclose(u[0, 0].flatten(), dense, atol=1e-8)
+
+
+def test_pseudo_inverse_matches_linalg_pinv():
+    for op in (_problem_a(), Downsampling(SHAPE[1:], 4, "bilinear") * TemporalBlur(SHAPE[0], 3, boundary="replicate")):
+        y = torch.randn((1, 1) + op.output_shape(SHAPE), dtype=torch.float64)
+        M = _dense(op, SHAPE)
+        expected = torch.linalg.pinv(M) @ y.flatten()
+        assert torch.allclose(op.A_dagger(y).flatten(), expected, atol=1e-8)
+        eps = 0.1
+        tik = M.T @ torch.linalg.solve(M @ M.T + eps * torch.eye(M.shape[0], dtype=torch.float64), y.flatten())
+        assert torch.allclose(op.A_dagger(y, eps=eps).flatten(), tik, atol=1e-10)
+
+
+def test_normal_equations_reach_the_dense_solution():
+    op = _problem_a()
+    x0 = torch.randn((1, 1) + SHAPE, dtype=torch.float64)
+    y = torch.randn((1, 1) + op.output_shape(SHAPE), dtype=torch.float64)
+    eps = 0.05
+    u, info = normal_equations(op, y, x0, eps=eps, max_iter=500, tol=1e-12, return_info=True)
+    M = _dense(op, SHAPE)
+    rhs = M.T @ y.flatten() + eps * x0.flatten()
+    dense = torch.linalg.solve(M.T @ M + eps * torch.eye(M.shape[1], dtype=torch.float64), rhs)
+    assert torch.allclose(u.flatten(), dense, atol=1e-8)
+    early = normal_equations(op, y, x0, eps=eps, max_iter=2)
+    assert not torch.allclose(early, u, atol=1e-3)  # two iterations stop short: the regulariser
+
+
+def test_grad_adjoint_is_the_adjoint():
+    x = torch.randn(1, 2, 5, 6, 7, dtype=torch.float64)
+    p = torch.randn_like(x)
+    for axis in (2, 3, 4):
+        assert torch.allclose((grad(x, axis) * p).sum(), (x * grad_adjoint(p, axis)).sum())
+
+
+def _tv_objective(op, y, u, lam_s, lam_t):
+    gh, gw = grad(u, 3), grad(u, 4)
+    return (0.5 * (op.A(u) - y).pow(2).sum() + lam_s * torch.sqrt(gh**2 + gw**2).sum()
+            + lam_t * grad(u, 2).abs().sum())
+
+
+def test_tv_pdhg_reaches_the_minimum():
+    torch.manual_seed(2)
+    op = _problem_a()
+    x = torch.randn((1, 2) + SHAPE, dtype=torch.float64)
+    y = op.A(x)
+    init = op.A_dagger(y)
+    lam_s, lam_t = 0.05, 0.02
+    u = tv_pdhg(op, y, init, lam_s, lam_t, iterations=3000, tau=0.28, sigma=0.28)
+    f = _tv_objective(op, y, u, lam_s, lam_t)
+    assert f < _tv_objective(op, y, init, lam_s, lam_t)
+    # no small perturbation lowers a convex objective at its minimum
+    for _ in range(20):
+        d = 1e-3 * torch.randn_like(u)
+        assert _tv_objective(op, y, u + d, lam_s, lam_t) >= f - 1e-6
+
+
+def test_tv_pdhg_without_regulariser_takes_prox_steps():
+    op = _problem_a()
+    y = torch.randn((1, 1) + op.output_shape(SHAPE), dtype=torch.float64)
+    init = torch.randn((1, 1) + SHAPE, dtype=torch.float64)
+    u = tv_pdhg(op, y, init, 0.0, 0.0, iterations=2, tau=0.5, sigma=0.5)
+    assert torch.allclose(u, op.prox_l2(op.prox_l2(init, y, 0.5), y, 0.5))
+
+
+def test_tv_pdhg_refuses_unstable_steps():
+    op = _problem_a()
+    with pytest.raises(ValueError, match="tau \\* sigma"):
+        tv_pdhg(op, op.A(torch.zeros((1, 1) + SHAPE)), torch.zeros((1, 1) + SHAPE), 0.1, 0.1, 5, tau=0.5, sigma=0.5)
+
+
+def test_tv3d_adam_lowers_its_objective():
+    torch.manual_seed(3)
+    op = _problem_a()
+    y = op.A(torch.randn((1, 3) + SHAPE))
+    init = torch.zeros((1, 3) + SHAPE)
+    u = tv3d_adam(op, y, init, lam=1e-3, iterations=55, lr=0.05)
+    assert (op.A(u) - y).norm() < 0.5 * y.norm()
+    assert not u.requires_grad
+    with torch.inference_mode():  # callable from the sampler's inference mode
+        u2 = tv3d_adam(op, y, init, lam=1e-3, iterations=5, lr=0.05)
+    assert torch.isfinite(u2).all()
+
+
+def test_surrogate_gradient_step_is_the_prox_for_the_identity():
+    from lvtino.physics.separable import Identity
+    x0, y = torch.randn(1, 3, 2, 8, 8), torch.randn(1, 3, 2, 8, 8)
+    u = surrogate_gradient_steps(Identity(), y, x0, gamma=0.6, iterations=10)
+    assert torch.allclose(u, (x0 + 0.6 * y) / 1.6, atol=1e-6)
+    jpeg = JPEG(10)
+    clean = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    y = jpeg.A(clean)
+    u = surrogate_gradient_steps(jpeg, y, torch.zeros_like(clean), gamma=0.6, iterations=10)
+    assert (jpeg.A(u) - y).norm() < (jpeg.A(torch.zeros_like(clean)) - y).norm()
+
+
+def test_interpolation_start_is_linear_in_time_and_consistent():
+    T = 16
+    t = torch.arange(T, dtype=torch.float64).view(1, 1, T, 1, 1)
+    ramp = (0.1 * t).expand(1, 1, T, 4, 4)
+    # group means of a ramp interpolated linearly give the ramp back between the centres
+    interp = interpolate_in_time(ramp, 4)
+    assert torch.allclose(interp[:, :, 2:14], ramp[:, :, 2:14])
+    op = TemporalAveragePool(T, 4)
+    x = (0.05 * t).expand(1, 3, T, 8, 8) + 0.1 * torch.randn(1, 3, 1, 8, 8, dtype=torch.float64)
+    y = op.A(x)
+    u = interpolation_start(op, y, eps=0.0)
+    assert (op.A(u) - y).norm() / y.norm() < 1e-8
+    u_pinv, _ = pinv_restore(op, y, PinvConfig(eps=0.0))
+    assert (u - x).norm() < 0.5 * (u_pinv - x).norm()  # smooth motion is recovered, not repeated

@@ -1,0 +1,158 @@
+"""Video IO: exact pixels when lossless, frame counts, fps, audio, ranges, odd sizes, atomic writes."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from conftest import audio_seconds, smooth_frames, write_video
+from lvtino.errors import UserError
+from lvtino.video.reader import probe, read_frames
+from lvtino.video.writer import VideoWriter, check_output_path
+
+
+def _write(path, frames, fps=Fraction(30), **kw):
+    with VideoWriter(path, fps, **kw) as w:
+        for f in frames:
+            w.write(f)
+    return path
+
+
+@pytest.mark.parametrize("name,kw", [("a.mkv", {}), ("a.mp4", {"lossless": True}), ("frames", {})])
+def test_lossless_round_trip_is_exact(tmp_path, name, kw):
+    frames = np.random.default_rng(0).integers(0, 256, (5, 24, 40, 3), dtype=np.uint8)
+    path = _write(tmp_path / name, frames, Fraction(25), metadata={"problem": "A", "frames": 17}, **kw)
+    info = probe(path)
+    assert info.frames == 5 and (info.width, info.height) == (40, 24) and info.fps == 25
+    assert info.metadata == {"problem": "A", "frames": 17}
+    assert np.array_equal(np.stack(list(read_frames(info))), frames)
+
+
+def test_h264_keeps_count_fps_and_bt709_tags(tmp_path):
+    frames = smooth_frames(20, 48, 64)
+    path = _write(tmp_path / "a.mp4", frames, Fraction(30000, 1001), crf=12, preset="fast")
+    info = probe(path)
+    assert info.frames == 20 and info.fps == Fraction(30000, 1001)
+    assert info.color["primaries"] == 1 and info.color["space"] == 1 and info.color["trc"] == 1
+    error = np.stack(list(read_frames(info))).astype(float) - frames
+    assert np.abs(error).mean() < 4.0
+    # BT.709 both ways: a 601/709 mix-up shifts channels by 3-7 levels; 4:2:0 rounding alone stays under 2
+    assert np.abs(error.mean(axis=(0, 1, 2))).max() < 2.0
+
+
+def test_odd_sizes_encode_at_their_size(tmp_path, caplog):
+    frames = smooth_frames(4, 21, 33)
+    with caplog.at_level(logging.WARNING, logger="lvtino"):
+        info = probe(_write(tmp_path / "odd.mp4", frames))
+    assert (info.width, info.height, info.frames) == (33, 21, 4)
+    assert "yuv444p" in caplog.text
+
+
+def test_frame_range_equals_the_same_frames_of_a_full_decode(tmp_path):
+    frames = smooth_frames(60, 32, 48)
+    src = write_video(tmp_path / "gop.mp4", frames, gop=7)  # keyframes every 7, B-frames: seeking must be exact
+    info = probe(src)
+    full = np.stack(list(read_frames(info)))
+    assert full.shape[0] == 60
+    for start, end in [(0, 5), (17, 29), (20, 21), (55, 60), (7, 7)]:
+        part = list(read_frames(info, start, end))
+        assert len(part) == end - start
+        if part:
+            assert np.array_equal(np.stack(part), full[start:end])
+    with pytest.raises(UserError, match="outside"):
+        list(read_frames(info, 50, 61))
+
+
+def test_frame_folder_input(real_frames):
+    info = probe(real_frames)
+    assert info.kind == "frames" and info.frames == 41 and (info.width, info.height) == (640, 360)
+    assert info.fps == 30
+    assert probe(real_frames, fps=Fraction(24)).fps == 24
+    third = list(read_frames(info, 2, 3))[0]
+    import imageio.v3 as iio
+    assert np.array_equal(third, iio.imread(sorted(real_frames.iterdir())[2]))
+
+
+def test_audio_is_copied_and_cut_to_the_range(tmp_path):
+    frames = smooth_frames(30, 32, 48)
+    src = write_video(tmp_path / "av.mp4", frames, audio_seconds=1.0)
+    info = probe(src)
+    assert info.has_audio
+    out = _write(tmp_path / "copy.mp4", list(read_frames(info)), audio_from=src)
+    assert probe(out).has_audio and abs(audio_seconds(out) - 1.0) <= 1 / 30 + 0.03
+    cut = _write(tmp_path / "cut.mkv", list(read_frames(info, 9, 21)), audio_from=src, audio_range=(0.3, 0.7))
+    assert abs(audio_seconds(cut) - 0.4) <= 1 / 30 + 0.03  # AAC frames are 21 ms
+
+
+def test_audio_the_container_refuses_is_reencoded(tmp_path, caplog):
+    frames = smooth_frames(15, 32, 48)
+    src = write_video(tmp_path / "pcm.mkv", frames, audio_seconds=0.5, audio_codec="pcm_s16le")
+    with caplog.at_level(logging.WARNING, logger="lvtino"):
+        out = _write(tmp_path / "pcm.mp4", frames, audio_from=src)
+    assert "re-encoding it to AAC" in caplog.text
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+    assert abs(audio_seconds(out) - 0.5) <= 0.05
+
+
+def test_rotation_is_kept(tmp_path):
+    out = _write(tmp_path / "rot.mp4", smooth_frames(3, 32, 48), rotation=90)
+    assert probe(out).rotation == 90
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(path, Fraction(30)) as w:
+            w.write(smooth_frames(1, 16, 16)[0])
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_checks(tmp_path):
+    src = write_video(tmp_path / "in.mp4", smooth_frames(3, 16, 16))
+    with pytest.raises(UserError, match="overwrite the input"):
+        check_output_path(src, [src])
+    with pytest.raises(UserError, match="unsupported output type"):
+        check_output_path(tmp_path / "out.gif", [src])
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds other files"):
+        check_output_path(busy, [src])
+    with pytest.raises(UserError, match="does not exist"):
+        check_output_path(tmp_path / "nowhere" / "out.mp4", [src])
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(UserError, match="not a video"):
+        probe(text)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no image frames"):
+        probe(empty)
+    with av.open(str(tmp_path / "zero.mp4"), "w") as c:  # a container that never received a frame
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        c.start_encoding()
+    with pytest.raises(UserError, match="has no video frames"):
+        probe(tmp_path / "zero.mp4")
+    audio_only = tmp_path / "audio.mkv"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("flac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for p in a.encode(frame):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    with pytest.raises(UserError, match="has no video frames"):
+        probe(audio_only)
