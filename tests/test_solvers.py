@@ -96,6 +96,26 @@ def test_normal_equations_reach_the_dense_solution():
     assert not torch.allclose(early, u, atol=1e-3)  # two iterations stop short: the regulariser
 
 
+@pytest.mark.parametrize("iterations", [1, 3, 19])
+@pytest.mark.parametrize("eps", [0.0, 1e-6, 0.1])
+def test_normal_equations_follow_plain_cg_iterate_for_iterate(iterations, eps):
+    """Early stopping is the regulariser, so the measurement-space CG must match CG on the
+    normal equations at every iteration count, not only at convergence."""
+    op = _problem_a()
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn((2, 3) + SHAPE, generator=g, dtype=torch.float64)
+    y = torch.randn((2, 3) + op.output_shape(SHAPE), generator=g, dtype=torch.float64)
+    plain = conjugate_gradient(lambda u: op.A_adjoint(op.A(u)) + eps * u, op.A_adjoint(y) + eps * x0, init=x0,
+                               max_iter=iterations, tol=0)
+    assert torch.allclose(normal_equations(op, y, x0, eps=eps, max_iter=iterations), plain, atol=1e-8)
+
+
+def test_separable_A_A_adjoint_uses_the_gram_matrices():
+    op = _problem_a()
+    y = torch.randn((1, 3) + op.output_shape(SHAPE), dtype=torch.float64)
+    assert torch.allclose(op.A_A_adjoint(y), op.A(op.A_adjoint(y)))
+
+
 def test_grad_adjoint_is_the_adjoint():
     x = torch.randn(1, 2, 5, 6, 7, dtype=torch.float64)
     p = torch.randn_like(x)

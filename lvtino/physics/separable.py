@@ -20,6 +20,7 @@ boundary rule of its axis. Three consequences make this module worth its name:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -79,6 +80,29 @@ def _along(x: Tensor, M: Tensor, axis: int) -> Tensor:
     return (M @ x.reshape(B * C, T, H * W)).reshape(B, C, M.shape[0], H, W)
 
 
+def _apply_axes(x: Tensor, mats: tuple) -> Tensor:
+    """Multiply each axis (T, H, W) of x by its matrix, in the order that costs fewest products.
+
+    Applying M_a (m x n) along axis a costs (elements of x) * m multiply-adds and
+    scales the element count by m / n, so the order matters: for Problem A on
+    384 x 640 frames, height first saves a quarter of the work.
+    """
+    todo = [(axis, M) for axis, M in zip((2, 3, 4), mats) if M is not None]
+    best, best_cost = None, None
+    for order in itertools.permutations(todo):
+        size, cost = x[0, 0].numel(), 0
+        for _, M in order:
+            cost += size * M.shape[0]
+            size = size // M.shape[1] * M.shape[0]
+        if best_cost is None or cost < best_cost:
+            best, best_cost = order, cost
+    if not best:
+        return x.clone()  # the identity still returns a tensor of its own
+    for axis, M in best:
+        x = _along(x, M, axis)
+    return x
+
+
 class SeparableLinear(LinearPhysics):
     """A = M_t (x) M_h (x) M_w; an axis whose matrix is None is left unchanged.
 
@@ -116,19 +140,19 @@ class SeparableLinear(LinearPhysics):
     # -- the operator ---------------------------------------------------------
     def A(self, x: Tensor) -> Tensor:
         self._check(tuple(x.shape[2:]), "signal", col=True)
-        mt, mh, mw = self._mats(x)
-        for axis, M in ((4, mw), (3, mh), (2, mt)):  # reduce the large axes first
-            if M is not None:
-                x = _along(x, M, axis)
-        return x
+        return _apply_axes(x, self._mats(x))
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         self._check(tuple(y.shape[2:]), "measurement", col=False)
-        mt, mh, mw = self._mats(y)
-        for axis, M in ((2, mt), (3, mh), (4, mw)):  # expand the large axes last
-            if M is not None:
-                y = _along(y, M.transpose(0, 1), axis)
-        return y
+        return _apply_axes(y, tuple(None if M is None else M.transpose(0, 1) for M in self._mats(y)))
+
+    def A_A_adjoint(self, y: Tensor) -> Tensor:
+        """A A^T y = (K_t (x) K_h (x) K_w) y with the small Gram matrices K_a = M_a M_a^T."""
+        self._check(tuple(y.shape[2:]), "measurement", col=False)
+        key = ("gram", y.dtype, y.device)
+        if key not in self._cast:
+            self._cast[key] = tuple(None if M is None else M @ M.transpose(0, 1) for M in self._mats(y))
+        return _apply_axes(y, self._cast[key])
 
     def __mul__(self, other: LinearPhysics) -> LinearPhysics:
         if not isinstance(other, SeparableLinear):
