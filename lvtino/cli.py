@@ -23,7 +23,7 @@ def _fraction(text: str) -> Fraction:
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (e.g. 30, 29.97 or 30000/1001)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (e.g. 30, 29.97 or 30000/1001)") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: the frame rate must be positive")
     return value
@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"lvtino: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:  # the system refused a read or write: permissions, a full disk
+        print(f"lvtino: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lvtino: interrupted; no output was written", file=sys.stderr)
         return 130

@@ -172,3 +172,15 @@ def test_writer_round_trip_through_cli_folder_output(clip, tmp_path, capsys):
         with VideoWriter(tmp_path / "empty.mkv", Fraction(1)):
             pass
     assert not (tmp_path / "empty.mkv").exists()
+
+
+def test_a_refused_write_is_one_line_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
+    import os
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+    monkeypatch.setattr(os, "replace", full_disk)
+    code, _, err = run(["degrade", clip, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [f"lvtino: error: No space left on device: {tmp_path / 'y.mkv'}"]
+    assert list(tmp_path.iterdir()) == []

@@ -51,6 +51,10 @@ class Physics:
         """The linear operator that linear solvers (pinv, TV) use in place of this one."""
         raise NotImplementedError(f"{type(self).__name__} has no linear surrogate")
 
+    def __mul__(self, inner: "LinearPhysics") -> "Physics":
+        """``(self * inner).A(x) == self.A(inner.A(x))``."""
+        return ComposedPhysics(self, inner)
+
 
 class LinearPhysics(Physics):
     """A linear operator with an exact adjoint."""
@@ -94,24 +98,37 @@ class LinearPhysics(Physics):
         return ComposedLinearPhysics(self, other)
 
 
-class ComposedLinearPhysics(LinearPhysics):
-    """outer(inner(x)); the adjoint runs the adjoints in reverse order."""
+class ComposedPhysics(Physics):
+    """outer(inner(x)) for a linear ``inner``; ``outer`` may be non-linear (JPEG after downsampling)."""
 
-    def __init__(self, outer: LinearPhysics, inner: LinearPhysics):
+    def __init__(self, outer: Physics, inner: LinearPhysics):
         self.outer, self.inner = outer, inner
         self.factors = tuple(a * b for a, b in zip(outer.factors, inner.factors))
 
     def A(self, x: Tensor) -> Tensor:
         return self.outer.A(self.inner.A(x))
 
-    def A_adjoint(self, y: Tensor) -> Tensor:
-        return self.inner.A_adjoint(self.outer.A_adjoint(y))
+    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
+        return self.outer.measure(self.inner.A(x), noise_std, generator)
 
     def output_shape(self, shape: Shape) -> Shape:
         return self.outer.output_shape(self.inner.output_shape(shape))
 
+    def linear_surrogate(self) -> "LinearPhysics":
+        return self.outer.linear_surrogate() * self.inner
+
     def __repr__(self) -> str:
         return f"{self.outer!r} * {self.inner!r}"
+
+
+class ComposedLinearPhysics(ComposedPhysics, LinearPhysics):
+    """outer(inner(x)) for linear operators; the adjoint runs the adjoints in reverse order."""
+
+    def A_adjoint(self, y: Tensor) -> Tensor:
+        return self.inner.A_adjoint(self.outer.A_adjoint(y))
+
+    def linear_surrogate(self) -> "LinearPhysics":
+        return self
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

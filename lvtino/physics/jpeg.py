@@ -50,31 +50,5 @@ class JPEG(Physics):
     def linear_surrogate(self) -> LinearPhysics:
         return Identity()
 
-    def __mul__(self, inner: LinearPhysics) -> Physics:
-        return ComposedPhysics(self, inner)
-
     def __repr__(self) -> str:
         return f"JPEG(quality={self.quality})"
-
-
-class ComposedPhysics(Physics):
-    """A non-linear operator applied after a linear one: outer(inner(x))."""
-
-    def __init__(self, outer: Physics, inner: LinearPhysics):
-        self.outer, self.inner = outer, inner
-        self.factors = tuple(a * b for a, b in zip(outer.factors, inner.factors))
-
-    def A(self, x: Tensor) -> Tensor:
-        return self.outer.A(self.inner.A(x))
-
-    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
-        return self.outer.measure(self.inner.A(x), noise_std, generator)
-
-    def output_shape(self, shape):
-        return self.outer.output_shape(self.inner.output_shape(shape))
-
-    def linear_surrogate(self) -> LinearPhysics:
-        return self.outer.linear_surrogate() * self.inner
-
-    def __repr__(self) -> str:
-        return f"{self.outer!r} * {self.inner!r}"

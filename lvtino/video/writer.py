@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -166,21 +167,28 @@ class VideoWriter:
         if self.count == 0:
             self._abort()
             raise UserError(f"{self.path}: no frames to write")
+        try:
+            self._finish()
+        except BaseException:
+            self._abort()
+            raise
+
+    def _finish(self) -> None:
         if self.kind == "frames":
             # the sidecar records the folder's frame rate, and lvtino's metadata if any
             sidecar = {"fps": str(self.fps), "lvtino": self.metadata}
             (self.tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
             if self.audio_from is not None:
                 log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
-        else:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            if self.audio_from is not None:
-                self._copy_audio()
-            self._container.close()
-            self._container = None
-        _remove(self.path)
-        self.tmp.rename(self.path)
+            _remove(self.path)  # a folder cannot be swapped in one step: the old one goes first
+            self.tmp.rename(self.path)
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._copy_audio()
+        self._container.close()
+        self._container = None
+        os.replace(self.tmp, self.path)  # atomic: readers see the old file or the new one
 
     def _add_audio_stream(self) -> None:
         """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
