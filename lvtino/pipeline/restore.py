@@ -46,8 +46,19 @@ def build_checked_physics(cfg: ProblemConfig, shape: tuple[int, int, int]):
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (and the GPU's peak allocation, if used)."""
+    """Peak resident memory of this process (and the GPU's peak allocation, if used).
+
+    Linux's VmHWM is this program's own high-water mark; ``ru_maxrss`` (the fallback
+    elsewhere) can carry the peak of the process that launched it across exec.
+    """
     mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    mb = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     if torch.cuda.is_available():
         mb += torch.cuda.max_memory_allocated() / 2**20
     return round(mb, 1)
