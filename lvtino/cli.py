@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "degrade":
-        from lvtino.pipeline.restore import degrade
+        from lvtino.pipeline.degrade import degrade
         r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
                     noise_std=args.noise_std, seed=args.seed, fps=args.fps, no_audio=args.no_audio)
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> None:
               f"(problem {r['problem']}, prior {r['prior']}, {r['seconds']:.1f} s)")
     elif args.command == "evaluate":
         from lvtino.metrics.evaluate import evaluate
-        from lvtino.pipeline.restore import write_json
+        from lvtino.pipeline.common import write_json
         r = evaluate(args.restored, args.reference, fps=args.fps)
         if args.json:
             write_json(args.json, r)

@@ -16,7 +16,9 @@ from lvtino.config import load_problem
 from lvtino.errors import UserError
 from lvtino.metrics.evaluate import evaluate
 from lvtino.physics.problems import chain_factors
-from lvtino.pipeline.restore import degrade, restore, write_json
+from lvtino.pipeline.common import write_json
+from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.restore import restore
 from lvtino.solvers.baselines import naive_upsample
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import probe, read_frames

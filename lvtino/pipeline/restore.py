@@ -1,24 +1,20 @@
-"""Degrade a clean video and restore a degraded one, file to file.
+"""``lvtino restore``: restore a degraded video, file to file.
 
-This module holds the whole-clip path: the measurement is read into memory, the
-prior restores it in one piece, and the requested frames are encoded.
+This is the whole-clip path: the measurement is read into memory, the prior
+restores it in one piece, and the requested frames are encoded.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import resource
 import time
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
-import torch
-
-from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
+from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError
-from lvtino.physics.problems import build_physics, chain_factors
+from lvtino.physics.problems import chain_factors
+from lvtino.pipeline.common import build_checked_physics, peak_memory_mb, write_json
 from lvtino.solvers.baselines import pinv_restore, tv_restore
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
@@ -28,82 +24,6 @@ PRIORS = {
     "pinv": lambda physics, y, cfg: pinv_restore(physics, y, cfg.pinv),
     "tv": lambda physics, y, cfg: tv_restore(physics, y, cfg.tv, cfg.pinv),
 }
-MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
-
-
-def build_checked_physics(cfg: ProblemConfig, shape: tuple[int, int, int]):
-    """The problem's operator for a signal of (T, H, W), with user-facing errors."""
-    try:
-        physics = build_physics(cfg.operator, shape)
-    except ValueError as err:
-        raise UserError(f"problem {cfg.name}: {err}") from None
-    t, h, w = physics.output_shape(shape)
-    if min(h, w) < MIN_MEASURED_SIDE:
-        f = physics.factors
-        raise UserError(f"frame size {shape[2]}x{shape[1]} is too small for problem {cfg.name} "
-                        f"(spatial factor {f[1]}: the measurement would be {w}x{h})")
-    return physics
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (and the GPU's peak allocation, if used).
-
-    Linux's VmHWM is this program's own high-water mark; ``ru_maxrss`` (the fallback
-    elsewhere) can carry the peak of the process that launched it across exec.
-    """
-    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    mb = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        mb += torch.cuda.max_memory_allocated() / 2**20
-    return round(mb, 1)
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """JSON with non-finite numbers (a PSNR of identical frames) written as null."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(u) for k, u in v.items()}
-        if isinstance(v, list):
-            return [clean(u) for u in v]
-        return v
-    Path(path).write_text(json.dumps(clean(data), indent=1) + "\n")
-
-
-def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
-            overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
-            no_audio: bool = False) -> dict:
-    """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata."""
-    if problem is None and config is None:
-        raise UserError(f"--problem is required (known: {', '.join(known_problems())})")
-    info = probe(input, fps)
-    output = check_output_path(output, [input])
-    raw = apply_overrides(load_raw(problem, config), overrides or [])
-    cfg = from_dict(ProblemConfig, raw).validate()
-    noise = cfg.noise_std if noise_std is None else noise_std
-    if noise < 0:
-        raise UserError(f"--noise-std {noise}: must be >= 0")
-    shape = (info.frames, info.height, info.width)
-    physics = build_checked_physics(cfg, shape)
-    x = frames_to_tensor(read_frames(info))
-    generator = torch.Generator().manual_seed(seed)
-    y = physics.measure(x, noise, generator)
-    meta = {"problem": cfg.name, "operator": cfg.operator, "noise_std": noise, "seed": seed,
-            "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps)}
-    out_fps = info.fps / physics.factors[0]
-    with VideoWriter(output, out_fps, lossless=True, metadata=meta, rotation=info.rotation,
-                     audio_from=None if no_audio or not info.has_audio else input) as writer:
-        for frame in tensor_to_frames(y):
-            writer.write(frame)
-    return {"output": str(output), "problem": cfg.name, "frames": y.shape[2], "height": y.shape[3],
-            "width": y.shape[4], "fps": str(out_fps), "noise_std": noise}
 
 
 def resolve_problem(info: VideoInfo, problem: str | None, config, overrides) -> ProblemConfig:

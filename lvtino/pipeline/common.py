@@ -1,0 +1,62 @@
+"""What degrade and restore share: the operator with user-facing errors, run facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+from pathlib import Path
+
+import torch
+
+from lvtino.config import ProblemConfig
+from lvtino.errors import UserError
+from lvtino.physics.problems import build_physics
+
+MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
+
+
+def build_checked_physics(cfg: ProblemConfig, shape: tuple[int, int, int]):
+    """The problem's operator for a signal of (T, H, W), with user-facing errors."""
+    try:
+        physics = build_physics(cfg.operator, shape)
+    except ValueError as err:
+        raise UserError(f"problem {cfg.name}: {err}") from None
+    t, h, w = physics.output_shape(shape)
+    if min(h, w) < MIN_MEASURED_SIDE:
+        f = physics.factors
+        raise UserError(f"frame size {shape[2]}x{shape[1]} is too small for problem {cfg.name} "
+                        f"(spatial factor {f[1]}: the measurement would be {w}x{h})")
+    return physics
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (and the GPU's peak allocation, if used).
+
+    Linux's VmHWM is this program's own high-water mark; ``ru_maxrss`` (the fallback
+    elsewhere) can carry the peak of the process that launched it across exec.
+    """
+    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    mb = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        mb += torch.cuda.max_memory_allocated() / 2**20
+    return round(mb, 1)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """JSON with non-finite numbers (a PSNR of identical frames) written as null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(u) for k, u in v.items()}
+        if isinstance(v, list):
+            return [clean(u) for u in v]
+        return v
+    Path(path).write_text(json.dumps(clean(data), indent=1) + "\n")
