@@ -19,6 +19,27 @@ EXIT_USER_ERROR = 2
 log = logging.getLogger("lvtino")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line, like every other mistake."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"lvtino: error: {message} (see '{self.prog} --help')\n")
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def _crf(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"{text!r}: H.264 CRF must be a whole number from 0 to 51")
+    return value
+
+
 def _fraction(text: str) -> Fraction:
     try:
         value = Fraction(text)
@@ -43,9 +64,9 @@ def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvtino", description=(
+    parser = _Parser(prog="lvtino", description=(
         "Zero-shot video restoration: simulate a degradation, restore a degraded video, measure the result."))
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("degrade", help="simulate y = A(x) + n from a clean video (written losslessly)",
                        description="Simulate a measurement of a clean video. The output is lossless (.mkv: FFV1, "
@@ -75,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None,
                    help="frame count of the restored video when the input does not record it")
     p.add_argument("--stats", metavar="FILE.json", help="write timings, peak memory and solver facts here")
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality for .mp4 output (default 18)")
-    p.add_argument("--preset", default="medium", help="H.264 speed preset for .mp4 output (default medium)")
+    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
+                   help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_input_options(p)
@@ -142,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage mistake already reported in one line
+        log.removeHandler(handler)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
         _run(args)
     except UserError as err:

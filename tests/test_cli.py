@@ -128,7 +128,14 @@ def _bad(tmp_path, clip):
         (["restore", y, "-o", tmp_path / "o.mp4", "--frames", 0], "--frames 0"),
         (["restore", tiny, "-o", tmp_path / "o.mp4", "--problem", "B", "--frames", 9], "check --problem and --frames"),
         (["evaluate", clip, "--reference", tiny], "size differs"),
-    ]
+        (["restore", y, "-o", tmp_path / "o.mp4", "--crf", 99], "CRF must be a whole number from 0 to 51"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--preset", "quick"], "invalid choice: 'quick'"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--fps", "0"], "the frame rate must be positive"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--device", "tpu"], "--device tpu: not a torch device"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--prior", "magic"], "invalid choice: 'magic'"),
+        (["restore", y], "the following arguments are required: -o/--output"),
+    ] + ([] if torch.cuda.is_available() else
+         [(["restore", y, "-o", tmp_path / "o.mp4", "--device", "cuda"], "CUDA is not available")])
 
 
 def test_bad_input_is_one_line_and_leaves_no_output(clip, tmp_path, capsys):
@@ -184,3 +191,19 @@ def test_a_refused_write_is_one_line_and_leaves_nothing(clip, tmp_path, capsys, 
     assert code == 1
     assert err.strip().splitlines() == [f"lvtino: error: No space left on device: {tmp_path / 'y.mkv'}"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rotation_survives_degrade_and_restore(tmp_path, capsys):
+    src = tmp_path / "phone.mp4"
+    with VideoWriter(src, Fraction(30), rotation=90) as w:
+        for f in smooth_frames(8, 32, 48):
+            w.write(f)
+    run(["degrade", src, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
+    run(["restore", tmp_path / "y.mkv", "-o", tmp_path / "x.mp4", "--prior", "pinv"], capsys)
+    info = probe(tmp_path / "x.mp4")
+    assert info.rotation == 90 and (info.width, info.height) == (48, 32)  # stored size, display tag kept
+
+
+def test_help_exits_zero(capsys):
+    assert main(["restore", "--help"]) == 0
+    assert "--start" in capsys.readouterr().out

@@ -60,3 +60,19 @@ def write_json(path: str | Path, data: dict) -> None:
             return [clean(u) for u in v]
         return v
     Path(path).write_text(json.dumps(clean(data), indent=1) + "\n")
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device named by ``--device``, refused in one line when this machine lacks it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise UserError(f"--device {device}: unsupported device type {dev.type!r} (cpu or cuda)")
+    return dev

@@ -14,7 +14,7 @@ from pathlib import Path
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError
 from lvtino.physics.problems import chain_factors
-from lvtino.pipeline.common import build_checked_physics, peak_memory_mb, write_json
+from lvtino.pipeline.common import build_checked_physics, check_device, peak_memory_mb, write_json
 from lvtino.solvers.baselines import pinv_restore, tv_restore
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
@@ -62,6 +62,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
     if frames is not None and frames < 1:
         raise UserError(f"--frames {frames}: must be a positive number of frames")
+    device = check_device(device)
     info = probe(input, fps)
     output = check_output_path(output, [input])
     cfg = resolve_problem(info, problem, config, overrides)
