@@ -79,9 +79,10 @@ def probe(path: str | Path, fps: Fraction | float | None = None) -> VideoInfo:
                    "space": int(cc.colorspace), "range": int(cc.color_range)},
             has_audio=bool(container.streams.audio), metadata=meta,
         )
+        if info.frames:
+            info.rotation = _first_rotation(container, vs)
     if info.frames == 0:
         raise UserError(f"{path}: the video has zero frames")
-    info.rotation = _first_rotation(path)
     return info
 
 
@@ -91,10 +92,11 @@ def _count_packets(container, vs) -> int:
     return n
 
 
-def _first_rotation(path: Path) -> int:
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            return int(round(frame.rotation)) % 360
+def _first_rotation(container, vs) -> int:
+    """The display rotation of the first frame (degrees, counter-clockwise), from the open container."""
+    container.seek(0)
+    for frame in container.decode(vs):
+        return int(round(frame.rotation)) % 360
     return 0
 
 
@@ -106,14 +108,20 @@ def _tag(tags: dict, key: str) -> str | None:
     return None
 
 
-def _parse_metadata(text: str | None) -> dict:
+def _load_json(text: str | None) -> dict:
+    """A JSON object written by lvtino; anything else (absent, foreign, broken) reads as empty."""
     if not text:
         return {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return {}
-    return data.get("lvtino", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _parse_metadata(text: str | None) -> dict:
+    lvtino = _load_json(text).get("lvtino", {})
+    return lvtino if isinstance(lvtino, dict) else {}
 
 
 def _probe_folder(path: Path, fps) -> VideoInfo:
@@ -121,14 +129,13 @@ def _probe_folder(path: Path, fps) -> VideoInfo:
     if not files:
         raise UserError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
     first = _read_image(files[0])
-    meta, recorded_fps = {}, None
     sidecar = path / SIDECAR
-    if sidecar.is_file():
-        meta = _parse_metadata(sidecar.read_text())
-        try:
-            recorded_fps = Fraction(json.loads(sidecar.read_text()).get("fps"))
-        except (TypeError, ValueError, ZeroDivisionError, AttributeError, json.JSONDecodeError):
-            recorded_fps = None
+    record = _load_json(sidecar.read_text()) if sidecar.is_file() else {}
+    meta = record.get("lvtino", {}) if isinstance(record.get("lvtino"), dict) else {}
+    try:
+        recorded_fps = Fraction(record["fps"]) if "fps" in record else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        recorded_fps = None
     if fps is None:
         fps = recorded_fps or Fraction(30)
     return VideoInfo(path=path, kind="frames", fps=Fraction(fps), frames=len(files),
