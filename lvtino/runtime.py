@@ -1,10 +1,12 @@
-"""Process-wide settings for the command line (not applied by importing the library)."""
+"""Process-wide settings for the command line (not applied by importing the library), and stage timing."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
+import time
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -31,3 +33,35 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+
+
+class StageTimer:
+    """Seconds spent per named stage, summed over calls; waits for the GPU before reading the clock.
+
+    >>> timer = StageTimer()
+    >>> with timer("video_model"):
+    ...     pass
+    """
+
+    def __init__(self, device=None):
+        self.seconds: dict[str, float] = {}
+        self._sync = None
+        if device is not None and getattr(device, "type", str(device)) == "cuda":
+            import torch
+
+            self._sync = torch.cuda.synchronize
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        if self._sync:
+            self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync:
+                self._sync()
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def rounded(self, digits: int = 3) -> dict[str, float]:
+        return {k: round(v, digits) for k, v in self.seconds.items()}

@@ -1,0 +1,396 @@
+"""Finding, fetching and loading the networks named in ``configs/models.yaml``.
+
+Restoring never downloads: every file is read from a local folder or the Hugging
+Face cache (``local_files_only``), and a missing one stops the run before any
+loading with one line naming it. ``lvtino download`` fills the cache on a
+connected machine. Checkpoints are read with ``weights_only=True`` or from
+safetensors, so no pickled code ever runs. ``--models tiny`` builds small random
+networks of the same classes instead, for code-path checks on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+
+from lvtino.config import from_dict
+from lvtino.errors import UserError
+from lvtino.models.architectures import TINY
+from lvtino.models.base import Placement
+from lvtino.models.image import ImageConsistencyModel
+from lvtino.models.text import char_tokenizer, encode_sdxl, encode_umt5
+from lvtino.models.video import VideoConsistencyModel
+from lvtino.runtime import StageTimer
+
+log = logging.getLogger("lvtino")
+
+TINY_NOTE = "tiny random models: a code-path check, the output is meaningless for quality"
+VIDEO_FORMATS = ("causvid", "diffusers", "lora")
+IMAGE_FORMATS = ("unet", "diffusers")
+
+
+@dataclass
+class Source:
+    """A hub repository or local folder, and optionally one file in it."""
+
+    repo: str = ""
+    filename: str = ""
+    format: str = ""
+    subfolder: str = ""
+    license: str = "see the model card"
+    lora_scale: float = 1.0
+
+
+@dataclass
+class VideoSpec:
+    base: Source = field(default_factory=Source)
+    weights: Source = field(default_factory=Source)
+    shift: float = 8.0
+    prompt: str = "a high resolution video"
+    max_sequence_length: int = 512
+    vae_tiling: bool = True
+
+
+@dataclass
+class ImageSpec:
+    base: Source = field(default_factory=Source)
+    weights: Source = field(default_factory=Source)
+    vae: Source = field(default_factory=Source)
+    prompt: str = "a high resolution photo"
+    batch_size: int = 8
+    vae_tiling: bool = True
+
+
+@dataclass
+class ModelsSpec:
+    video: VideoSpec = field(default_factory=VideoSpec)
+    image: ImageSpec = field(default_factory=ImageSpec)
+
+
+def load_models_spec(path: str | Path | None = None) -> ModelsSpec:
+    """The packaged ``models.yaml``, with the entries of ``--models FILE`` laid over it (if given)."""
+    raw = yaml.safe_load((resources.files("lvtino.configs") / "models.yaml").read_text())
+    source = "models.yaml"
+    if path is not None:
+        if not Path(path).is_file():
+            raise UserError(f"--models {path}: no such file (give a models YAML file, or 'tiny')")
+        source = str(path)
+        try:
+            user = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(user, dict):
+            raise UserError(f"{source}: expected a mapping with 'video' and/or 'image' sections")
+        raw = _overlay(raw, user)
+    spec = from_dict(ModelsSpec, raw, "models")
+    if spec.video.weights.format not in VIDEO_FORMATS:
+        raise UserError(f"{source}: video.weights.format={spec.video.weights.format!r} is not one of "
+                        f"{', '.join(VIDEO_FORMATS)}")
+    if spec.image.weights.format not in IMAGE_FORMATS:
+        raise UserError(f"{source}: image.weights.format={spec.image.weights.format!r} is not one of "
+                        f"{', '.join(IMAGE_FORMATS)}")
+    return spec
+
+
+def _overlay(base: dict, user: dict) -> dict:
+    """``base`` with ``user``'s entries in place; a source given by the user replaces the packaged one whole."""
+    out = dict(base)
+    for key, value in user.items():
+        replace_whole = key in ("base", "weights", "vae")  # a new repo must not inherit the old filename
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not replace_whole:
+            out[key] = _overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- what each model needs, for checking and for downloading --------------------------
+
+def _needs(spec: ModelsSpec, kind: str) -> list[tuple[str, Source, list[str], list[str]]]:
+    """(what, source, files that must exist, patterns to download) for the video or image model."""
+    if kind == "video":
+        v = spec.video
+        base_files = ["transformer/config.json", "vae/config.json", "text_encoder/config.json",
+                      "tokenizer/tokenizer_config.json"]
+        base_patterns = ["transformer/config.json", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*"]
+        if v.weights.format == "lora":
+            base_patterns.append("transformer/*")
+        needs = [("Wan2.1 base (VAE, text encoder, transformer config)", v.base, base_files, base_patterns)]
+        if v.weights.format == "diffusers":
+            sub = v.weights.subfolder or "transformer"
+            needs.append(("video transformer weights", v.weights, [f"{sub}/config.json"], [f"{sub}/*"]))
+        else:
+            needs.append((f"video transformer weights ({v.weights.format})", v.weights, [v.weights.filename],
+                          [v.weights.filename]))
+        return needs
+    i = spec.image
+    base_files = ["unet/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
+                  "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer_config.json",
+                  "scheduler/scheduler_config.json"]
+    base_patterns = ["unet/config.json", "text_encoder/config.json", "text_encoder/model.safetensors",
+                     "text_encoder_2/config.json", "text_encoder_2/model.safetensors", "tokenizer/*",
+                     "tokenizer_2/*", "scheduler/*"]
+    needs = [("SDXL base (UNet config, text encoders, scheduler)", i.base, base_files, base_patterns)]
+    if i.weights.format == "diffusers":
+        sub = i.weights.subfolder or "unet"
+        needs.append(("image UNet weights", i.weights, [f"{sub}/config.json"], [f"{sub}/*"]))
+    else:
+        needs.append(("image UNet weights", i.weights, [i.weights.filename], [i.weights.filename]))
+    needs.append(("SDXL VAE", i.vae, ["config.json"], ["config.json", "diffusion_pytorch_model.safetensors"]))
+    return needs
+
+
+class MissingWeights(UserError):
+    def __init__(self, what: str, repo: str, filename: str):
+        super().__init__(f"model weights missing: {what}: {repo}/{filename} is neither a local file nor in the "
+                         "Hugging Face cache; run `lvtino download` on a machine with network access, "
+                         "or restore with --prior tv")
+
+
+def locate(repo: str, filename: str, what: str = "model file") -> Path:
+    """The local path of ``filename`` in a folder or a cached hub repository, never downloading."""
+    if os.path.isdir(repo):
+        path = Path(repo) / filename
+        if path.is_file():
+            return path
+        raise MissingWeights(what, repo, filename)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # not cached, bad repo id, offline: all mean "not available here"
+        raise MissingWeights(what, repo, filename) from None
+
+
+def check_available(spec: ModelsSpec, kinds: list[str]) -> None:
+    """Stop at once, before loading anything, when a needed file is not on this machine."""
+    for kind in kinds:
+        for what, source, files, _ in _needs(spec, kind):
+            for name in files:
+                locate(source.repo, name, what)
+
+
+def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print) -> None:
+    """Fetch every file the models need into the Hugging Face cache, printing each licence."""
+    from huggingface_hub import snapshot_download
+
+    for kind in kinds:
+        for what, source, _, patterns in _needs(spec, kind):
+            echo(f"{what}: {source.repo}  [licence: {source.license}]")
+            if os.path.isdir(source.repo):
+                echo("  a local folder: nothing to fetch")
+                continue
+            try:
+                path = snapshot_download(source.repo, allow_patterns=patterns)
+            except Exception as err:  # network, authentication, unknown repository
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"download of {source.repo} failed: {first}") from None
+            echo(f"  -> {path}")
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+def read_state_dict(path: str | Path) -> dict:
+    """Tensors of a safetensors file or a torch file (read with weights_only=True: no pickled code)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # files written without the zip container cannot be memory-mapped
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: refused: it holds Python objects besides tensors, which are never loaded "
+                        "(convert it to safetensors)") from None
+
+
+def causvid_to_diffusers(checkpoint: dict) -> dict:
+    """A CausVid checkpoint ("generator" entry, original Wan names under ``model.``) in diffusers' names."""
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    state = checkpoint.get("generator", checkpoint)
+    state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
+    return convert_wan_transformer_to_diffusers(state)
+
+
+def fuse_wan_lora(transformer, lora: dict, scale: float = 1.0) -> int:
+    """Add a Wan LoRA (original or ComfyUI names) into the transformer's weights; returns layers changed.
+
+    Each layer W gains scale * (alpha / rank) * up @ down; ``.diff`` and ``.diff_b``
+    entries are full weight and bias differences.
+    """
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    def strip(key):
+        for prefix in ("diffusion_model.", "model.", "transformer."):
+            if key.startswith(prefix):
+                return key[len(prefix):]
+        return key
+
+    lora = {strip(k): v for k, v in lora.items()}
+    deltas = {}
+    for key, down in lora.items():
+        for d_suffix, u_suffix in ((".lora_down.weight", ".lora_up.weight"), (".lora_A.weight", ".lora_B.weight")):
+            if key.endswith(d_suffix):
+                name = key[: -len(d_suffix)]
+                up = lora[name + u_suffix]
+                rank = down.shape[0]
+                alpha = float(lora[name + ".alpha"]) if name + ".alpha" in lora else rank
+                deltas[name + ".weight"] = (up.float() @ down.float()) * (scale * alpha / rank)
+        if key.endswith(".diff"):
+            deltas[key[: -len(".diff")] + ".weight"] = down.float() * scale
+        elif key.endswith(".diff_b"):
+            deltas[key[: -len(".diff_b")] + ".bias"] = down.float() * scale
+    params = dict(transformer.named_parameters())
+    converted = convert_wan_transformer_to_diffusers(deltas)
+    for name, delta in converted.items():
+        if name not in params:
+            raise UserError(f"LoRA entry {name}: the video transformer has no such weight")
+        target = params[name]
+        with torch.no_grad():
+            target.add_(delta.reshape(target.shape).to(target.dtype))
+    return len(converted)
+
+
+# -- building the adapters ------------------------------------------------------------
+
+@dataclass
+class Models:
+    video: VideoConsistencyModel | None
+    image: ImageConsistencyModel | None
+    label: str
+    note: str = ""
+
+
+def _load_wan_transformer(spec: VideoSpec):
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+
+    w = spec.weights
+    if w.format == "diffusers":
+        return WanTransformer3DModel.from_pretrained(w.repo, subfolder=w.subfolder or "transformer",
+                                                     local_files_only=True)
+    if w.format == "lora":
+        model = WanTransformer3DModel.from_pretrained(spec.base.repo, subfolder="transformer", local_files_only=True)
+        fuse_wan_lora(model, read_state_dict(locate(w.repo, w.filename)), w.lora_scale)
+        return model
+    config = WanTransformer3DModel.load_config(spec.base.repo, subfolder="transformer", local_files_only=True)
+    with init_empty_weights():
+        model = WanTransformer3DModel.from_config(config)
+    state = causvid_to_diffusers(read_state_dict(locate(w.repo, w.filename)))
+    _load_exact(model, state, f"{w.repo}/{w.filename}")
+    return model
+
+
+def _load_exact(model, state: dict, source: str) -> None:
+    """All and only the model's weights, or one line naming what does not fit."""
+    result = model.load_state_dict(state, strict=False, assign=True)
+    if result.missing_keys or result.unexpected_keys:
+        missing = result.missing_keys[:1] or ["-"]
+        extra = result.unexpected_keys[:1] or ["-"]
+        raise UserError(f"{source}: does not fit the network ({len(result.missing_keys)} weights missing, e.g. "
+                        f"{missing[0]}; {len(result.unexpected_keys)} unexpected, e.g. {extra[0]})")
+
+
+def _video_model(spec: VideoSpec, placement: Placement, timer: StageTimer) -> VideoConsistencyModel:
+    from diffusers import AutoencoderKLWan
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    base = spec.base.repo
+    tokenizer = AutoTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
+    encoder = UMT5EncoderModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
+                                               dtype=placement.dtype).to(placement.device)
+    embeds = encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)
+    del encoder
+    vae = AutoencoderKLWan.from_pretrained(base, subfolder="vae", local_files_only=True)
+    if spec.vae_tiling:
+        vae.enable_tiling()
+    return VideoConsistencyModel(_load_wan_transformer(spec), vae, embeds, spec.shift, placement, timer)
+
+
+def _image_model(spec: ImageSpec, placement: Placement, timer: StageTimer) -> ImageConsistencyModel:
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+    base = spec.base.repo
+    tokenizers = [AutoTokenizer.from_pretrained(base, subfolder=s, local_files_only=True)
+                  for s in ("tokenizer", "tokenizer_2")]
+    encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
+                                              dtype=placement.dtype).to(placement.device),
+                CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2", local_files_only=True,
+                                                            dtype=placement.dtype).to(placement.device)]
+    embeds, pooled = encode_sdxl(tokenizers, encoders, spec.prompt)
+    del encoders
+    scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler", local_files_only=True)
+    w = spec.weights
+    if w.format == "diffusers":
+        unet = UNet2DConditionModel.from_pretrained(w.repo, subfolder=w.subfolder or "unet", local_files_only=True)
+    else:
+        config = UNet2DConditionModel.load_config(base, subfolder="unet", local_files_only=True)
+        with init_empty_weights():
+            unet = UNet2DConditionModel.from_config(config)
+        _load_exact(unet, read_state_dict(locate(w.repo, w.filename)), f"{w.repo}/{w.filename}")
+    vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder or None, local_files_only=True)
+    if spec.vae_tiling:
+        vae.enable_tiling()
+    return ImageConsistencyModel(unet, vae, embeds, pooled, scheduler.alphas_cumprod, placement, spec.batch_size,
+                                 timer)
+
+
+def tiny_models(spec: ModelsSpec, kinds: list[str], placement: Placement, timer: StageTimer,
+                seed: int = 0) -> Models:
+    """Small randomly initialised networks of the real classes (METHOD.md section 5), seeded."""
+    from diffusers import AutoencoderKL, AutoencoderKLWan, DDPMScheduler, UNet2DConditionModel, WanTransformer3DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, UMT5Config, UMT5EncoderModel
+
+    video = image = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if "video" in kinds:
+            encoder = UMT5EncoderModel(UMT5Config(**TINY["video_text_encoder"])).eval()
+            length = TINY["video_prompt_tokens"]
+            embeds = encode_umt5(char_tokenizer(length), encoder, spec.video.prompt, length)
+            video = VideoConsistencyModel(WanTransformer3DModel(**TINY["video_transformer"]),
+                                          AutoencoderKLWan(**TINY["video_vae"]), embeds, spec.video.shift,
+                                          placement, timer)
+        if "image" in kinds:
+            encoders = [CLIPTextModel(CLIPTextConfig(**TINY["image_text_encoder"])).eval(),
+                        CLIPTextModelWithProjection(CLIPTextConfig(**TINY["image_text_encoder_2"])).eval()]
+            embeds, pooled = encode_sdxl([char_tokenizer(77), char_tokenizer(77)], encoders, spec.image.prompt)
+            # SDXL's noise schedule (stable-diffusion-xl-base-1.0, scheduler_config.json)
+            alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   num_train_timesteps=1000).alphas_cumprod
+            image = ImageConsistencyModel(UNet2DConditionModel(**TINY["image_unet"]),
+                                          AutoencoderKL(**TINY["image_vae"]), embeds, pooled, alphas, placement,
+                                          spec.image.batch_size, timer)
+    return Models(video, image, "tiny", TINY_NOTE)
+
+
+def load_models(models: str | None, kinds: list[str], placement: Placement, timer: StageTimer) -> Models:
+    """The adapters for ``kinds`` ("video", "image"): ``models`` is None (packaged file), a YAML path or "tiny"."""
+    if models == "tiny":
+        log.warning("--models tiny: %s", TINY_NOTE)
+        return tiny_models(load_models_spec(None), kinds, placement, timer)
+    spec = load_models_spec(models)
+    check_available(spec, kinds)
+    video = image = None
+    try:
+        if "video" in kinds:
+            video = _video_model(spec.video, placement, timer)
+        if "image" in kinds:
+            image = _image_model(spec.image, placement, timer)
+    except OSError as err:  # a file the quick check does not name (a weight shard) is missing
+        raise UserError(f"model weights missing: {str(err).splitlines()[0]}; run `lvtino download` on a machine "
+                        "with network access, or restore with --prior tv") from None
+    return Models(video, image, models or "models.yaml")
