@@ -13,6 +13,8 @@ from fractions import Fraction
 
 from lvtino.config import known_problems
 from lvtino.errors import UserError
+from lvtino.models.base import DTYPES, OFFLOAD_MODES
+from lvtino.pipeline.priors import PRIORS
 from lvtino.runtime import tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
@@ -63,6 +65,19 @@ def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
                    help="override a preset entry by its dotted path, e.g. --set tv.lam_space=0.01 (repeatable)")
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", metavar="FILE|tiny", default=None,
+                   help="networks of the lvtino priors: a models YAML file (default: the packaged "
+                        "configs/models.yaml), or 'tiny' for small random networks (a code-path check: the output "
+                        "is meaningless for quality)")
+    p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                   help="dtype of the networks (default auto: bfloat16 on CUDA, float32 on the CPU); "
+                        "data-consistency steps always run in float32")
+    p.add_argument("--offload", default="none", choices=OFFLOAD_MODES,
+                   help="none (default); model: each network on the GPU only for its call; group: diffusers' "
+                        "block-by-block group offloading (least GPU memory, slowest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lvtino", description=(
         "Zero-shot video restoration: simulate a degradation, restore a degraded video, measure the result."))
@@ -89,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="restored video: .mp4 (H.264), .mkv (lossless FFV1) or a folder (PNG frames)")
     _add_problem_options(p, required=False)
-    p.add_argument("--prior", default="tv", choices=["pinv", "tv"],
-                   help="pinv: measurement-consistent least squares; tv: spatio-temporal TV (default)")
+    p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
+                   help="pinv: measurement-consistent least squares; tv: spatio-temporal TV (default); lvtino: the "
+                        "video + image consistency models (needs their weights, see `lvtino download`); "
+                        "lvtino-video / lvtino-image: one model only (the paper's ablations)")
     p.add_argument("--start", type=int, default=None, help="first output frame to write (default 0)")
     p.add_argument("--end", type=int, default=None, help="output frame to stop before, as in Python slices")
     p.add_argument("--frames", type=int, default=None,
@@ -101,7 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    _add_model_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0): same seed, same output")
     _add_input_options(p)
+
+    p = sub.add_parser("download", help="fetch the networks' weights into the Hugging Face cache (needs network)",
+                       description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
+                                   "printing each model's licence (the CausVid and DMD2 weights are "
+                                   "non-commercial). Restoring never downloads.")
+    p.add_argument("--models", metavar="FILE", default=None,
+                   help="a models YAML file (default: the packaged configs/models.yaml)")
+    p.add_argument("--only", choices=["video", "image"], default=None, help="fetch one model only")
 
     p = sub.add_parser("evaluate", help="PSNR and SSIM of a restored video against its reference",
                        description="PSNR and SSIM (RGB in [0, 1]) per frame and over the clip.")
@@ -132,12 +159,19 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']})")
     elif args.command == "restore":
+        from lvtino.pipeline.priors import ModelOptions
         from lvtino.pipeline.restore import restore
         r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
-                    fps=args.fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device)
+                    fps=args.fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
+                    models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed)
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
-              f"(problem {r['problem']}, prior {r['prior']}, {r['seconds']:.1f} s)")
+              f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
+        if "models_note" in r:
+            print(f"note: {r['models_note']}")
+    elif args.command == "download":
+        from lvtino.models.loader import download, load_models_spec
+        download(load_models_spec(args.models), [args.only] if args.only else ["video", "image"])
     elif args.command == "evaluate":
         from lvtino.metrics.evaluate import evaluate
         from lvtino.pipeline.common import write_json

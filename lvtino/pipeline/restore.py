@@ -15,16 +15,10 @@ from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError
 from lvtino.physics.problems import chain_factors
 from lvtino.pipeline.common import build_checked_physics, check_device, peak_memory_mb, write_json
-from lvtino.solvers.baselines import pinv_restore, tv_restore
+from lvtino.pipeline.priors import PRIORS, ModelOptions, make_prior
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
 from lvtino.video.writer import VideoWriter, check_output_path
-
-PRIORS = {
-    "pinv": lambda physics, y, cfg: pinv_restore(physics, y, cfg.pinv),
-    "tv": lambda physics, y, cfg: tv_restore(physics, y, cfg.tv, cfg.pinv),
-}
-
 
 def resolve_problem(info: VideoInfo, problem: str | None, config, overrides) -> ProblemConfig:
     """The preset to restore with; the measurement's own recorded operator wins over the preset's."""
@@ -54,7 +48,8 @@ def signal_shape(info: VideoInfo, factors, frames: int | None) -> tuple[int, int
 def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str = "tv",
             config: str | Path | None = None, overrides: list[str] | None = None, start: int | None = None,
             end: int | None = None, frames: int | None = None, stats: str | Path | None = None, fps=None,
-            crf: int = 18, preset: str = "medium", no_audio: bool = False, device: str = "cpu") -> dict:
+            crf: int = 18, preset: str = "medium", no_audio: bool = False, device: str = "cpu",
+            models: ModelOptions | None = None, seed: int = 0) -> dict:
     """Restore a degraded video with ``prior`` and write frames [start, end) of the result."""
     t_start = time.perf_counter()
     # 1. Check inputs
@@ -83,18 +78,22 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     if not 0 <= start < end <= shape[0]:
         raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")
-    # 3. Read the measurement and restore
+    # 3. The prior (networks load here, once), the measurement, the restoration
+    t_load = time.perf_counter()
+    restorer = make_prior(prior, cfg, models, device)
     t_read = time.perf_counter()
     y = frames_to_tensor(read_frames(info)).to(device)
     t_prior = time.perf_counter()
-    x, solver_info = PRIORS[prior](physics, y, cfg)
-    x = x.clamp(-1, 1)
+    x, solver_info = restorer(physics, y, seed)
     t_write = time.perf_counter()
     residual = (physics.A(x) - y).norm() / y.norm().clamp_min(1e-12)
     # 4. Encode the requested frames, with the audio of the same span
     out_fps = info.fps * physics.factors[0]
     audio = None if no_audio or not info.has_audio else input
+    facts = restorer.facts()
+    made_by = {"problem": cfg.name, "prior": prior, **{k: facts[k] for k in ("models", "models_note") if k in facts}}
     with VideoWriter(output, out_fps, crf=crf, preset=preset, audio_from=audio, rotation=info.rotation,
+                     metadata={"restored_by": made_by},
                      audio_range=(float(Fraction(start) / out_fps), float(Fraction(end) / out_fps))) as writer:
         for frame in tensor_to_frames(x[:, :, start:end]):
             writer.write(frame)
@@ -103,11 +102,14 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
         "input": str(input), "output": str(output), "problem": cfg.name, "prior": prior,
         "frames": end - start, "start": start, "end": end, "height": shape[1], "width": shape[2],
         "fps": str(out_fps), "seconds": round(t_end - t_start, 3),
-        "seconds_per_stage": {"read": round(t_prior - t_read, 3), "prior": round(t_write - t_prior, 3),
-                              "write": round(t_end - t_write, 3)},
-        "peak_memory_mb": peak_memory_mb(), "solver_iterations": solver_info.get("iterations"),
-        "relative_residual": float(residual), "device": str(device), "config": asdict(cfg),
+        "seconds_per_stage": {"load": round(t_read - t_load, 3), "read": round(t_prior - t_read, 3),
+                              "prior": round(t_write - t_prior, 3), "write": round(t_end - t_write, 3)},
+        "peak_memory_mb": peak_memory_mb(), "relative_residual": float(residual), "device": str(device),
+        "seed": seed, **solver_info,
     }
+    result["seconds_per_stage"].update(facts.pop("seconds_per_stage", {}))
+    result.update(facts)
+    result["config"] = asdict(cfg)
     if stats is not None:
         write_json(stats, result)
     return result

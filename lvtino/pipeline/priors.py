@@ -1,0 +1,92 @@
+"""Every ``--prior``, behind one call: ``prior(physics, y, seed) -> (x, facts)``.
+
+The classical priors (pinv, tv) need nothing but the preset. The generative
+ones (lvtino and its two ablations) load their networks once, when the prior is
+made, so that a run over many windows or clips pays for loading once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lvtino.config import ProblemConfig
+from lvtino.errors import UserError
+from lvtino.models.base import DTYPES, Placement
+from lvtino.models.loader import load_models
+from lvtino.runtime import StageTimer
+from lvtino.sampling.sampler import sample
+from lvtino.sampling.schedule import Schedule
+from lvtino.solvers.baselines import pinv_restore, tv_restore
+
+CLASSICAL = {
+    "pinv": lambda physics, y, cfg: pinv_restore(physics, y, cfg.pinv),
+    "tv": lambda physics, y, cfg: tv_restore(physics, y, cfg.tv, cfg.pinv),
+}
+# which networks each generative prior runs: the method, and the paper's two ablations
+GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
+PRIORS = (*CLASSICAL, *GENERATIVE)
+
+
+@dataclass
+class ModelOptions:
+    """``--models``, ``--dtype``, ``--offload`` (the generative priors only)."""
+
+    models: str | None = None  # None: the packaged models.yaml; a YAML path; or "tiny"
+    dtype: str = "auto"        # auto: bfloat16 on CUDA, float32 on the CPU
+    offload: str = "none"
+
+
+class ClassicalPrior:
+    def __init__(self, name: str, cfg: ProblemConfig):
+        self.name, self.cfg = name, cfg
+
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
+        x, info = CLASSICAL[self.name](physics, y, self.cfg)
+        return x.clamp(-1, 1), {"solver_iterations": info.get("iterations")}
+
+    def facts(self) -> dict:
+        return {"nfe": {"video": 0, "image": 0, "total": 0}}
+
+
+class GenerativePrior:
+    """The sampler with the networks ``GENERATIVE[name]``; the schedule is checked before any loading."""
+
+    def __init__(self, name: str, cfg: ProblemConfig, options: ModelOptions, device: torch.device):
+        self.name = name
+        self.schedule = Schedule.from_config(cfg.sampler)
+        if options.dtype == "auto":
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        elif options.dtype in DTYPES:
+            dtype = DTYPES[options.dtype]
+        else:
+            raise UserError(f"--dtype {options.dtype}: unknown (known: auto, {', '.join(DTYPES)})")
+        self.timer = StageTimer(device)
+        self.models = load_models(options.models, list(GENERATIVE[name]), Placement(device, dtype, options.offload),
+                                  self.timer)
+        self.dtype = dtype
+
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
+        generator = torch.Generator().manual_seed(seed)
+        x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer)
+        return x, {}
+
+    def facts(self) -> dict:
+        video = self.models.video.calls if self.models.video else 0
+        image = self.models.image.calls if self.models.image else 0
+        facts = {"nfe": {"video": video, "image": image, "total": video + image},
+                 "models": self.models.label, "dtype": str(self.dtype).removeprefix("torch."),
+                 "seconds_per_stage": self.timer.rounded()}
+        if self.models.note:
+            facts["models_note"] = self.models.note
+        return facts
+
+
+def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
+               device: torch.device = torch.device("cpu")):
+    if name in CLASSICAL:
+        return ClassicalPrior(name, cfg)
+    if name in GENERATIVE:
+        return GenerativePrior(name, cfg, options or ModelOptions(), device)
+    raise UserError(f"--prior {name}: unknown prior (known: {', '.join(PRIORS)})")

@@ -1,0 +1,47 @@
+"""Algorithm 1 of the paper: alternate a video-model call, a data step, an image sweep, a data step.
+
+Each line of the loop is one line of the algorithm. The priors are optional so
+that the ablations run through the same loop: without the video model its call
+is skipped (x1 = x), without the image model the image sweep and the data step
+that conditions it are skipped (x = x2).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from lvtino.models.base import ConsistencyModel
+from lvtino.runtime import StageTimer
+from lvtino.sampling.schedule import Schedule
+
+
+def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | None,
+           image: ConsistencyModel | None, generator: torch.Generator, timer: StageTimer | None = None,
+           callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    """The restored clip (B, 3, T, H, W) in [-1, 1], consistent with y through the last data step.
+
+    ``callback(k, x)`` sees the estimate after each outer step (for previews or
+    debugging); nothing is written from inside the loop.
+    """
+    if video is None and image is None:
+        raise ValueError("sample needs at least one prior")
+    timer = timer or StageTimer()
+    with timer("data_steps"):
+        zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
+        x = schedule.init(physics, y, zero).clamp(-1, 1)
+    for step in schedule.steps:
+        x1 = video.denoise(x, step.video_timestep, generator) if video is not None else x
+        with timer("data_steps"):
+            x2 = step.data_step_1(physics, y, x1).clamp(-1, 1)
+        if step.image_timestep is not None and image is not None:
+            x3 = image.denoise(x2, step.image_timestep, generator)
+            with timer("data_steps"):
+                x = step.data_step_2(physics, y, x3).clamp(-1, 1)
+        else:
+            x = x2
+        if callback is not None:
+            callback(step.k, x)
+    return x

@@ -1,0 +1,104 @@
+"""The sampler's schedule, resolved from a preset before any network is loaded.
+
+Each data-consistency method is a function of (physics, y, x) with its
+parameters for one outer step already looked up, so the sampler's loop never
+sees a method name, an operator class or a tuned number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from torch import Tensor
+
+from lvtino.config import DataStepConfig, InitConfig, SamplerConfig, per_step
+from lvtino.errors import UserError
+from lvtino.solvers.baselines import interpolation_start
+from lvtino.solvers.cg import normal_equations
+from lvtino.solvers.gradient import surrogate_gradient_steps
+from lvtino.solvers.tv import tv3d_adam, tv_pdhg
+
+DataStep = Callable[[object, Tensor, Tensor], Tensor]  # (physics, y, x) -> x
+
+
+def _prox(physics, y, x, gamma):
+    return physics.linear_surrogate().prox_l2(x, y, gamma)
+
+
+def _tv_time(physics, y, x, lam, iterations, tau, sigma):
+    return tv_pdhg(physics.linear_surrogate(), y, x, lam_space=0.0, lam_time=lam, iterations=iterations,
+                   tau=tau, sigma=sigma)
+
+
+def _tv3d(physics, y, x, lam, iterations, lr, eps):
+    return tv3d_adam(physics.linear_surrogate(), y, x, lam=lam, iterations=iterations, lr=lr, eps=eps)
+
+
+def _normal(physics, y, x, eps, iterations):
+    return normal_equations(physics.linear_surrogate(), y, x, eps=eps, max_iter=iterations)
+
+
+def _jpeg(physics, y, x, gamma, iterations):
+    return surrogate_gradient_steps(physics, y, x, gamma=gamma, iterations=iterations)
+
+
+def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
+    """The data step ``cfg`` with its parameters for outer step k."""
+    m = cfg.method
+    if m == "prox":
+        return partial(_prox, gamma=per_step(cfg.gamma, k, f"{what}.gamma"))
+    if m == "tv_time":
+        return partial(_tv_time, lam=per_step(cfg.lam, k, f"{what}.lam"), iterations=cfg.iterations,
+                       tau=cfg.tau, sigma=cfg.sigma)
+    if m == "tv3d":
+        return partial(_tv3d, lam=per_step(cfg.lam, k, f"{what}.lam"), iterations=cfg.iterations, lr=cfg.lr,
+                       eps=cfg.eps)
+    if m == "normal":
+        return partial(_normal, eps=cfg.eps, iterations=cfg.iterations)
+    if m == "jpeg":
+        return partial(_jpeg, gamma=per_step(cfg.gamma, k, f"{what}.gamma"), iterations=cfg.iterations)
+    raise UserError(f"{what}.method={m!r} is not a data step")
+
+
+def _init(cfg: InitConfig) -> DataStep:
+    """The start: the prox from zero (gamma), or the measurement-consistent temporal interpolation."""
+    if cfg.method == "prox":
+        return lambda physics, y, x: physics.linear_surrogate().prox_l2(x, y, cfg.gamma)
+    return lambda physics, y, x: interpolation_start(physics, y, eps=1e-4)
+
+
+@dataclass(frozen=True)
+class OuterStep:
+    k: int
+    video_timestep: float
+    data_step_1: DataStep
+    image_timestep: float | None  # None on the last step: no image sweep
+    data_step_2: DataStep | None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    init: DataStep
+    steps: tuple[OuterStep, ...]
+
+    @classmethod
+    def from_config(cls, cfg: SamplerConfig) -> "Schedule":
+        n = len(cfg.video_timesteps)
+        if n == 0:
+            raise UserError("sampler.video_timesteps: at least one outer step is needed")
+        if len(cfg.image_timesteps) != n - 1:
+            raise UserError(f"sampler.image_timesteps: {len(cfg.image_timesteps)} given, the {n} outer steps "
+                            f"need {n - 1} (one per step but the last)")
+        for t in [*cfg.video_timesteps, *cfg.image_timesteps]:
+            if not 0 <= t < 1000:
+                raise UserError(f"sampler timestep {t}: must lie in [0, 1000)")
+        steps = []
+        for k, tv in enumerate(cfg.video_timesteps):
+            last = k == n - 1
+            steps.append(OuterStep(
+                k=k, video_timestep=float(tv), data_step_1=_bind(cfg.data_step_1, k, "sampler.data_step_1"),
+                image_timestep=None if last else float(cfg.image_timesteps[k]),
+                data_step_2=None if last else _bind(cfg.data_step_2, k, "sampler.data_step_2")))
+        return cls(_init(cfg.init), tuple(steps))
