@@ -207,3 +207,65 @@ def test_rotation_survives_degrade_and_restore(tmp_path, capsys):
 def test_help_exits_zero(capsys):
     assert main(["restore", "--help"]) == 0
     assert "--start" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem,max_residual", [("A", 1.0), ("B", 0.15)])
+def test_restore_with_the_lvtino_prior_and_tiny_models(clip, tmp_path, capsys, problem, max_residual):
+    y = tmp_path / "y.mkv"
+    run(["degrade", clip, "-o", y, "--problem", problem], capsys)
+    out, stats = tmp_path / "x.mp4", tmp_path / "stats.json"
+    code, stdout, err = run(["restore", y, "-o", out, "--prior", "lvtino", "--models", "tiny", "--stats", stats],
+                            capsys)
+    assert code == 0, err
+    assert "NFE 9" in stdout and "meaningless for quality" in stdout and "meaningless for quality" in err
+    info = probe(out)
+    assert (info.frames, info.width, info.height, info.fps) == (26, 80, 64, Fraction(30000, 1001))
+    assert info.has_audio
+    assert info.metadata["restored_by"]["models"] == "tiny"
+    assert "meaningless" in info.metadata["restored_by"]["models_note"]
+    s = json.loads(stats.read_text())
+    assert s["nfe"] == {"video": 5, "image": 4, "total": 9}
+    assert s["models"] == "tiny" and "meaningless" in s["models_note"]
+    for stage in ("video_model", "video_vae_encode", "video_vae_decode", "image_model", "image_vae_encode",
+                  "image_vae_decode", "data_steps", "load"):
+        assert s["seconds_per_stage"][stage] >= 0
+    assert s["relative_residual"] < max_residual
+
+
+def test_restore_is_seeded(clip, tmp_path, capsys):
+    y = tmp_path / "y.mkv"
+    run(["degrade", clip, "-o", y, "--problem", "B"], capsys)
+    outs = []
+    for name, seed in (("a.mkv", 1), ("b.mkv", 1), ("c.mkv", 2)):
+        code, _, err = run(["restore", y, "-o", tmp_path / name, "--prior", "lvtino-video", "--models", "tiny",
+                            "--seed", seed], capsys)
+        assert code == 0, err
+        outs.append(np.stack(list(read_frames(probe(tmp_path / name)))))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+def test_lvtino_prior_without_weights_is_one_line(clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    y = tmp_path / "y.mkv"
+    run(["degrade", clip, "-o", y, "--problem", "B"], capsys)
+    code, _, err = run(["restore", y, "-o", tmp_path / "x.mp4", "--prior", "lvtino"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in err and "lvtino download" in err and "--prior tv" in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_download_prints_licences_and_fails_offline_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    code, out, err = run(["download", "--only", "video"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "download of Wan-AI/Wan2.1-T2V-1.3B-Diffusers failed" in err
+    assert "licence: Apache-2.0" in out
+    local = tmp_path / "models.yaml"
+    local.write_text(f"video: {{base: {{repo: {tmp_path}}}, weights: {{format: causvid, repo: {tmp_path}, "
+                     f"filename: m.pt, license: CC BY-NC-SA 4.0}}}}\n")
+    code, out, err = run(["download", "--models", local, "--only", "video"], capsys)
+    assert code == 0, err
+    assert out.count("a local folder: nothing to fetch") == 2 and "CC BY-NC-SA 4.0" in out

@@ -1,0 +1,231 @@
+"""The two adapters and their loading: noise parameterisations, padding, checkpoints, missing weights."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from lvtino.errors import UserError
+from lvtino.models.base import Placement, pad_frames, pad_time
+from lvtino.models.loader import causvid_to_diffusers, fuse_wan_lora, load_models, load_models_spec, read_state_dict
+from lvtino.models.video import flow_sigmas
+from lvtino.runtime import StageTimer
+from tiny_repos import causvid_checkpoint, save_tiny_repos
+
+CPU = Placement(torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_models("tiny", ["video", "image"], CPU, StageTimer())
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    return save_tiny_repos(tmp_path_factory.mktemp("repos"))
+
+
+def clip(frames=5, h=40, w=56, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, frames, h, w, generator=g) * 2 - 1
+
+
+def test_flow_sigma_table_is_wans_shifted_table():
+    s = flow_sigmas(8.0)
+    assert s.shape == (1000,) and s[0] == 1.0
+    u = torch.tensor(0.5, dtype=torch.float64)  # s = 0.5 sits at index 500
+    assert torch.isclose(s[500], 8 * u / (1 + 7 * u))
+    assert torch.all(s[1:] < s[:-1])
+
+
+def test_video_timestep_snaps_to_the_nearest_table_entry(tiny):
+    sigma, t = tiny.video.sigma_at(757)
+    table = 1000 * flow_sigmas(8.0)
+    assert abs(t - 757) == float((table - 757).abs().min())
+    assert sigma == pytest.approx(t / 1000)
+
+
+def test_padding_reaches_the_multiples_and_keeps_content():
+    x = clip(6, 30, 50)
+    p = pad_time(pad_frames(x, 16), 4)
+    assert p.shape == (1, 3, 9, 32, 64)
+    assert torch.equal(p[:, :, :6, :30, :50], x)
+    assert torch.equal(p[:, :, 8], p[:, :, 5])  # the last frame repeated
+    assert pad_time(clip(5), 4).shape[2] == 5  # already 1 + 4k
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (5, 40, 56), (7, 33, 47)])
+def test_adapters_return_the_input_shape_in_range(tiny, shape):
+    x = clip(*shape)
+    for model, t in ((tiny.video, 757), (tiny.image, 374)):
+        out = model.denoise(x, t, torch.Generator().manual_seed(1))
+        assert out.shape == x.shape
+        assert out.abs().max() <= 1 and torch.isfinite(out).all()
+
+
+def test_video_adapter_recovers_x0_from_an_oracle_velocity(tiny, monkeypatch):
+    """With v = eps - z0 exactly, the adapter returns decode(encode(x)): its noise and x0 formulas agree."""
+    video = tiny.video
+    x = clip(5, 32, 48)
+    eps = torch.randn((1, 16, 2, 4, 6), generator=torch.Generator().manual_seed(3))  # the adapter's own draw
+    sigma, _ = video.sigma_at(522)
+
+    def oracle(zt, timestep, encoder_hidden_states, return_dict=False):
+        z0 = (zt - sigma * eps) / (1 - sigma)
+        return (eps - z0,)
+
+    monkeypatch.setattr(video, "transformer", oracle)
+    out = video.denoise(x, 522, torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        z = video.vae.encode(x).latent_dist.mean
+        expected = video.vae.decode(z).sample.clamp(-1, 1)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_image_adapter_recovers_x0_from_an_oracle_noise_shared_by_all_frames(tiny, monkeypatch):
+    """The UNet sees one noise draw for every frame; an oracle eps returns decode(encode(frame))."""
+    image = tiny.image
+    x = clip(4, 32, 48)
+    eps = torch.randn((1, 4, 4, 6), generator=torch.Generator().manual_seed(5))
+    seen = []
+
+    def oracle(zt, t, encoder_hidden_states, added_cond_kwargs, return_dict=False):
+        seen.append(zt)
+        return (eps.expand(zt.shape[0], -1, -1, -1),)
+
+    monkeypatch.setattr(image, "unet", oracle)
+    out = image.denoise(x, 249, torch.Generator().manual_seed(5))
+    frames = x[0].permute(1, 0, 2, 3)
+    with torch.inference_mode():
+        expected = image.vae.decode(image.vae.encode(frames).latent_dist.mean).sample.clamp(-1, 1)
+    assert torch.allclose(out[0].permute(1, 0, 2, 3), expected, atol=1e-5)
+    # same frames in, same noisy latents out: the noise is shared
+    seen.clear()
+    still = x[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()
+    image.denoise(still, 249, torch.Generator().manual_seed(7))
+    zt = torch.cat(seen)
+    assert torch.allclose(zt, zt[:1].expand_as(zt))
+
+
+def test_image_sweep_batches_frames(tiny, monkeypatch):
+    image = tiny.image
+    calls = []
+    forward = image.unet.forward
+    monkeypatch.setattr(image.unet, "forward", lambda *a, **k: calls.append(a[0].shape[0]) or forward(*a, **k))
+    monkeypatch.setattr(image, "batch_size", 3)
+    before = image.calls
+    image.denoise(clip(7, 16, 16), 124, torch.Generator().manual_seed(0))
+    assert calls == [3, 3, 1] and image.calls == before + 1  # one sweep, one NFE
+
+
+def test_networks_never_require_grad(tiny):
+    for model in (tiny.video.transformer, tiny.video.vae, tiny.image.unet, tiny.image.vae):
+        assert not any(p.requires_grad for p in model.parameters())
+    with torch.enable_grad():
+        x = clip(5, 16, 16).requires_grad_(True)
+        out = tiny.video.denoise(x, 757, torch.Generator().manual_seed(0))
+    assert not out.requires_grad
+
+
+def test_causvid_checkpoint_converts_to_identical_weights(repos):
+    path, weights = repos
+    spec = load_models_spec(path)
+    state = causvid_to_diffusers(read_state_dict(spec.video.weights.repo + "/model.pt"))
+    assert set(state) == {k for k in weights if not k.startswith("rope.")}
+    assert all(torch.equal(state[k], weights[k]) for k in state)
+
+
+def test_loading_local_folders_runs_the_real_loader(repos):
+    path, weights = repos
+    models = load_models(str(path), ["video", "image"], CPU, StageTimer())
+    got = models.video.transformer.state_dict()
+    assert all(torch.equal(got[k], weights[k]) for k in weights)
+    assert models.video.prompt_embeds.shape[1] == 16  # max_sequence_length from the file
+    x = clip(5, 16, 16)
+    assert models.image.denoise(x, 374, torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_checkpoints_with_code_are_refused(tmp_path):
+    from fractions import Fraction  # any Python object outside the tensor allow-list stands for code
+
+    torch.save({"generator": Fraction(1, 3)}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="evil.pt: refused"):
+        read_state_dict(tmp_path / "evil.pt")
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_line(repos, tmp_path):
+    path, _ = repos
+    spec = load_models_spec(path)
+    bad = read_state_dict(spec.video.weights.repo + "/model.pt")
+    del bad["generator"]["model.head.head.weight"]
+    torch.save(bad, tmp_path / "model.pt")
+    text = path.read_text().replace(spec.video.weights.repo, str(tmp_path))
+    (tmp_path / "models.yaml").write_text(text)
+    with pytest.raises(UserError, match="1 weights missing, e.g. proj_out.weight"):
+        load_models(str(tmp_path / "models.yaml"), ["video"], CPU, StageTimer())
+
+
+def test_lora_fuses_into_the_named_layers(tiny):
+    from diffusers import WanTransformer3DModel
+
+    from lvtino.models.architectures import TINY
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(**TINY["video_transformer"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    down, up = torch.randn(2, 24), torch.randn(24, 2)
+    lora = {"diffusion_model.blocks.0.self_attn.q.lora_down.weight": down,
+            "diffusion_model.blocks.0.self_attn.q.lora_up.weight": up,
+            "diffusion_model.blocks.0.self_attn.q.alpha": torch.tensor(1.0),
+            "diffusion_model.blocks.1.ffn.2.diff_b": torch.ones(24)}
+    assert fuse_wan_lora(model, lora, scale=0.5) == 2
+    after = model.state_dict()
+    key = "blocks.0.attn1.to_q.weight"
+    assert torch.allclose(after[key], before[key] + 0.5 * (1.0 / 2) * up @ down, atol=1e-6)
+    assert torch.allclose(after["blocks.1.ffn.net.2.bias"], before["blocks.1.ffn.net.2.bias"] + 0.5)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert sorted(changed) == ["blocks.0.attn1.to_q.weight", "blocks.1.ffn.net.2.bias"]
+
+
+def test_missing_weights_stop_at_once_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    start = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        load_models(None, ["video", "image"], CPU, StageTimer())
+    assert time.perf_counter() - start < 10
+    message = str(err.value)
+    assert "\n" not in message
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in message
+    assert "lvtino download" in message and "--prior tv" in message
+
+
+def test_models_file_mistakes_are_named(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("video: {weights: {format: gguf}}\n")
+    with pytest.raises(UserError, match="video.weights.format='gguf'"):
+        load_models_spec(bad)
+    bad.write_text("video: {wieghts: {}}\n")
+    with pytest.raises(UserError, match="models.video.wieghts"):
+        load_models_spec(bad)
+    with pytest.raises(UserError, match="no such file"):
+        load_models_spec(tmp_path / "absent.yaml")
+
+
+def test_offloading_needs_a_gpu():
+    with pytest.raises(UserError, match="--offload model"):
+        Placement(torch.device("cpu"), torch.float32, "model")
+
+
+def test_packaged_models_file_names_the_papers_weights():
+    spec = load_models_spec(None)
+    assert spec.video.base.repo == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    assert (spec.video.weights.repo, spec.video.weights.filename) == ("tianweiy/CausVid",
+                                                                      "bidirectional_checkpoint2/model.pt")
+    assert spec.video.shift == 8.0 and spec.video.prompt == "a high resolution video"
+    assert spec.image.base.repo == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert spec.image.weights.filename == "dmd2_sdxl_4step_unet_fp16.bin"
+    assert spec.image.vae.repo == "madebyollin/sdxl-vae-fp16-fix"
+    assert "non-commercial" in spec.video.weights.license and "non-commercial" in spec.image.weights.license

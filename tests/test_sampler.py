@@ -1,0 +1,174 @@
+"""Algorithm 1 with tiny networks: calls per clip, shared noise, seeds, no gradients, measurement consistency."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvtino.config import load_problem
+from lvtino.errors import UserError
+from lvtino.models.base import Placement
+from lvtino.models.loader import load_models
+from lvtino.physics.problems import build_physics
+from lvtino.pipeline.priors import ModelOptions, make_prior
+from lvtino.runtime import StageTimer
+from lvtino.sampling.sampler import sample
+from lvtino.sampling.schedule import Schedule
+from lvtino.video.convert import frames_to_tensor
+from conftest import smooth_frames
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models("tiny", ["video", "image"], Placement(torch.device("cpu"), torch.float32), StageTimer())
+
+
+def problem(name, shape):
+    cfg = load_problem(name)
+    physics = build_physics(cfg.operator, shape)
+    x = frames_to_tensor(smooth_frames(*shape))
+    y = physics.measure(x, cfg.noise_std, torch.Generator().manual_seed(0))
+    return cfg, physics, x, y
+
+
+class Spy:
+    """Wraps an adapter: counts its calls and network invocations, keeps its last output."""
+
+    def __init__(self, model, network: str):
+        self.model, self.calls, self.forward_calls, self.last = model, 0, 0, None
+        net = getattr(model, network)
+        self._restore = (net, net.forward)
+
+        def counted(*args, **kwargs):
+            self.forward_calls += 1
+            return self._restore[1](*args, **kwargs)
+        net.forward = counted
+
+    def denoise(self, x, t, generator):
+        self.calls += 1
+        self.last = self.model.denoise(x, t, generator)
+        return self.last
+
+    def close(self):
+        net, forward = self._restore
+        net.forward = forward
+
+
+@pytest.mark.parametrize("name,shape,video_calls,image_calls", [
+    ("A", (25, 32, 48), 5, 4), ("B", (25, 32, 48), 5, 4), ("jpeg", (25, 32, 48), 5, 4), ("C", (17, 32, 48), 3, 2)])
+def test_calls_per_clip(models, name, shape, video_calls, image_calls):
+    cfg, physics, _, y = problem(name, shape)
+    video, image = Spy(models.video, "transformer"), Spy(models.image, "unet")
+    try:
+        out = sample(physics, y, Schedule.from_config(cfg.sampler), video, image, torch.Generator().manual_seed(0))
+    finally:
+        video.close(), image.close()
+    assert out.shape == (1, 3) + shape
+    assert (video.calls, image.calls) == (video_calls, image_calls)
+    assert video.forward_calls == video_calls  # one transformer call on the whole clip per outer step
+    batches = -(-shape[0] // models.image.batch_size)
+    assert image.forward_calls == image_calls * batches  # a sweep over all frames counts once
+
+
+@pytest.mark.parametrize("shape", [(10, 24, 40), (13, 40, 56), (1, 16, 16)])
+def test_any_size_and_frame_count_round_trips(models, shape):
+    cfg, physics, _, y = problem("B", shape)
+    out = sample(physics, y, Schedule.from_config(cfg.sampler), models.video, models.image,
+                 torch.Generator().manual_seed(0))
+    assert out.shape == (1, 3) + shape and out.abs().max() <= 1
+
+
+def test_same_seed_same_output_other_seed_other_output(models):
+    cfg, physics, _, y = problem("B", (9, 32, 48))
+    run = lambda seed: sample(physics, y, Schedule.from_config(cfg.sampler), models.video, models.image,
+                              torch.Generator().manual_seed(seed))
+    a, b, c = run(4), run(4), run(5)
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-4
+
+
+def test_no_gradient_flows_through_a_network(models):
+    cfg, physics, _, y = problem("A", (9, 32, 48))
+    with torch.enable_grad():
+        out = sample(physics, y, Schedule.from_config(cfg.sampler), models.video, models.image,
+                     torch.Generator().manual_seed(0))
+    assert not out.requires_grad
+    for net in (models.video.transformer, models.video.vae, models.image.unet, models.image.vae):
+        assert all(not p.requires_grad and p.grad is None for p in net.parameters())
+
+
+def test_output_is_the_last_data_step_of_the_last_video_estimate(models):
+    """Problem B ends with a prox: x = argmin 0.5||Au - y||^2 + ||u - x1||^2 / (2 gamma), x1 the last VCM output."""
+    cfg, physics, _, y = problem("B", (25, 32, 48))
+    schedule = Schedule.from_config(cfg.sampler)
+    video = Spy(models.video, "transformer")
+    try:
+        out = sample(physics, y, schedule, video, models.image, torch.Generator().manual_seed(0))
+    finally:
+        video.close()
+    x1, gamma = video.last, cfg.sampler.data_step_1.gamma[-1]
+    u = physics.prox_l2(x1, y, gamma)
+    assert torch.allclose(out, u.clamp(-1, 1), atol=1e-6)  # the output is that prox, clamped to the range
+    grad = (u - x1) + gamma * physics.A_adjoint(physics.A(u) - y)  # its optimality condition
+    assert grad.abs().max() < 1e-4 * (u - x1).abs().max()
+    residual = lambda u: float((physics.A(u) - y).norm() / y.norm())
+    assert residual(out) < 0.25 * residual(x1)
+
+
+def test_temporal_tv_ending_reduces_the_residual_of_the_video_estimate(models):
+    cfg, physics, _, y = problem("A", (25, 32, 48))
+    video = Spy(models.video, "transformer")
+    try:
+        out = sample(physics, y, Schedule.from_config(cfg.sampler), video, models.image,
+                     torch.Generator().manual_seed(0))
+    finally:
+        video.close()
+    residual = lambda u: float((physics.A(u) - y).norm() / y.norm())
+    assert residual(out) < 0.7 * residual(video.last)
+
+
+def test_callback_sees_every_outer_step(models):
+    cfg, physics, _, y = problem("B", (9, 32, 48))
+    seen = []
+    sample(physics, y, Schedule.from_config(cfg.sampler), models.video, models.image,
+           torch.Generator().manual_seed(0), callback=lambda k, x: seen.append((k, tuple(x.shape))))
+    assert seen == [(k, (1, 3, 9, 32, 48)) for k in range(5)]
+
+
+@pytest.mark.parametrize("prior,nfe", [("lvtino", (5, 4)), ("lvtino-video", (5, 0)), ("lvtino-image", (0, 4))])
+def test_ablations_run_through_the_same_sampler(prior, nfe):
+    cfg, physics, _, y = problem("B", (9, 32, 48))
+    restorer = make_prior(prior, cfg, ModelOptions(models="tiny"))
+    out, _ = restorer(physics, y, seed=0)
+    facts = restorer.facts()
+    assert (facts["nfe"]["video"], facts["nfe"]["image"]) == nfe
+    assert facts["nfe"]["total"] == sum(nfe) and "meaningless" in facts["models_note"]
+    assert out.shape == (1, 3, 9, 32, 48)
+    assert "video_model" in facts["seconds_per_stage"] or nfe[0] == 0
+
+
+def test_schedule_mistakes_are_caught_before_loading():
+    cfg = load_problem("B", overrides=["sampler.image_timesteps=[374, 249]"])
+    with pytest.raises(UserError, match="image_timesteps: 2 given, the 5 outer steps need 4"):
+        Schedule.from_config(cfg.sampler)
+    cfg = load_problem("B", overrides=["sampler.data_step_1.gamma=[1.0, 2.0]"])
+    with pytest.raises(UserError, match="data_step_1.gamma: 2 values given, step 2 needs one"):
+        make_prior("lvtino", cfg, ModelOptions(models="tiny"))
+    cfg = load_problem("B", overrides=["sampler.video_timesteps=[1200, 522, 375, 255, 125]"])
+    with pytest.raises(UserError, match="timestep 1200"):
+        Schedule.from_config(cfg.sampler)
+
+
+def test_presets_hold_the_papers_numbers():
+    a, b, c, j = (load_problem(n).sampler for n in ("A", "B", "C", "jpeg"))
+    for s in (a, b, j):
+        assert s.video_timesteps == [757, 522, 375, 255, 125] and s.image_timesteps == [374, 249, 124, 124]
+    assert c.video_timesteps == [757, 522, 375] and c.image_timesteps == [249, 63]
+    assert b.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.data_step_1.gamma[2] == 1363.0
+    assert b.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.data_step_2.gamma[2] == 2721.0
+    assert (a.data_step_1.method, a.data_step_1.lam, a.data_step_1.iterations) == ("tv_time", [2.874e-4], 200)
+    assert (a.data_step_2.method, a.data_step_2.eps, a.data_step_2.iterations) == ("normal", 1e-6, 19)
+    assert (c.data_step_1.method, c.data_step_1.lam[:2], c.data_step_1.iterations) == ("tv3d", [6.18e-7, 1.56e-6], 55)
+    assert c.data_step_1.lr == pytest.approx(0.0198) and c.data_step_2.iterations == 23 and c.data_step_2.eps == 0
+    assert c.init.method == "interpolate" and b.init.gamma == 200.0
+    assert (j.data_step_1.gamma, j.data_step_2.gamma) == ([0.603], [0.519])
