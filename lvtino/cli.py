@@ -108,10 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pinv: measurement-consistent least squares; tv: spatio-temporal TV (default); lvtino: the "
                         "video + image consistency models (needs their weights, see `lvtino download`); "
                         "lvtino-video / lvtino-image: one model only (the paper's ablations)")
-    p.add_argument("--start", type=int, default=None, help="first output frame to write (default 0)")
-    p.add_argument("--end", type=int, default=None, help="output frame to stop before, as in Python slices")
+    p.add_argument("--start", default=None, metavar="FRAME|TIME",
+                   help="first output frame to restore: a frame number or a time [HH:]MM:SS[.fff] (default 0)")
+    p.add_argument("--end", default=None, metavar="FRAME|TIME",
+                   help="output frame (or time) to stop before, as in Python slices: --start 30 --end 90 gives 60 "
+                        "frames; only the windows these frames need are restored")
     p.add_argument("--frames", type=int, default=None,
                    help="frame count of the restored video when the input does not record it")
+    p.add_argument("--window", type=int, default=None, metavar="N",
+                   help="output frames per window (default: the preset's, 25; 81 for C; rounded down to a multiple "
+                        "of the temporal factor)")
+    p.add_argument("--overlap", type=int, default=None, metavar="N",
+                   help="frames shared by neighbouring windows, cross-faded and made measurement-consistent "
+                        "(default: the preset's; rounded up to the temporal factor)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the finished windows of an interrupted run (kept in .OUTPUT.lvtino-state next to "
+                        "the output); refused if the input or settings differ")
+    p.add_argument("--keep-state", action="store_true", help="keep the state folder after success")
     p.add_argument("--stats", metavar="FILE.json", help="write timings, peak memory and solver facts here")
     p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
     p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
@@ -164,7 +177,10 @@ def _run(args: argparse.Namespace) -> None:
         r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
                     fps=args.fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
-                    models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed)
+                    models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed,
+                    resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap)
+        if r is None:  # another process of a multi-process launch: the main process reports
+            return
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
         if "models_note" in r:

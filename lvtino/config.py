@@ -86,6 +86,19 @@ class SamplerConfig:
 
 
 @dataclass
+class WindowConfig:
+    """Long videos are restored in windows of ``frames`` signal frames overlapping by ``overlap``.
+
+    ``frames`` is rounded down and ``overlap`` up to multiples of the operator's
+    temporal factor (whole measured frames per window); the overlap is raised to
+    what the operator's reach needs (6 frames for a 7-frame blur).
+    """
+
+    frames: int = 25
+    overlap: int = 8
+
+
+@dataclass
 class ProblemConfig:
     name: str
     description: str = ""
@@ -94,6 +107,7 @@ class ProblemConfig:
     pinv: PinvConfig = field(default_factory=PinvConfig)
     tv: TVConfig = field(default_factory=TVConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
 
     def validate(self) -> "ProblemConfig":
         if self.noise_std < 0:
@@ -104,6 +118,9 @@ class ProblemConfig:
                 raise UserError(f"sampler.{key}.method={method!r} is not one of {', '.join(DATA_STEP_METHODS)}")
         if self.sampler.init.method not in INIT_METHODS:
             raise UserError(f"sampler.init.method={self.sampler.init.method!r} is not one of {', '.join(INIT_METHODS)}")
+        if self.window.frames < 1 or self.window.overlap < 0:
+            raise UserError(f"window.frames={self.window.frames}, window.overlap={self.window.overlap}: "
+                            "need frames >= 1 and overlap >= 0")
         if self.tv.iterations < 0:
             raise UserError(f"tv.iterations={self.tv.iterations} must be >= 0")
         return self

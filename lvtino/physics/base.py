@@ -26,6 +26,7 @@ class Physics:
     """
 
     factors: Shape = (1, 1, 1)
+    linear = False  # True for operators with an exact adjoint
 
     def A(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -51,6 +52,19 @@ class Physics:
         """The linear operator that linear solvers (pinv, TV) use in place of this one."""
         raise NotImplementedError(f"{type(self).__name__} has no linear surrogate")
 
+    # -- windows in time --------------------------------------------------------
+    # The default is a per-frame operator: measured frame t is signal frame t.
+    def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
+        """For each measured frame, the signal frames [lo, hi) it depends on (None: not contiguous)."""
+        return [(t, t + 1) for t in range(frames)]
+
+    def restrict_time(self, start: int, end: int) -> tuple["Physics", list[int]]:
+        """The operator on signal frames [start, end), and the measured frames that depend on them only.
+
+        Those measured frames are exactly ``A`` of the window: y[rows] = A_w(x[start:end]).
+        """
+        return self, list(range(start, end))
+
     def __mul__(self, inner: "LinearPhysics") -> "Physics":
         """``(self * inner).A(x) == self.A(inner.A(x))``."""
         return ComposedPhysics(self, inner)
@@ -58,6 +72,8 @@ class Physics:
 
 class LinearPhysics(Physics):
     """A linear operator with an exact adjoint."""
+
+    linear = True
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -116,6 +132,17 @@ class ComposedPhysics(Physics):
 
     def linear_surrogate(self) -> "LinearPhysics":
         return self.outer.linear_surrogate() * self.inner
+
+    def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
+        if self.outer.factors[0] != 1:
+            raise NotImplementedError("windows need the outer operator to act frame by frame")
+        return self.inner.time_supports(frames)
+
+    def restrict_time(self, start: int, end: int) -> tuple["Physics", list[int]]:
+        if self.outer.factors[0] != 1:
+            raise NotImplementedError("windows need the outer operator to act frame by frame")
+        inner, rows = self.inner.restrict_time(start, end)
+        return self.outer * inner, rows
 
     def __repr__(self) -> str:
         return f"{self.outer!r} * {self.inner!r}"

@@ -125,6 +125,27 @@ class SeparableLinear(LinearPhysics):
         self._check(shape, "measurement", col=False)
         return tuple(n if M is None else M.shape[1] for n, M in zip(shape, self.matrices))
 
+    # -- windows in time --------------------------------------------------------
+    def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
+        mt = self.matrices[0]
+        if mt is None:
+            return [(t, t + 1) for t in range(frames)]
+        out = []
+        for row in mt:
+            idx = torch.nonzero(row).flatten().tolist()
+            contiguous = idx and idx[-1] - idx[0] + 1 == len(idx)
+            out.append((idx[0], idx[-1] + 1) if contiguous else None)
+        return out
+
+    def restrict_time(self, start: int, end: int) -> tuple["SeparableLinear", list[int]]:
+        mt, mh, mw = self.matrices
+        if mt is None:
+            return SeparableLinear(None, mh, mw, self.factors), list(range(start, end))
+        outside = mt[:, :start].abs().sum(1) + mt[:, end:].abs().sum(1)
+        inside = mt[:, start:end]
+        rows = torch.nonzero((outside == 0) & (inside.abs().sum(1) > 0)).flatten().tolist()
+        return SeparableLinear(inside[rows], mh, mw, self.factors), rows
+
     def _check(self, shape: Shape, what: str, col: bool) -> None:
         for name, n, M in zip("THW", shape, self.matrices):
             want = None if M is None else M.shape[1 if col else 0]

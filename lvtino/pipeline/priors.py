@@ -14,7 +14,7 @@ import torch
 from lvtino.config import ProblemConfig
 from lvtino.errors import UserError
 from lvtino.models.base import DTYPES, Placement
-from lvtino.models.loader import load_models
+from lvtino.models.loader import TINY_NOTE, load_models
 from lvtino.runtime import StageTimer
 from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
@@ -81,6 +81,16 @@ class GenerativePrior:
         if self.models.note:
             facts["models_note"] = self.models.note
         return facts
+
+
+def describe_models(name: str, options: ModelOptions | None) -> dict:
+    """What the output's metadata says of the networks behind ``name`` (nothing for a classical prior)."""
+    if name not in GENERATIVE:
+        return {}
+    models = (options or ModelOptions()).models
+    if models == "tiny":
+        return {"models": "tiny", "models_note": TINY_NOTE}
+    return {"models": models or "models.yaml"}
 
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,

@@ -1,0 +1,170 @@
+"""Long videos in overlapping windows: the plan, and the join that hides the seams.
+
+A window is a span of signal (output) frames restored on its own, against the
+measured frames that depend on that span only (``Physics.restrict_time``): the
+window's measurement is then exact, whatever the operator. Windows start on
+multiples of the operator's temporal factor, so every low-rate frame lies
+wholly inside windows, and overlap by enough frames that every measured frame
+lies wholly inside at least one window.
+
+The join cross-fades the overlapping frames (linear weights that sum to one),
+then makes each seam measurement-consistent again: over the seam region (the
+overlap widened by the operator's reach) the least-norm correction
+x += A_R^T (A_R A_R^T + eps)^-1 (y_R - A_R x) fits the measured frames that lie
+in the region. Frames leave the join as soon as no later window or seam can
+change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from lvtino.errors import UserError
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    start: int  # first signal frame
+    end: int    # signal frame after the last
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    frames: int             # signal frames of the whole video
+    windows: tuple[Window, ...]
+    margin: int             # how far a seam region reaches beyond the overlap (the operator's reach)
+
+    def seam(self, i: int) -> tuple[int, int]:
+        """Seam region between windows i and i + 1: their overlap widened by ``margin``, inside the video."""
+        a, b = self.windows[i + 1].start, self.windows[i].end
+        return max(0, a - self.margin), min(self.frames, b + self.margin)
+
+    def select(self, start: int, end: int) -> list[Window]:
+        """The windows that output frames [start, end) depend on: those covering them, and both sides of any
+        seam region that touches them."""
+        keep = {w.index for w in self.windows if w.start < end and w.end > start}
+        for i in range(len(self.windows) - 1):
+            a, b = self.seam(i)
+            if a < end and b > start:
+                keep |= {i, i + 1}
+        return [w for w in self.windows if w.index in keep]
+
+
+def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: int, length: int,
+                 overlap: int) -> Plan:
+    """Cover ``frames`` signal frames with windows of ``length`` overlapping by ``overlap`` frames.
+
+    ``supports`` gives, per measured frame, the signal frames it depends on (None
+    for one that wraps around the clip: only a single window holds it).
+    ``length`` is rounded down and ``overlap`` up to multiples of ``factor``, and
+    the overlap is raised to what the operator's reach needs. The last window
+    ends at the last frame and may be shorter than the rest.
+    """
+    if length < 1 or overlap < 0:
+        raise UserError(f"window.frames={length}, window.overlap={overlap}: need frames >= 1 and overlap >= 0")
+    if frames <= length:
+        return Plan(frames, (Window(0, 0, frames),), 0)
+    widths = [hi - lo for s in supports if s is not None for lo, hi in [s]]
+    reach = max(0, max(widths, default=1) - factor)  # frames a measured frame reaches beyond its own group
+    length = max(factor, length // factor * factor)
+    overlap = -(-max(overlap, reach) // factor) * factor
+    if 2 * overlap + 2 * reach > length:
+        need = 2 * overlap + 2 * reach
+        raise UserError(f"window.frames={length} is too short for window.overlap={overlap} with this operator "
+                        f"(reach {reach} frames): windows need at least {need} frames, or a smaller overlap")
+    stride = length - overlap
+    windows, start = [], 0
+    while True:
+        end = min(start + length, frames)
+        windows.append(Window(len(windows), start, end))
+        if end == frames:
+            break
+        start += stride
+    plan = Plan(frames, tuple(windows), reach)
+    _check_coverage(plan, supports)
+    return plan
+
+
+def _check_coverage(plan: Plan, supports) -> None:
+    for row, s in enumerate(supports):
+        if s is None:
+            continue
+        if not any(w.start <= s[0] and s[1] <= w.end for w in plan.windows):
+            raise UserError(f"measured frame {row} (signal frames {s[0]}..{s[1] - 1}) lies in no window whole: "
+                            "raise window.overlap")
+
+
+def fade_weights(plan: Plan, w: Window) -> Tensor:
+    """Per-frame weights of window ``w``: rising over the overlap with the previous window, falling over the
+    overlap with the next, 1 elsewhere. Overlapping weights of two windows sum to one."""
+    weights = torch.ones(w.frames, dtype=torch.float64)
+    if w.index > 0:
+        prev = plan.windows[w.index - 1]
+        n = prev.end - w.start
+        weights[:n] = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+    if w.index + 1 < len(plan.windows):
+        nxt = plan.windows[w.index + 1]
+        n = w.end - nxt.start
+        weights[w.frames - n:] = torch.arange(n, 0, -1, dtype=torch.float64) / (n + 1)
+    return weights
+
+
+class Joiner:
+    """Cross-fades windows given in order, fixes each seam against the measurement, and yields final frames.
+
+    ``seam_step(start, end, x)`` returns x (signal frames [start, end)) made
+    consistent with the measured frames of that span; None skips the step.
+    """
+
+    def __init__(self, plan: Plan, seam_step: Callable[[int, int, Tensor], Tensor] | None = None):
+        self.plan, self.seam_step = plan, seam_step
+        self.buffer: Tensor | None = None  # frames [self.offset, self.offset + buffer frames)
+        self.offset = 0
+        self.previous: Window | None = None
+
+    def add(self, w: Window, x: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """Blend window ``w``'s frames (1, C, T, H, W) in; yield (frame index, (1, C, 1, H, W)) of final frames."""
+        if self.previous is not None and w.index != self.previous.index + 1:
+            # a gap in the selected windows: everything held so far is final
+            yield from self._flush(self.offset + self.buffer.shape[2])
+            self.buffer = None
+        weights = fade_weights(self.plan, w).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
+        part = x * weights
+        if self.buffer is None:
+            self.buffer, self.offset = part, w.start
+        else:
+            held_end = self.offset + self.buffer.shape[2]
+            lo = w.start - self.offset
+            self.buffer[:, :, lo:] += part[:, :, : held_end - w.start]
+            self.buffer = torch.cat([self.buffer, part[:, :, held_end - w.start:]], dim=2)
+        if self.previous is not None and self.previous.index + 1 == w.index and self.seam_step is not None:
+            a, b = self.plan.seam(self.previous.index)
+            a = max(a, self.offset)
+            span = self.buffer[:, :, a - self.offset:b - self.offset]
+            span.copy_(self.seam_step(a, b, span.clone()))
+        self.previous = w
+        last = w.index == len(self.plan.windows) - 1
+        done = self.plan.frames if last else self.plan.seam(w.index)[0]
+        yield from self._flush(done)
+
+    def finish(self) -> Iterator[tuple[int, Tensor]]:
+        """The frames still held once the last selected window is in."""
+        if self.buffer is not None:
+            yield from self._flush(self.offset + self.buffer.shape[2])
+            self.buffer = None
+
+    def _flush(self, upto: int) -> Iterator[tuple[int, Tensor]]:
+        n = max(0, min(upto, self.offset + self.buffer.shape[2]) - self.offset)
+        for k in range(n):
+            yield self.offset + k, self.buffer[:, :, k:k + 1]
+        self.buffer = self.buffer[:, :, n:]
+        self.offset += n
