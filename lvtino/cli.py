@@ -135,6 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0): same seed, same output")
     _add_input_options(p)
 
+    p = sub.add_parser("batch", help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
+                       description="Restore every item of a manifest (.csv with columns input, output and "
+                                   "optionally problem, prior, start, end, set (KEY=VALUE;KEY=VALUE); or .yaml: a "
+                                   "list of such mappings, or 'defaults' and 'items'; paths relative to the "
+                                   "manifest), or every video and frame folder of a folder (-o names the output "
+                                   "folder). Existing outputs are skipped, a failing item is reported and the "
+                                   "batch goes on; a summary table is printed and written as CSV. Exit code 1 if "
+                                   "any item failed.")
+    p.add_argument("manifest", help="a .csv or .yaml manifest, or a folder of inputs")
+    p.add_argument("-o", "--output", default=None, help="output folder (for a folder of inputs)")
+    p.add_argument("--suffix", default=".mp4", choices=[".mp4", ".mkv", ".mov"],
+                   help="output format for a folder of inputs (default .mp4)")
+    p.add_argument("--summary", default=None, metavar="FILE.csv",
+                   help="where the summary table goes (default: lvtino-batch-summary.csv in the output folder, "
+                        "or MANIFEST-summary.csv beside a manifest)")
+    _add_problem_options(p, required=False)
+    p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
+                   help="prior of items that name none (default tv)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_model_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
+    p.add_argument("--window", type=int, default=None, metavar="N", help="output frames per window")
+    p.add_argument("--overlap", type=int, default=None, metavar="N", help="frames shared by neighbouring windows")
+    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
+                   help="H.264 speed preset (default medium)")
+
     p = sub.add_parser("download", help="fetch the networks' weights into the Hugging Face cache (needs network)",
                        description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
                                    "printing each model's licence (the CausVid and DMD2 weights are "
@@ -185,6 +212,22 @@ def _run(args: argparse.Namespace) -> None:
               f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
         if "models_note" in r:
             print(f"note: {r['models_note']}")
+    elif args.command == "batch":
+        from pathlib import Path
+
+        from lvtino.pipeline.batch import read_manifest, run_batch
+        from lvtino.pipeline.priors import ModelOptions
+        if args.config is not None:
+            raise UserError("--config: not available for batch; name a problem per item or with --problem")
+        items = read_manifest(args.manifest, args.output, args.suffix)
+        source = Path(args.manifest)
+        summary = args.summary or (Path(args.output) / "lvtino-batch-summary.csv" if source.is_dir()
+                                   else source.with_name(source.stem + "-summary.csv"))
+        rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
+                         device=args.device, summary=summary, models=ModelOptions(args.models, args.dtype, args.offload),
+                         seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset)
+        if any(r["status"] == "failed" for r in rows):
+            return 1
     elif args.command == "download":
         from lvtino.models.loader import download, load_models_spec
         download(load_models_spec(args.models), [args.only] if args.only else ["video", "image"])
@@ -220,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         log.removeHandler(handler)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
-        _run(args)
+        code = _run(args)
     except UserError as err:
         print(f"lvtino: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -228,11 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lvtino: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("lvtino: interrupted; no output was written", file=sys.stderr)
+        resumable = " (finished windows are kept: run again with --resume)" if args.command == "restore" else ""
+        print(f"lvtino: interrupted; no output was written{resumable}", file=sys.stderr)
         return 130
     finally:
         log.removeHandler(handler)
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -37,6 +37,21 @@ class Processes:
             if not self.is_main:
                 log.setLevel(logging.WARNING)
 
+    @classmethod
+    def alone(cls, device: torch.device) -> "Processes":
+        """This process on its own, even inside a launch (a batch item restored by one process)."""
+        solo = cls.__new__(cls)
+        solo.device, solo.index, solo.count, solo._state = device, 0, 1, None
+        return solo
+
+    def gather(self, items: list) -> list:
+        """Every process's ``items``, concatenated in process order (on every process)."""
+        if self._state is None:
+            return list(items)
+        from accelerate.utils import gather_object
+
+        return list(gather_object(list(items)))
+
     @property
     def is_main(self) -> bool:
         return self.index == 0

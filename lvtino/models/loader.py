@@ -10,7 +10,6 @@ networks of the same classes instead, for code-path checks on a CPU.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from lvtino.models.text import char_tokenizer, encode_sdxl, encode_umt5
 from lvtino.models.video import VideoConsistencyModel
 from lvtino.runtime import StageTimer
 
-log = logging.getLogger("lvtino")
 
 TINY_NOTE = "tiny random models: a code-path check, the output is meaningless for quality"
 VIDEO_FORMATS = ("causvid", "diffusers", "lora")
@@ -380,7 +378,6 @@ def tiny_models(spec: ModelsSpec, kinds: list[str], placement: Placement, timer:
 def load_models(models: str | None, kinds: list[str], placement: Placement, timer: StageTimer) -> Models:
     """The adapters for ``kinds`` ("video", "image"): ``models`` is None (packaged file), a YAML path or "tiny"."""
     if models == "tiny":
-        log.warning("--models tiny: %s", TINY_NOTE)
         return tiny_models(load_models_spec(None), kinds, placement, timer)
     spec = load_models_spec(models)
     check_available(spec, kinds)

@@ -58,10 +58,14 @@ class Physics:
         """For each measured frame, the signal frames [lo, hi) it depends on (None: not contiguous)."""
         return [(t, t + 1) for t in range(frames)]
 
-    def restrict_time(self, start: int, end: int) -> tuple["Physics", list[int]]:
+    def restrict_time(self, start: int, end: int,
+                      within: tuple[int, int] | None = None) -> tuple["Physics", list[int]]:
         """The operator on signal frames [start, end), and the measured frames that depend on them only.
 
         Those measured frames are exactly ``A`` of the window: y[rows] = A_w(x[start:end]).
+        With ``within=(lo, hi)`` around [start, end), the rows are the measured
+        frames that depend on some frame of [start, end) and on no frame outside
+        [lo, hi), and A_w is their part that acts on [start, end).
         """
         return self, list(range(start, end))
 
@@ -138,10 +142,11 @@ class ComposedPhysics(Physics):
             raise NotImplementedError("windows need the outer operator to act frame by frame")
         return self.inner.time_supports(frames)
 
-    def restrict_time(self, start: int, end: int) -> tuple["Physics", list[int]]:
+    def restrict_time(self, start: int, end: int,
+                      within: tuple[int, int] | None = None) -> tuple["Physics", list[int]]:
         if self.outer.factors[0] != 1:
             raise NotImplementedError("windows need the outer operator to act frame by frame")
-        inner, rows = self.inner.restrict_time(start, end)
+        inner, rows = self.inner.restrict_time(start, end, within)
         return self.outer * inner, rows
 
     def __repr__(self) -> str:

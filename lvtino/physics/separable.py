@@ -137,13 +137,14 @@ class SeparableLinear(LinearPhysics):
             out.append((idx[0], idx[-1] + 1) if contiguous else None)
         return out
 
-    def restrict_time(self, start: int, end: int) -> tuple["SeparableLinear", list[int]]:
+    def restrict_time(self, start: int, end: int, within: tuple[int, int] | None = None):
         mt, mh, mw = self.matrices
         if mt is None:
             return SeparableLinear(None, mh, mw, self.factors), list(range(start, end))
-        outside = mt[:, :start].abs().sum(1) + mt[:, end:].abs().sum(1)
+        lo, hi = within or (start, end)
         inside = mt[:, start:end]
-        rows = torch.nonzero((outside == 0) & (inside.abs().sum(1) > 0)).flatten().tolist()
+        keep = (inside.abs().sum(1) > 0) & (mt[:, :lo].abs().sum(1) + mt[:, hi:].abs().sum(1) == 0)
+        rows = torch.nonzero(keep).flatten().tolist()
         return SeparableLinear(inside[rows], mh, mw, self.factors), rows
 
     def _check(self, shape: Shape, what: str, col: bool) -> None:

@@ -7,6 +7,7 @@ made, so that a run over many windows or clips pays for loading once.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,8 @@ CLASSICAL = {
 # which networks each generative prior runs: the method, and the paper's two ablations
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
 PRIORS = (*CLASSICAL, *GENERATIVE)
+log = logging.getLogger("lvtino")
+_LOADED: dict = {}  # the networks of the last generative prior made, by what selected them
 
 
 @dataclass
@@ -62,9 +65,20 @@ class GenerativePrior:
             dtype = DTYPES[options.dtype]
         else:
             raise UserError(f"--dtype {options.dtype}: unknown (known: auto, {', '.join(DTYPES)})")
+        if options.models == "tiny":
+            log.warning("--models tiny: %s", TINY_NOTE)
         self.timer = StageTimer(device)
-        self.models = load_models(options.models, list(GENERATIVE[name]), Placement(device, dtype, options.offload),
-                                  self.timer)
+        key = (options.models, GENERATIVE[name], str(device), dtype, options.offload)
+        if key not in _LOADED:  # a batch loads its networks once
+            _LOADED.clear()
+            _LOADED[key] = load_models(options.models, list(GENERATIVE[name]),
+                                       Placement(device, dtype, options.offload), self.timer)
+        self.models = _LOADED[key]
+        for model in (self.models.video, self.models.image):
+            if model is not None:
+                model.timer = self.timer
+        self.calls_before = {k: getattr(self.models, k).calls if getattr(self.models, k) else 0
+                             for k in ("video", "image")}
         self.dtype = dtype
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
@@ -73,8 +87,8 @@ class GenerativePrior:
         return x, {}
 
     def facts(self) -> dict:
-        video = self.models.video.calls if self.models.video else 0
-        image = self.models.image.calls if self.models.image else 0
+        video = self.models.video.calls - self.calls_before["video"] if self.models.video else 0
+        image = self.models.image.calls - self.calls_before["image"] if self.models.image else 0
         facts = {"nfe": {"video": video, "image": image, "total": video + image},
                  "models": self.models.label, "dtype": str(self.dtype).removeprefix("torch."),
                  "seconds_per_stage": self.timer.rounded()}

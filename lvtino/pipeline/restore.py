@@ -10,11 +10,12 @@ the video's length.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from lvtino.physics.problems import chain_factors
 from lvtino.pipeline.common import build_checked_physics, check_device, peak_memory_mb, write_json
 from lvtino.pipeline.priors import PRIORS, ModelOptions, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
-from lvtino.pipeline.windows import Joiner, plan_windows
+from lvtino.pipeline.windows import Joiner, Plan, Window, plan_windows
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
 from lvtino.video.writer import VideoWriter, check_output_path
@@ -110,32 +111,28 @@ class MeasuredFrames:
         return out
 
 
-def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str = "tv",
-            config: str | Path | None = None, overrides: list[str] | None = None, start=None, end=None,
-            frames: int | None = None, stats: str | Path | None = None, fps=None, crf: int = 18,
-            preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
-            seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
-            overlap: int | None = None) -> dict | None:
-    """Restore a degraded video with ``prior`` and write output frames [start, end).
+@dataclass
+class Job:
+    """What a restoration is, once its inputs are checked: operator, sizes, range, windows."""
 
-    Returns the run's facts (as ``--stats`` writes them) on the main process,
-    None on the other processes of a multi-process launch.
-    """
-    t_start = time.perf_counter()
-    # 1. Check inputs
-    if prior not in PRIORS:
-        raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
+    info: VideoInfo
+    cfg: ProblemConfig
+    physics: object
+    shape: tuple[int, int, int]
+    fps: Fraction
+    start: int
+    end: int
+    plan: Plan
+    selected: list[Window]
+
+
+def prepare(input, output, problem, config, overrides, start, end, frames, fps) -> tuple[Job, Path]:
+    """Check the inputs and settle the operator, the output's size, the frame range and the windows."""
     if frames is not None and frames < 1:
         raise UserError(f"--frames {frames}: must be a positive number of frames")
-    procs = Processes(check_device(device))
-    device = procs.device
     info = probe(input, fps)
     output = check_output_path(output, [input])
-    overrides = list(overrides or [])
-    overrides += [f"window.frames={window}"] if window is not None else []
-    overrides += [f"window.overlap={overlap}"] if overlap is not None else []
     cfg = resolve_problem(info, problem, config, overrides)
-    # 2. The operator, sized for the signal the measurement came from
     try:
         factors = chain_factors(cfg.operator)
     except ValueError as err:
@@ -155,127 +152,189 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     if not 0 <= start < end <= shape[0]:
         raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")
-    # 3. Windows, the state folder, and this process's share
     plan = plan_windows(physics.time_supports(shape[0]), shape[0], physics.factors[0], cfg.window.frames,
                         cfg.window.overlap)
-    selected = plan.select(start, end)
-    settings = {"config": asdict(cfg), "prior": prior, "seed": seed, "frames": shape[0],
+    return Job(info, cfg, physics, shape, out_fps, start, end, plan, plan.select(start, end)), output
+
+
+class WindowRestorer:
+    """Restores one window at a time with the prior (its networks loaded at the first window) into the state."""
+
+    def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, state: RunState,
+                 measured: "MeasuredFrames", device: torch.device, seconds: dict):
+        self.job, self.prior_name, self.models, self.seed = job, prior, models, seed
+        self.state, self.measured, self.device, self.seconds = state, measured, device, seconds
+        self.prior = None
+        self.count = 0
+        self.iterations: list[int] = []
+
+    def __call__(self, w: Window) -> torch.Tensor:
+        job = self.job
+        if self.prior is None:
+            with _timed(self.seconds, "load"):
+                self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device)
+        physics_w, rows = job.physics.restrict_time(w.start, w.end)
+        before = job.plan.windows[max(0, w.index - 1)].start  # its measured frames serve the coming seam too
+        y = self.measured.get(rows, keep_from=job.physics.restrict_time(before, w.end)[1][0])
+        with _timed(self.seconds, "prior"):
+            x, facts = self.prior(physics_w, y, window_seed(self.seed, w.index))
+        if facts.get("solver_iterations") is not None:
+            self.iterations.append(facts["solver_iterations"])
+        self.count += 1
+        with _timed(self.seconds, "state"):
+            return self.state.save(w.index, x)
+
+    def facts(self) -> dict:
+        if self.prior is None:
+            return {}
+        facts = self.prior.facts()
+        nfe = facts.pop("nfe")
+        facts["nfe"] = {k: v // max(1, self.count) for k, v in nfe.items()}  # per window (per clip when one)
+        if self.iterations:
+            facts["solver_iterations"] = max(self.iterations)
+        return facts
+
+
+def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str = "tv",
+            config: str | Path | None = None, overrides: list[str] | None = None, start=None, end=None,
+            frames: int | None = None, stats: str | Path | None = None, fps=None, crf: int = 18,
+            preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
+            seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
+            overlap: int | None = None, processes: Processes | None = None) -> dict | None:
+    """Restore a degraded video with ``prior`` and write output frames [start, end).
+
+    Returns the run's facts (as ``--stats`` writes them) on the main process,
+    None on the other processes of a multi-process launch.
+    """
+    t_start = time.perf_counter()
+    # 1. Check inputs; settle the operator, sizes, range and windows
+    if prior not in PRIORS:
+        raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
+    procs = processes or Processes(check_device(device))
+    overrides = [*(overrides or []), *([f"window.frames={window}"] if window is not None else []),
+                 *([f"window.overlap={overlap}"] if overlap is not None else [])]
+    job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps)
+    # 2. The state folder, and which windows are left to restore
+    settings = {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
                 "models": asdict(models) if models else None,
-                "windows": [(w.start, w.end) for w in plan.windows]}
+                "windows": [(w.start, w.end) for w in job.plan.windows]}
     state = RunState(output, input_identity(Path(input)), settings, procs, resume, keep_state).open()
-    reused = [w.index for w in selected if state.has(w.index)]
-    todo = [w for w in selected if w.index not in reused]
-    measured_frames = MeasuredFrames(info, device)
-    timer = {"load": 0.0, "prior": 0.0, "join": 0.0, "write": 0.0, "state": 0.0}
-    restorer = None
-    iterations: list[int] = []
-
-    def restore_window(w) -> torch.Tensor:
-        nonlocal restorer
-        if restorer is None:  # load networks only when a window needs them
-            t0 = time.perf_counter()
-            restorer = make_prior(prior, cfg, models, device)
-            timer["load"] += time.perf_counter() - t0
-        physics_w, rows = physics.restrict_time(w.start, w.end)
-        prev = plan.windows[w.index - 1].start if w.index > 0 else 0
-        y = measured_frames.get(rows, keep_from=physics.restrict_time(prev, w.end)[1][0] if rows else None)
-        t0 = time.perf_counter()
-        x, info_w = restorer(physics_w, y, window_seed(seed, w.index))
-        timer["prior"] += time.perf_counter() - t0
-        if info_w.get("solver_iterations") is not None:
-            iterations.append(info_w["solver_iterations"])
-        t0 = time.perf_counter()
-        x = state.save(w.index, x.clamp(-1, 1))
-        timer["state"] += time.perf_counter() - t0
-        return x
-
-    with procs.split(todo) as mine:
-        mine_ids = {w.index for w in mine}
-        if not procs.is_main:
-            for w in mine:
-                restore_window(w)
-            procs.wait()
-            return None
-        # 4. Main process: restore its share, join every selected window in order, encode final frames
-        seam = _seam_step(physics, measured_frames, cfg.pinv.eps) if physics.linear else None
-        joiner = Joiner(plan, seam)
-        meter = ResidualMeter(physics, physics.time_supports(shape[0]), measured_frames, start, end)
-        audio = None if no_audio or not info.has_audio else input
-        facts = {}
-        made_by = {"problem": cfg.name, "prior": prior, **describe_models(prior, models)}
-        bar = _progress(len(selected), procs)
-        waited = False
-        with VideoWriter(output, out_fps, crf=crf, preset=preset, audio_from=audio, rotation=info.rotation,
-                         metadata={"restored_by": made_by},
-                         audio_range=(float(Fraction(start) / out_fps), float(Fraction(end) / out_fps))) as writer:
-            for w in selected:
-                if w.index in mine_ids:
-                    x = restore_window(w)
-                else:
-                    if not waited and w.index not in reused:
-                        procs.wait()  # the other processes' windows are all in the state folder after this
-                        waited = True
-                    t0 = time.perf_counter()
-                    x = state.load(w.index)
-                    timer["state"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                final = list(joiner.add(w, x.to(device)))
-                timer["join"] += time.perf_counter() - t0
-                _write(writer, final, start, end, timer)
-                meter.add(final)
-                if bar:
-                    bar.update(1)
-            t0 = time.perf_counter()
-            final = list(joiner.finish())
-            timer["join"] += time.perf_counter() - t0
-            _write(writer, final, start, end, timer)
-            meter.add(final)
-            if restorer is not None:
-                facts = restorer.facts()
-        if not waited:
-            procs.wait()
-        if bar:
-            bar.close()
+    reused = {w.index for w in job.selected if state.has(w.index)}
+    todo = [w for w in job.selected if w.index not in reused]
+    measured = MeasuredFrames(job.info, procs.device)
+    seconds = dict.fromkeys(("load", "prior", "join", "write", "state", "residual"), 0.0)
+    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, seconds)
+    try:
+        with procs.split(todo) as mine:
+            if not procs.is_main:  # 3a. Other processes: their share of the windows, into the state folder
+                for w in mine:
+                    restore_window(w)
+                state.flush()
+                procs.wait()
+                return None
+            # 3b. Main process: its share, then every selected window joined in order, frames encoded when final
+            meter = ResidualMeter(job.physics, measured, job.start, job.end, seconds)
+            audio = None if no_audio or not job.info.has_audio else input
+            made_by = {"problem": job.cfg.name, "prior": prior, **describe_models(prior, models)}
+            with VideoWriter(output, job.fps, crf=crf, preset=preset, audio_from=audio, rotation=job.info.rotation,
+                             metadata={"restored_by": made_by},
+                             audio_range=(float(job.start / job.fps), float(job.end / job.fps))) as writer:
+                mine = {w.index for w in mine}
+                waiting = {w.index for w in todo if w.index not in mine}  # the other processes' windows
+                window_of = lambda w: restore_window(w) if w.index in mine else _load(state, w, seconds)  # noqa
+                _join(job, window_of, measured, writer, meter, seconds, procs, waiting)
+    except BaseException:
+        state.discard_if_empty()
+        raise
     state.finish()
-    t_end = time.perf_counter()
-    # 5. What the run did
-    stages = {"read": round(measured_frames.seconds, 3), **{k: round(v, 3) for k, v in timer.items()}}
-    stages["residual"] = round(meter.seconds, 3)
-    stages.update(facts.pop("seconds_per_stage", {}))
+    # 4. What the run did
+    facts = restore_window.facts()
+    stages = {"read": round(measured.seconds, 3), **{k: round(v, 3) for k, v in seconds.items()},
+              **facts.pop("seconds_per_stage", {})}
     result = {
-        "input": str(input), "output": str(output), "problem": cfg.name, "prior": prior,
-        "frames": end - start, "start": start, "end": end, "height": shape[1], "width": shape[2],
-        "fps": str(out_fps), "seconds": round(t_end - t_start, 3), "seconds_per_stage": stages,
-        "windows": len(selected), "windows_reused": len(reused), "windows_total": len(plan.windows),
-        "window_frames": plan.windows[0].frames,
-        "processes": procs.count, "peak_memory_mb": peak_memory_mb(), "device": str(device), "seed": seed,
+        "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
+        "frames": job.end - job.start, "start": job.start, "end": job.end, "height": job.shape[1],
+        "width": job.shape[2], "fps": str(job.fps), "seconds": round(time.perf_counter() - t_start, 3),
+        "seconds_per_stage": stages, "windows": len(job.selected), "windows_reused": len(reused),
+        "windows_total": len(job.plan.windows), "window_frames": job.plan.windows[0].frames,
+        "processes": procs.count, "peak_memory_mb": peak_memory_mb(), "device": str(procs.device), "seed": seed,
+        "nfe": {"video": 0, "image": 0, "total": 0}, **describe_models(prior, models), **facts,
+        "relative_residual": meter.value(), "config": asdict(job.cfg),
     }
-    nfe = facts.pop("nfe", {"video": 0, "image": 0, "total": 0})
-    result["nfe"] = {k: v // max(1, len(mine_ids)) for k, v in nfe.items()}  # per window (per clip when one)
-    result.update(describe_models(prior, models))
-    result.update(facts)
-    if iterations:
-        result["solver_iterations"] = max(iterations)
-    result["relative_residual"] = meter.value()
-    result["config"] = asdict(cfg)
     if stats is not None:
         write_json(stats, result)
     return result
 
 
+def _load(state: RunState, w: Window, seconds: dict) -> torch.Tensor:
+    with _timed(seconds, "state"):
+        return state.load(w.index)
+
+
+def _join(job: Job, window_of, measured, writer, meter, seconds: dict, procs: Processes,
+          waiting: set[int]) -> None:
+    """Blend the windows in order, correct the seams, encode and measure each frame once it is final.
+
+    ``window_of(w)`` gives window w's restored frames; ``waiting`` names the
+    windows that other processes restore (in the state folder once all wait).
+    """
+    seam = _seam_step(job.physics, measured, job.cfg.pinv.eps) if job.physics.linear else None
+    joiner = Joiner(job.plan, seam)
+    bar = _progress(len(job.selected), procs)
+    waited = False
+
+    def emit(final):
+        with _timed(seconds, "write"):
+            frames = [frame for t, frame in final if job.start <= t < job.end]
+            if frames:
+                for f in tensor_to_frames(torch.cat(frames, dim=2)):
+                    writer.write(f)
+        meter.add(final)
+
+    for w in job.selected:
+        if w.index in waiting and not waited:
+            procs.wait()
+            waited = True
+        x = window_of(w).to(procs.device)
+        with _timed(seconds, "join"):
+            final = list(joiner.add(w, x))
+        emit(final)
+        if bar:
+            bar.update(1)
+    with _timed(seconds, "join"):
+        final = list(joiner.finish())
+    emit(final)
+    if not waited:
+        procs.wait()  # every process passes this point once
+    if bar:
+        bar.close()
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict, stage: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] += time.perf_counter() - t0
+
+
 class ResidualMeter:
     """||A x - y|| / ||y|| over the measured frames that depend on written frames only, as frames become final."""
 
-    def __init__(self, physics, supports, measured_frames: MeasuredFrames, start: int, end: int):
-        self.physics, self.measured = physics, measured_frames
+    def __init__(self, physics, measured_frames: MeasuredFrames, start: int, end: int, seconds: dict):
+        self.physics, self.measured, self.seconds = physics, measured_frames, seconds
+        supports = physics.time_supports(end)  # (a frame-by-frame operator: one row per frame up to ``end``)
         self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
                                if s is not None and start <= s[0] and s[1] <= end), reverse=True)
         self.frames: dict[int, torch.Tensor] = {}
         self.num = self.den = 0.0
-        self.seconds = 0.0
 
     def add(self, final) -> None:
-        t0 = time.perf_counter()
+        with _timed(self.seconds, "residual"):
+            self._add(final)
+
+    def _add(self, final) -> None:
         for t, frame in final:
             self.frames[t] = frame
         done = max(self.frames, default=-1)
@@ -290,29 +349,22 @@ class ResidualMeter:
         low = min((lo for _, lo, _ in self.pending), default=done + 1)
         for t in [t for t in self.frames if t < low]:
             del self.frames[t]
-        self.seconds += time.perf_counter() - t0
 
     def value(self) -> float | None:
         return (self.num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 else None
 
 
-def _write(writer, final, start, end, timer) -> None:
-    t0 = time.perf_counter()
-    for t, frame in final:
-        if start <= t < end:
-            for f in tensor_to_frames(frame.clamp(-1, 1)):
-                writer.write(f)
-    timer["write"] += time.perf_counter() - t0
-
-
 def _seam_step(physics, measured_frames: MeasuredFrames, eps: float):
-    def step(a: int, b: int, x: torch.Tensor) -> torch.Tensor:
-        physics_r, rows = physics.restrict_time(a, b)
+    """The join's seam correction: least norm on the region [a, b), fitting every measured frame touching it."""
+    def step(a: int, b: int, lo: int, hi: int, x: torch.Tensor) -> torch.Tensor:
+        region, rows = physics.restrict_time(a, b, within=(lo, hi))
         if not rows:
-            return x
-        linear = physics_r.linear_surrogate()
-        y = measured_frames.get(rows)
-        return (x + linear.A_dagger(y - linear.A(x), eps=eps)).clamp(-1, 1)
+            return x[:, :, a - lo:b - lo]
+        around, around_rows = physics.restrict_time(lo, hi)  # every row in [lo, hi), computable from x
+        index = {r: i for i, r in enumerate(around_rows)}
+        residual = measured_frames.get(rows) - around.A(x)[:, :, [index[r] for r in rows]]
+        correction = region.linear_surrogate().A_dagger(residual, eps=eps)
+        return (x[:, :, a - lo:b - lo] + correction).clamp(-1, 1)
     return step
 
 

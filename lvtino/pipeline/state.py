@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,8 @@ class RunState:
         self.folder = state_folder(Path(output))
         self.record = {"version": 1, "input": input_id, "run": run_digest(run), "settings": run}
         self.processes, self.resume, self.keep = processes, resume, keep
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list = []
 
     def open(self) -> "RunState":
         """Check an existing folder against this run (every process), create a new one (main process)."""
@@ -100,16 +103,40 @@ class RunState:
         return self._path(index).is_file()
 
     def save(self, index: int, x: Tensor) -> Tensor:
-        """Store window ``index`` and return what ``load`` will give back (float16-rounded, as float32)."""
+        """Store window ``index`` (in the background) and return what ``load`` will give back:
+        the float16-rounded values, as float32."""
         half = x.detach().to("cpu", torch.float16)
-        tmp = self.folder / f"window-{index:06d}.partial.npy"
-        np.save(tmp, half.numpy())
-        os.replace(tmp, self._path(index))
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvtino-state")
+        while len(self._pending) >= 2:  # at most two windows wait for the disk: memory stays flat
+            self._pending.pop(0).result()
+        self._pending.append(self._writer.submit(self._write, index, half.numpy()))
         return half.float()
+
+    def _write(self, index: int, array: np.ndarray) -> None:
+        tmp = self.folder / f"window-{index:06d}.partial.npy"
+        np.save(tmp, array)
+        os.replace(tmp, self._path(index))
+
+    def flush(self) -> None:
+        """Wait until every window saved so far is on disk (and raise what a write raised)."""
+        pending, self._pending = self._pending, []
+        for job in pending:
+            job.result()
 
     def load(self, index: int) -> Tensor:
         return torch.from_numpy(np.load(self._path(index))).float()
 
+    def discard_if_empty(self) -> None:
+        """After a failure before any window finished: leave nothing behind."""
+        try:
+            self.flush()
+        except OSError:
+            pass
+        if self.processes.is_main and self.folder.is_dir() and not self.finished():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
     def finish(self) -> None:
+        self.flush()
         if not self.keep:
             shutil.rmtree(self.folder, ignore_errors=True)

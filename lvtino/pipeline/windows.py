@@ -8,11 +8,11 @@ wholly inside windows, and overlap by enough frames that every measured frame
 lies wholly inside at least one window.
 
 The join cross-fades the overlapping frames (linear weights that sum to one),
-then makes each seam measurement-consistent again: over the seam region (the
-overlap widened by the operator's reach) the least-norm correction
-x += A_R^T (A_R A_R^T + eps)^-1 (y_R - A_R x) fits the measured frames that lie
-in the region. Frames leave the join as soon as no later window or seam can
-change them.
+then makes each seam measurement-consistent again. Over the seam region R (the
+overlap widened by the operator's reach) it adds the least-norm correction that
+acts on R's frames only and makes every measured frame touching R fit y:
+dx = A_R^T (A_R A_R^T + eps)^-1 (y - A x)_rows, with A_R the part of A acting
+on R. Frames leave the join as soon as no later window or seam needs them.
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ class Plan:
     def seam(self, i: int) -> tuple[int, int]:
         """Seam region between windows i and i + 1: their overlap widened by ``margin``, inside the video."""
         a, b = self.windows[i + 1].start, self.windows[i].end
+        return max(0, a - self.margin), min(self.frames, b + self.margin)
+
+    def seam_context(self, i: int) -> tuple[int, int]:
+        """The frames the seam step reads: the seam region widened by ``margin`` again (the measured frames that
+        touch the region depend on them)."""
+        a, b = self.seam(i)
         return max(0, a - self.margin), min(self.frames, b + self.margin)
 
     def select(self, start: int, end: int) -> list[Window]:
@@ -121,50 +127,44 @@ def fade_weights(plan: Plan, w: Window) -> Tensor:
 class Joiner:
     """Cross-fades windows given in order, fixes each seam against the measurement, and yields final frames.
 
-    ``seam_step(start, end, x)`` returns x (signal frames [start, end)) made
-    consistent with the measured frames of that span; None skips the step.
+    ``seam_step(a, b, lo, hi, x)`` gets the frames [lo, hi) around a seam region
+    [a, b) and returns the region's frames corrected so that every measured
+    frame touching the region fits y (frames outside it stay as they are);
+    None skips the step.
     """
 
-    def __init__(self, plan: Plan, seam_step: Callable[[int, int, Tensor], Tensor] | None = None):
+    def __init__(self, plan: Plan, seam_step: Callable[[int, int, int, int, Tensor], Tensor] | None = None):
         self.plan, self.seam_step = plan, seam_step
-        self.buffer: Tensor | None = None  # frames [self.offset, self.offset + buffer frames)
-        self.offset = 0
+        self.held: dict[int, Tensor] = {}  # frame index -> (1, C, 1, H, W), blended so far
         self.previous: Window | None = None
 
     def add(self, w: Window, x: Tensor) -> Iterator[tuple[int, Tensor]]:
         """Blend window ``w``'s frames (1, C, T, H, W) in; yield (frame index, (1, C, 1, H, W)) of final frames."""
         if self.previous is not None and w.index != self.previous.index + 1:
-            # a gap in the selected windows: everything held so far is final
-            yield from self._flush(self.offset + self.buffer.shape[2])
-            self.buffer = None
-        weights = fade_weights(self.plan, w).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
-        part = x * weights
-        if self.buffer is None:
-            self.buffer, self.offset = part, w.start
-        else:
-            held_end = self.offset + self.buffer.shape[2]
-            lo = w.start - self.offset
-            self.buffer[:, :, lo:] += part[:, :, : held_end - w.start]
-            self.buffer = torch.cat([self.buffer, part[:, :, held_end - w.start:]], dim=2)
-        if self.previous is not None and self.previous.index + 1 == w.index and self.seam_step is not None:
+            yield from self.finish()  # a gap in the selected windows: everything held so far is final
+            self.previous = None
+        part = x * fade_weights(self.plan, w).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
+        for k in range(w.frames):
+            t = w.start + k
+            if t in self.held:
+                self.held[t] += part[:, :, k:k + 1]
+            else:
+                self.held[t] = part[:, :, k:k + 1]
+        if self.previous is not None and self.seam_step is not None:
             a, b = self.plan.seam(self.previous.index)
-            a = max(a, self.offset)
-            span = self.buffer[:, :, a - self.offset:b - self.offset]
-            span.copy_(self.seam_step(a, b, span.clone()))
+            lo, hi = self.plan.seam_context(self.previous.index)
+            context = torch.cat([self.held[t] for t in range(lo, hi)], dim=2)
+            fixed = self.seam_step(a, b, lo, hi, context)
+            for t in range(a, b):
+                self.held[t] = fixed[:, :, t - a:t - a + 1]
         self.previous = w
         last = w.index == len(self.plan.windows) - 1
-        done = self.plan.frames if last else self.plan.seam(w.index)[0]
-        yield from self._flush(done)
+        yield from self._flush(self.plan.frames if last else self.plan.seam_context(w.index)[0])
 
     def finish(self) -> Iterator[tuple[int, Tensor]]:
         """The frames still held once the last selected window is in."""
-        if self.buffer is not None:
-            yield from self._flush(self.offset + self.buffer.shape[2])
-            self.buffer = None
+        yield from self._flush(self.plan.frames)
 
     def _flush(self, upto: int) -> Iterator[tuple[int, Tensor]]:
-        n = max(0, min(upto, self.offset + self.buffer.shape[2]) - self.offset)
-        for k in range(n):
-            yield self.offset + k, self.buffer[:, :, k:k + 1]
-        self.buffer = self.buffer[:, :, n:]
-        self.offset += n
+        for t in sorted(t for t in self.held if t < upto):
+            yield t, self.held.pop(t)

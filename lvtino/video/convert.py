@@ -19,6 +19,6 @@ def tensor_to_frames(x: Tensor) -> Iterator[np.ndarray]:
     """Yield the frames of a (1, 3, T, H, W) tensor as (H, W, 3) uint8, rounded and clipped."""
     if x.dim() != 5 or x.shape[0] != 1 or x.shape[1] != 3:
         raise ValueError(f"expected a (1, 3, T, H, W) tensor, got {tuple(x.shape)}")
-    for t in range(x.shape[2]):
-        frame = ((x[0, :, t].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        yield frame.permute(1, 2, 0).contiguous().numpy()
+    frames = x[0].detach().to("cpu", torch.float32).add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    frames = frames.permute(1, 2, 3, 0).contiguous().numpy()  # (T, H, W, 3), converted in one pass
+    yield from frames

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import imageio.v3 as iio
 import numpy as np
 
@@ -85,6 +86,7 @@ class VideoWriter:
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         self.crf, self.preset, self.lossless = crf, preset, lossless
         self.metadata = metadata or {}
+        self._reformatter = VideoReformatter()  # one conversion context for every frame
         self.audio_from = Path(audio_from) if audio_from else None
         self.audio_range = audio_range
         self.rotation = rotation
@@ -124,9 +126,9 @@ class VideoWriter:
                 self._open(frame.shape[1], frame.shape[0])
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             if self._stream.pix_fmt.startswith("yuv"):
-                vf = vf.reformat(format=self._stream.pix_fmt, dst_colorspace="itu709")
+                vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt, dst_colorspace="itu709")
             else:
-                vf = vf.reformat(format=self._stream.pix_fmt)
+                vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt)
             vf.pts = self.count
             vf.time_base = Fraction(1, 1) / self.fps  # pts counts frames
             for packet in self._stream.encode(vf):

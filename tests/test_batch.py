@@ -1,0 +1,86 @@
+"""``lvtino batch``: manifests, folders, skipped and failing items, the summary."""
+
+from __future__ import annotations
+
+import csv
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.video.reader import probe, read_frames
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("batch")
+    clean = write_video(folder / "clean.mp4", smooth_frames(40, 32, 48), fps=Fraction(25))
+    for problem in ("A", "sr2"):
+        assert main(["degrade", str(clean), "-o", str(folder / f"y{problem}.mkv"), "--problem", problem]) == 0
+    return folder
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_summary(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_manifest_with_a_failing_item_goes_on_and_skips_finished_outputs(measured, tmp_path, capsys):
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("input,output,prior,start,end,set\n"
+                        f"{measured / 'yA.mkv'},out/a.mkv,tv,,,tv.iterations=5\n"
+                        f"{measured / 'absent.mkv'},out/b.mkv,,,,\n"
+                        f"{measured / 'ysr2.mkv'},out/c.mkv,pinv,10,30,\n")
+    code, out, err = run(["batch", manifest], capsys)
+    assert code == 1  # an item failed
+    rows = read_summary(tmp_path / "jobs-summary.csv")
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert rows[0]["frames"] == "40" and rows[2]["frames"] == "20"
+    assert "no such file" in rows[1]["message"]
+    assert probe(tmp_path / "out" / "a.mkv").frames == 40 and probe(tmp_path / "out" / "c.mkv").frames == 20
+    assert "failed" in out and "absent.mkv" in out
+    before = (tmp_path / "out" / "a.mkv").stat().st_mtime_ns
+    code, out, _ = run(["batch", manifest], capsys)
+    rows = read_summary(tmp_path / "jobs-summary.csv")
+    assert [r["status"] for r in rows] == ["skipped", "failed", "skipped"]
+    assert (tmp_path / "out" / "a.mkv").stat().st_mtime_ns == before
+
+
+def test_yaml_manifest_with_defaults(measured, tmp_path, capsys):
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(f"defaults: {{prior: pinv}}\nitems:\n"
+                        f"  - {{input: {measured / 'yA.mkv'}, output: a.mkv}}\n"
+                        f"  - {{input: {measured / 'yA.mkv'}, output: b.mkv, prior: tv, set: [tv.iterations=3]}}\n")
+    code, _, err = run(["batch", manifest, "--summary", tmp_path / "s.csv"], capsys)
+    assert code == 0, err
+    a, b = (np.stack(list(read_frames(probe(tmp_path / n)))) for n in ("a.mkv", "b.mkv"))
+    assert a.shape == b.shape == (40, 32, 48, 3) and not np.array_equal(a, b)  # pinv and tv differ
+    assert [r["status"] for r in read_summary(tmp_path / "s.csv")] == ["done", "done"]
+
+
+def test_folder_of_inputs_with_one_problem(measured, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("one", "two"):
+        (inputs / f"{name}.mkv").write_bytes((measured / "ysr2.mkv").read_bytes())
+    code, _, err = run(["batch", inputs, "-o", tmp_path / "out", "--prior", "pinv", "--suffix", ".mkv"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lvtino-batch-summary.csv", "one.mkv", "two.mkv"]
+    assert probe(tmp_path / "out" / "one.mkv").frames == 40
+
+
+def test_manifest_mistakes_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "jobs.csv"
+    bad.write_text("input,output,colour\na.mkv,b.mkv,red\n")
+    code, _, err = run(["batch", bad], capsys)
+    assert code == 2 and "unknown column 'colour'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["batch", tmp_path], capsys)
+    assert code == 2 and "give the output folder with -o" in err

@@ -1,0 +1,142 @@
+"""Long videos from the command line: windows, exact frames and audio, ranges, resume, several processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import audio_seconds, smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.video.reader import probe, read_frames
+
+FPS = Fraction(30000, 1001)
+FAST = ["--set", "tv.iterations=10"]
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def frames_of(path) -> np.ndarray:
+    return np.stack(list(read_frames(probe(path))))
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """150 frames of 48x64 at 30000/1001 fps with 5 s of audio, and its Problem A measurement."""
+    folder = tmp_path_factory.mktemp("long")
+    clean = write_video(folder / "clean.mp4", smooth_frames(150, 48, 64), fps=FPS, audio_seconds=150 / FPS)
+    y = folder / "y.mkv"
+    assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
+    return clean, y
+
+
+@pytest.mark.parametrize("frames,windows", [(20, 1), (40, 2), (150, 9)])
+def test_frame_count_fps_and_audio_for_one_two_and_many_windows(tmp_path, capsys, frames, windows):
+    clean = write_video(tmp_path / "c.mp4", smooth_frames(frames, 48, 64), fps=FPS, audio_seconds=frames / FPS)
+    y, out, stats = tmp_path / "y.mkv", tmp_path / "x.mp4", tmp_path / "s.json"
+    run(["degrade", clean, "-o", y, "--problem", "A"], capsys)
+    code, _, err = run(["restore", y, "-o", out, "--stats", stats, *FAST], capsys)
+    assert code == 0, err
+    info = probe(out)
+    assert (info.frames, info.width, info.height, info.fps) == (frames, 64, 48, FPS)
+    assert abs(audio_seconds(out) - frames / FPS) <= 1 / FPS + 0.03
+    s = json.loads(stats.read_text())
+    assert s["windows"] == windows and s["relative_residual"] < 0.05
+    assert not any(p.name.endswith(".lvtino-state") for p in tmp_path.iterdir())  # removed after success
+
+
+def test_seams_show_no_jump_larger_than_inside_windows(long_clip, tmp_path, capsys):
+    clean, y = long_clip
+    out = tmp_path / "x.mkv"
+    code, _, err = run(["restore", y, "-o", out], capsys)
+    assert code == 0, err
+    x, ref = frames_of(out).astype(np.float64), frames_of(clean).astype(np.float64)
+    change = np.abs(np.diff(x - ref, axis=0)).mean(axis=(1, 2, 3))  # how the error changes frame to frame
+    seams = {s + d for s in range(16, 150, 16) for d in range(-2, 9)}  # overlaps start every 16 frames
+    at = [c for i, c in enumerate(change) if i in seams]
+    inside = [c for i, c in enumerate(change) if i not in seams]
+    assert max(at) <= max(inside)
+
+
+def test_frame_and_time_ranges_restore_only_what_is_asked(long_clip, tmp_path, capsys):
+    _, y = long_clip
+    full, part, timed = tmp_path / "full.mkv", tmp_path / "part.mkv", tmp_path / "timed.mkv"
+    run(["restore", y, "-o", full, *FAST], capsys)
+    code, _, err = run(["restore", y, "-o", part, "--start", 30, "--end", 90, "--stats", tmp_path / "s.json",
+                        *FAST], capsys)
+    assert code == 0, err
+    assert np.array_equal(frames_of(part), frames_of(full)[30:90])
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["frames"] == 60 and s["windows"] < s["windows_total"]
+    code, _, err = run(["restore", y, "-o", timed, "--start", "00:00:01", "--end", "0:02.5", *FAST], capsys)
+    assert code == 0, err
+    first, stop = round(1 * FPS), round(Fraction(5, 2) * FPS)
+    assert np.array_equal(frames_of(timed), frames_of(full)[first:stop])
+    code, _, err = run(["restore", y, "-o", tmp_path / "bad.mkv", "--start", "1:xx"], capsys)
+    assert code == 2 and "expected a frame number or a time" in err
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_output(long_clip, tmp_path, capsys):
+    _, y = long_clip
+    clean_run, resumed = tmp_path / "clean.mkv", tmp_path / "resumed.mkv"
+    args = ["--set", "tv.iterations=60"]
+    run(["restore", y, "-o", clean_run, *args], capsys)
+    state = tmp_path / ".resumed.mkv.lvtino-state"
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(resumed), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(state.glob("window-*.npy"))) < 2:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(state.glob("window-*.npy")))
+    assert 2 <= finished < 9 and not resumed.exists()  # killed partway, no output that looks complete
+    code, _, err = run(["restore", y, "-o", resumed, *args], capsys)  # without --resume: refused
+    assert code == 2 and "--resume" in err
+    code, _, err = run(["restore", y, "-o", resumed, "--resume", "--set", "tv.iterations=61"], capsys)
+    assert code == 2 and "other settings (config differ)" in err
+    code, _, err = run(["restore", y, "-o", resumed, "--resume", "--stats", tmp_path / "s.json", *args], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "s.json").read_text())["windows_reused"] >= finished
+    assert np.array_equal(frames_of(resumed), frames_of(clean_run))
+    assert not state.exists()
+
+
+def test_resume_with_another_input_is_refused(long_clip, tmp_path, capsys):
+    clean, y = long_clip
+    out = tmp_path / "x.mkv"
+    code, _, err = run(["restore", y, "-o", out, "--keep-state", *FAST], capsys)
+    assert code == 0 and (tmp_path / ".x.mkv.lvtino-state" / "state.json").is_file()
+    other = tmp_path / "y2.mkv"
+    run(["degrade", clean, "-o", other, "--problem", "A", "--seed", 3], capsys)
+    code, _, err = run(["restore", other, "-o", out, "--resume", *FAST], capsys)
+    assert code == 2 and "made for another input" in err
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed beside this Python")
+def test_two_processes_give_the_output_of_one(long_clip, tmp_path, capsys):
+    _, y = long_clip
+    one, two = tmp_path / "one.mkv", tmp_path / "two.mkv"
+    run(["restore", y, "-o", one, *FAST], capsys)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "lvtino", "restore", str(y), "-o", str(two),
+                           "--stats", str(tmp_path / "s.json"), *FAST], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("wrote") == 1  # the main process reports, the other stays quiet
+    assert json.loads((tmp_path / "s.json").read_text())["processes"] == 2
+    assert np.array_equal(frames_of(two), frames_of(one))
