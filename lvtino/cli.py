@@ -162,6 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="H.264 speed preset (default medium)")
 
+    p = sub.add_parser("benchmark", help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
+                       description="For every clean clip, problem and prior: degrade (noise 0.001), restore, "
+                                   "evaluate; write benchmark.csv, .md and .html (means over clips) beside the "
+                                   "paper's published numbers, labelled as such. Finished cells are reused when "
+                                   "the benchmark is run again.")
+    p.add_argument("clips", nargs="+", help="clean clips: video files or folders of frames")
+    p.add_argument("--problems", nargs="+", default=["A", "B"], metavar="NAME", help="default: A B")
+    p.add_argument("--priors", nargs="+", default=["pinv", "tv"], choices=PRIORS, metavar="PRIOR",
+                   help="default: pinv tv (add lvtino when its weights are here, or with --models tiny)")
+    p.add_argument("-o", "--output", default="lvtino-benchmark", help="output folder (default ./lvtino-benchmark)")
+    p.add_argument("--frames", type=int, default=None, help="frames of each clip to use (default all)")
+    p.add_argument("--start", type=int, default=0, help="first frame of each clip (default 0)")
+    p.add_argument("--size", default=None, metavar="HxW", help="resize the clips (bicubic), e.g. 768x1280 as the "
+                                                                 "paper")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_model_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and the sampler (default 0)")
+
     p = sub.add_parser("download", help="fetch the networks' weights into the Hugging Face cache (needs network)",
                        description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
                                    "printing each model's licence (the CausVid and DMD2 weights are "
@@ -170,11 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a models YAML file (default: the packaged configs/models.yaml)")
     p.add_argument("--only", choices=["video", "image"], default=None, help="fetch one model only")
 
-    p = sub.add_parser("evaluate", help="PSNR and SSIM of a restored video against its reference",
-                       description="PSNR and SSIM (RGB in [0, 1]) per frame and over the clip.")
+    p = sub.add_parser("evaluate", help="fidelity and temporal metrics of a restored video, and an HTML report",
+                       description="PSNR and SSIM (RGB in [0, 1] and the Y channel), LPIPS (VGG) when its weights "
+                                   "are on this machine, warping error, flicker and tOF (optical flow of the "
+                                   "reference, occlusions masked), per frame and over the clip.")
     p.add_argument("restored", help="restored video or folder of frames")
     p.add_argument("--reference", required=True, help="the clean video")
+    p.add_argument("--degraded", default=None, help="the measurement, shown (upsampled) in the report")
     p.add_argument("--json", metavar="FILE", help="write the per-frame and clip values here")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report (index.html and its images) into DIR")
+    p.add_argument("--stats", metavar="FILE.json", help="the restoration's --stats JSON, for the report's run facts")
+    p.add_argument("--resize", action="store_true",
+                   help="compare a restoration of another size at the reference's size (bicubic), and only the "
+                        "frames both have, instead of refusing")
     _add_input_options(p)
 
     p = sub.add_parser("demo", help="degrade and restore a clip end to end, offline, on the CPU",
@@ -228,21 +254,68 @@ def _run(args: argparse.Namespace) -> None:
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset)
         if any(r["status"] == "failed" for r in rows):
             return 1
+    elif args.command == "benchmark":
+        from lvtino.config import load_problem
+        from lvtino.pipeline.priors import ModelOptions
+        from lvtino.report.benchmark import run_benchmark
+        for name in args.problems:
+            load_problem(name)  # an unknown problem stops here, before any work
+        size = _size(args.size) if args.size else None
+        rows, tables = run_benchmark(args.clips, args.problems, args.priors, args.output, frames=args.frames,
+                                     size=size, start=args.start, device=args.device, seed=args.seed,
+                                     models=ModelOptions(args.models, args.dtype, args.offload))
+        print(open(tables["md"]).read().split("\n\nThe paper")[0])
+        print(f"tables: {tables['csv']}, {tables['md']}, {tables['html']}")
     elif args.command == "download":
         from lvtino.models.loader import download, load_models_spec
         download(load_models_spec(args.models), [args.only] if args.only else ["video", "image"])
     elif args.command == "evaluate":
         from lvtino.metrics.evaluate import evaluate
         from lvtino.pipeline.common import write_json
-        r = evaluate(args.restored, args.reference, fps=args.fps)
+        run_stats = _read_stats(args.stats)
+        r = evaluate(args.restored, args.reference, fps=args.fps, resize=args.resize)
         if args.json:
             write_json(args.json, r)
-        print(f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  over {r['frames']} frames "
-              f"(PSNR of the whole clip {r['psnr_global']:.2f} dB)")
+        lpips = f"{r['lpips']:.4f}" if r["lpips"] is not None else "not computed"
+        print(f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  (Y: {r['psnr_y']:.2f} dB, {r['ssim_y']:.4f})  "
+              f"over {r['frames']} frames (PSNR of the whole clip {r['psnr_global']:.2f} dB)")
+        if r["warping_error"] is not None:
+            print(f"LPIPS {lpips}  warping error {r['warping_error']:.5f}  flicker {r['flicker']:.5f}  "
+                  f"tOF {r['tof']:.3f} px")
+        if args.report:
+            from lvtino.report.html import write_report
+            page = write_report(args.report, r, degraded=args.degraded, stats=run_stats)
+            print(f"report: {page}")
     elif args.command == "demo":
         from lvtino.demo import run_demo
         run_demo(args.output, problem=args.problem, input=args.input, frames=args.frames, start=args.start,
                  seed=args.seed, fps=args.fps)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text}: expected HEIGHTxWIDTH, e.g. 768x1280") from None
+    if h < 8 or w < 8:
+        raise UserError(f"--size {text}: too small")
+    return h, w
+
+
+def _read_stats(path) -> dict | None:
+    """A --stats JSON written by restore, for a report; one line if it is not one."""
+    if path is None:
+        return None
+    import json
+    try:
+        data = json.loads(open(path).read())
+    except FileNotFoundError:
+        raise UserError(f"--stats {path}: no such file") from None
+    except ValueError:
+        raise UserError(f"--stats {path}: not a JSON file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--stats {path}: not the JSON that restore --stats writes")
+    return data
 
 
 class _OneLine(logging.Formatter):

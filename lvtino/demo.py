@@ -3,8 +3,9 @@
 Writes into the output folder: ``reference.mkv`` (the clean clip), ``degraded.mkv``
 (the simulated measurement), ``naive.mkv`` (nearest-frame repeat + bicubic
 upsampling), ``restored.mkv`` (the TV restoration), ``stats.json`` (the run's
-facts) and ``metrics.json`` (PSNR/SSIM of naive and restored against the
-reference). All videos are lossless FFV1, so the metrics are those of the files.
+facts), ``metrics.json`` (fidelity and temporal metrics of naive and restored
+against the reference) and ``report/index.html`` (the restoration's quality
+report). All videos are lossless FFV1, so the metrics are those of the files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from lvtino.config import load_problem
 from lvtino.errors import UserError
 from lvtino.metrics.evaluate import evaluate
+from lvtino.report.html import write_report
 from lvtino.physics.problems import chain_factors
 from lvtino.pipeline.common import write_json
 from lvtino.pipeline.degrade import degrade
@@ -65,9 +67,11 @@ def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str 
             writer.write(frame)
     # 3. Score both against the reference
     scores = {name: evaluate(out / f"{name}.mkv", reference) for name in ("naive", "restored")}
+    report = write_report(out / "report", scores["restored"], degraded=degraded, stats=stats)
+    keys = ("psnr", "ssim", "psnr_y", "ssim_y", "warping_error", "flicker", "tof")
     result = {
         "source": source, "problem": problem, "prior": "tv", "seconds": stats["seconds"],
-        **{name: {"psnr": s["psnr"], "ssim": s["ssim"]} for name, s in scores.items()},
+        **{name: {k: s[k] for k in keys} for name, s in scores.items()},
         "psnr_gain_db": scores["restored"]["psnr"] - scores["naive"]["psnr"],
     }
     write_json(out / "metrics.json", result)
@@ -78,4 +82,5 @@ def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str 
     print(f"  TV restoration   PSNR {result['restored']['psnr']:.2f} dB, SSIM {result['restored']['ssim']:.3f}"
           f"  (gain {result['psnr_gain_db']:+.2f} dB, {stats['seconds']:.0f} s)")
     print(f"  metrics: {out / 'metrics.json'}")
+    print(f"  report:  {report} (open it in a browser)")
     return result

@@ -47,3 +47,12 @@ def ssim(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s.flatten(1).mean(1).reshape(T, C).mean(1)
+
+
+def luma(x: Tensor) -> Tensor:
+    """The Y channel (BT.601, studio range, as MATLAB's rgb2ycbcr) of RGB (N, 3, H, W) in [0, 1], in [0, 1].
+
+    Video restoration papers report PSNR and SSIM on this channel.
+    """
+    weights = x.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    return ((x * weights).sum(dim=1, keepdim=True) + 16.0) / 255.0

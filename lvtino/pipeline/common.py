@@ -49,6 +49,18 @@ def peak_memory_mb() -> float:
     return round(mb, 1)
 
 
+def reset_peak_memory() -> None:
+    """Start a new high-water mark, so that the next ``peak_memory_mb`` is this run's own (a batch or a
+    benchmark restores many videos in one process). Linux only; elsewhere peaks stay cumulative."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def write_json(path: str | Path, data: dict) -> None:
     """JSON with non-finite numbers (a PSNR of identical frames) written as null."""
     def clean(v):

@@ -25,7 +25,8 @@ from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.distributed import Processes
 from lvtino.errors import UserError
 from lvtino.physics.problems import chain_factors
-from lvtino.pipeline.common import build_checked_physics, check_device, peak_memory_mb, write_json
+from lvtino.pipeline.common import (build_checked_physics, check_device, peak_memory_mb, reset_peak_memory,
+                                    write_json)
 from lvtino.pipeline.priors import PRIORS, ModelOptions, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Plan, Window, plan_windows
@@ -207,6 +208,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     None on the other processes of a multi-process launch.
     """
     t_start = time.perf_counter()
+    reset_peak_memory()
     # 1. Check inputs; settle the operator, sizes, range and windows
     if prior not in PRIORS:
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")

@@ -1,0 +1,1 @@
+"""What people read: the HTML quality report of one restoration, and the benchmark table."""

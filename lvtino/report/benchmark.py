@@ -1,0 +1,208 @@
+"""``lvtino benchmark``: the paper's protocol on your clips, one table of every prior on every problem.
+
+For each clean clip (a portion chosen by ``--start``, ``--frames`` and ``--size``),
+each problem and each prior: degrade (noise 0.001, as the paper), restore,
+evaluate. The table averages the clips per (prior, problem) and sits beside the
+paper's published numbers (METHOD.md section 6), labelled as the paper's: other
+footage, 1280x768, a GPU. Every cell keeps its files under ``OUT/cells``;
+a rerun reuses each cell whose settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lvtino.errors import UserError
+from lvtino.metrics.evaluate import evaluate
+from lvtino.pipeline.common import write_json
+from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.priors import ModelOptions
+from lvtino.pipeline.restore import restore
+from lvtino.pipeline.state import input_identity
+from lvtino.video.reader import probe, read_frames
+from lvtino.video.writer import VideoWriter
+
+# Adobe240 at 1280x768 (METHOD.md section 6): NFE, FVMD, PSNR, SSIM, LPIPS
+PAPER = {
+    "A": {"LVTINO": (9, 371.1, 27.25, 0.837, 0.249), "VISION-XL": (8, 1141, 26.03, 0.672, 0.439),
+          "ADMM-TV": (None, 427.6, 18.04, 0.767, 0.297)},
+    "B": {"LVTINO": (9, 42.65, 24.91, 0.741, 0.370), "VISION-XL": (8, 82.92, 26.18, 0.749, 0.468),
+          "ADMM-TV": (None, 128.2, 21.18, 0.644, 0.452)},
+    "C": {"LVTINO": (7, 602.5, 23.11, 0.697, 0.411), "VISION-XL": (8, 1604, 23.38, 0.652, 0.520),
+          "ADMM-TV": (None, 1645, 18.15, 0.663, 0.439)},
+}
+# 25 frames at 1280x768 on one GPU: seconds, peak GB
+PAPER_COST = {"LVTINO": (132, 35.2), "VISION-XL": (176, 15.6), "ADMM-TV": (13.6, 22.0)}
+COLUMNS = ("method", "problem", "clips", "nfe", "psnr", "ssim", "lpips", "warping_error", "flicker", "seconds",
+           "peak_memory_mb")
+
+
+@dataclass(frozen=True)
+class Cell:
+    clip: Path
+    problem: str
+    prior: str
+
+
+def prepare_clip(source: str | Path, folder: Path, start: int, frames: int | None,
+                 size: tuple[int, int] | None) -> Path:
+    """The portion of a clean clip the benchmark uses, written losslessly (reused when present)."""
+    info = probe(source)
+    end = info.frames if frames is None else start + frames
+    if not 0 <= start < end <= info.frames:
+        raise UserError(f"{source}: has {info.frames} frames; --start {start} --frames {frames} asks for "
+                        f"frames {start}..{end - 1}")
+    name = Path(source).stem if Path(source).is_file() else Path(source).name
+    tag = f"{start}-{end}" + (f"-{size[1]}x{size[0]}" if size else "")
+    path = folder / f"{name}-{tag}.mkv"
+    if not path.exists():
+        with VideoWriter(path, info.fps) as writer:
+            for f in read_frames(info, start, end):
+                if size and f.shape[:2] != size:
+                    f = np.asarray(Image.fromarray(f).resize((size[1], size[0]), Image.BICUBIC))
+                writer.write(f)
+    return path
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int, noise_std: float,
+             echo=print) -> dict:
+    """Degrade, restore and evaluate one (clip, problem, prior); reuse the result when nothing changed."""
+    folder = out / "cells" / cell.problem / cell.clip.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    key = {"clip": input_identity(cell.clip)["digest"], "problem": cell.problem, "prior": cell.prior,
+           "models": models.models if cell.prior.startswith("lvtino") else None, "seed": seed,
+           "noise_std": noise_std}
+    done = folder / f"{cell.prior}.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("key") == _digest(key):
+            echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: reused")
+            return saved
+    measured = folder / "measured.mkv"
+    if measured.exists():
+        measured.unlink()
+    degrade(cell.clip, measured, problem=cell.problem, noise_std=noise_std, seed=seed)
+    restored = folder / f"{cell.prior}.mkv"
+    if restored.exists():
+        restored.unlink()
+    stats = restore(measured, restored, prior=cell.prior, device=device, models=models, seed=seed)
+    metrics = evaluate(restored, cell.clip)
+    result = {"key": _digest(key), "clip": str(cell.clip), "problem": cell.problem, "prior": cell.prior,
+              "stats": {k: v for k, v in stats.items() if k != "config"}, "metrics": metrics}
+    write_json(done, result)
+    echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: PSNR {metrics['psnr']:.2f} dB, SSIM "
+         f"{metrics['ssim']:.4f}, {stats['seconds']:.1f} s")
+    return result
+
+
+def _method(prior: str, models: ModelOptions) -> str:
+    if prior.startswith("lvtino") and models.models == "tiny":
+        return f"{prior} (tiny random models: code-path check, not quality)"
+    return prior
+
+
+def summarise(results: list[dict], models: ModelOptions) -> list[dict]:
+    """One row per (prior, problem): the mean over clips."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["prior"], r["problem"]), []).append(r)
+    rows = []
+    for (prior, problem), rs in groups.items():
+        mean = lambda get: (float(np.mean(v)) if (v := [x for x in map(get, rs) if x is not None]) else None)  # noqa
+        rows.append({"method": _method(prior, models), "problem": problem, "clips": len(rs),
+                     "nfe": rs[0]["stats"]["nfe"]["total"] or None,
+                     "psnr": mean(lambda r: r["metrics"]["psnr"]), "ssim": mean(lambda r: r["metrics"]["ssim"]),
+                     "lpips": mean(lambda r: r["metrics"]["lpips"]),
+                     "warping_error": mean(lambda r: r["metrics"]["warping_error"]),
+                     "flicker": mean(lambda r: r["metrics"]["flicker"]),
+                     "seconds": mean(lambda r: r["stats"]["seconds"]),
+                     "peak_memory_mb": mean(lambda r: r["stats"]["peak_memory_mb"])})
+    return rows
+
+
+def _cell(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 1 else f"{value:.{digits}g}"
+    return str(value)
+
+
+def paper_rows(problems: list[str]) -> list[dict]:
+    rows = []
+    for problem in problems:
+        for method, (nfe, fvmd, p, s, lp) in PAPER.get(problem, {}).items():
+            secs, gb = PAPER_COST[method]
+            rows.append({"method": f"{method} (paper)", "problem": problem, "nfe": nfe, "fvmd": fvmd, "psnr": p,
+                         "ssim": s, "lpips": lp, "seconds": float(secs), "peak_memory_mb": gb * 1024})
+    return rows
+
+
+def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[Path]) -> dict[str, Path]:
+    """benchmark.csv, benchmark.md and benchmark.html in ``out``."""
+    paper = paper_rows(problems)
+    header = list(COLUMNS)
+    with open(out / "benchmark.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header + ["fvmd", "source"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{**r, "source": "this run"} for r in rows])
+        writer.writerows([{**r, "source": "paper: Adobe240 1280x768, other clips, a GPU (seconds, memory: 25 "
+                                          "frames)"} for r in paper])
+    clip_names = ", ".join(c.name for c in clips)
+    md = [f"Clips: {clip_names}; noise 0.001. Means over clips.", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(_cell(r.get(c)) for c in header) + " |" for r in rows]
+    md += ["", "The paper's published numbers (METHOD.md section 6): Adobe240 at 1280x768, another set of clips, "
+           "one GPU; seconds and memory for 25 frames. FVMD is the paper's motion metric. Not comparable cell by "
+           "cell with the rows above.", "",
+           "| method | problem | nfe | fvmd | psnr | ssim | lpips | seconds | peak_memory_mb |", "|" + "---|" * 9]
+    md += ["| " + " | ".join(_cell(r.get(c)) for c in ("method", "problem", "nfe", "fvmd", "psnr", "ssim", "lpips",
+                                                       "seconds", "peak_memory_mb")) + " |" for r in paper]
+    (out / "benchmark.md").write_text("\n".join(md) + "\n")
+    th = "".join(f"<th>{c}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in header) + "</tr>"
+                   for r in rows)
+    pcols = ("method", "problem", "nfe", "fvmd", "psnr", "ssim", "lpips", "seconds", "peak_memory_mb")
+    pbody = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in pcols) + "</tr>"
+                    for r in paper)
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lvtino benchmark</title><style>"
+            "body{font:15px system-ui,sans-serif;margin:24px}table{border-collapse:collapse}td,th{border:1px solid "
+            "#ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
+            ".paper td{color:#666}</style></head><body><h1>lvtino benchmark</h1>"
+            f"<p>Clips: {html.escape(clip_names)}; noise 0.001; means over clips.</p>"
+            f"<table><tr>{th}</tr>{body}</table>"
+            "<h2>The paper's published numbers</h2><p>Adobe240 at 1280x768, another set of clips, one GPU; seconds "
+            "and memory for 25 frames; FVMD is the paper's motion metric. Not comparable cell by cell.</p>"
+            f"<table class='paper'><tr>{''.join(f'<th>{c}</th>' for c in pcols)}</tr>{pbody}</table>"
+            "</body></html>\n")
+    (out / "benchmark.html").write_text(page)
+    return {k: out / f"benchmark.{k}" for k in ("csv", "md", "html")}
+
+
+def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out: str | Path,
+                  frames: int | None = None, size: tuple[int, int] | None = None, start: int = 0,
+                  models: ModelOptions | None = None, device: str = "cpu", seed: int = 0,
+                  noise_std: float = 0.001, echo=print) -> tuple[list[dict], dict]:
+    out = Path(out)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    models = models or ModelOptions()
+    prepared = [prepare_clip(c, out / "clips", start, frames, size) for c in clips]
+    results = []
+    for problem in problems:
+        for clip in prepared:
+            for prior in priors:
+                results.append(run_cell(Cell(clip, problem, prior), out, models, device, seed, noise_std, echo))
+    rows = summarise(results, models)
+    return rows, write_tables(out, rows, problems, prepared)
