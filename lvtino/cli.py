@@ -97,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(p)
 
     p = sub.add_parser("restore", help="restore a degraded video",
-                       description="Restore a degraded video. The output has the measurement's size times the "
-                                   "spatial factor, its frame rate times the temporal factor and the original "
-                                   "frame count when the input records it (else --frames, else factor x frames).")
+                       description="Restore a degraded video of any length, streamed in overlapping windows "
+                                   "whose seams are cross-faded and made measurement-consistent. The output has the "
+                                   "measurement's size times the spatial factor, its frame rate times the temporal "
+                                   "factor and the original frame count when the input records it (else --frames, "
+                                   "else factor x frames). Under torchrun or accelerate launch the windows are "
+                                   "shared between the processes.")
     p.add_argument("input", help="degraded video file or folder of frames")
     p.add_argument("-o", "--output", required=True,
                    help="restored video: .mp4 (H.264), .mkv (lossless FFV1) or a folder (PNG frames)")
