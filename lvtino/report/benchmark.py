@@ -14,6 +14,8 @@ import csv
 import hashlib
 import html
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,6 @@ from lvtino.metrics.evaluate import evaluate
 from lvtino.pipeline.common import write_json
 from lvtino.pipeline.degrade import degrade
 from lvtino.pipeline.priors import ModelOptions
-from lvtino.pipeline.restore import restore
 from lvtino.pipeline.state import input_identity
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.writer import VideoWriter
@@ -97,10 +98,8 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
     restored = folder / f"{cell.prior}.mkv"
     if restored.exists():
         restored.unlink()
-    # the paper's protocol restores each clip whole: one window as long as the clip
-    frames = probe(cell.clip).frames
-    stats = restore(measured, restored, prior=cell.prior, device=device, models=models, seed=seed, window=frames,
-                    overlap=0)
+    stats = _restore_alone(measured, restored, folder / f"{cell.prior}.stats.json", cell.prior, models, device, seed,
+                           probe(cell.clip).frames)
     metrics = evaluate(restored, cell.clip)
     result = {"key": _digest(key), "clip": str(cell.clip), "problem": cell.problem, "prior": cell.prior,
               "stats": {k: v for k, v in stats.items() if k != "config"}, "metrics": metrics}
@@ -108,6 +107,22 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
     echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: PSNR {metrics['psnr']:.2f} dB, SSIM "
          f"{metrics['ssim']:.4f}, {stats['seconds']:.1f} s")
     return result
+
+
+def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, models: ModelOptions, device: str,
+                   seed: int, frames: int) -> dict:
+    """``lvtino restore`` in a process of its own, so that its peak memory is its own; the clip is restored
+    whole (one window as long as the clip), as the paper's protocol."""
+    args = [sys.executable, "-m", "lvtino", "restore", str(measured), "-o", str(restored), "--prior", prior,
+            "--device", device, "--seed", str(seed), "--window", str(frames), "--overlap", "0", "--stats", str(stats),
+            "--dtype", models.dtype, "--offload", models.offload]
+    if models.models:
+        args += ["--models", models.models]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise UserError(f"benchmark cell {restored}: {lines[-1].removeprefix('lvtino: error: ')}")
+    return json.loads(stats.read_text())
 
 
 def _method(prior: str, models: ModelOptions) -> str:
