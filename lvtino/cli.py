@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_model_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0): same seed, same output")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampler's noise (default 0): same seed, same output")
     _add_input_options(p)
 
     p = sub.add_parser("batch", help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
@@ -253,7 +254,8 @@ def _run(args: argparse.Namespace) -> None:
         summary = args.summary or (Path(args.output) / "lvtino-batch-summary.csv" if source.is_dir()
                                    else source.with_name(source.stem + "-summary.csv"))
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
-                         device=args.device, summary=summary, models=ModelOptions(args.models, args.dtype, args.offload),
+                         device=args.device, summary=summary,
+                         models=ModelOptions(args.models, args.dtype, args.offload),
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset)
         if any(r["status"] == "failed" for r in rows):
             return 1

@@ -39,7 +39,8 @@ def build(arch: dict, tiny: bool, placement: Placement, timer: StageTimer):
         video_prompt = (TINY["video_prompt_tokens"], TINY["video_transformer"]["text_dim"])
         image_prompt, pooled = (77, TINY["image_unet"]["cross_attention_dim"]), 32
     else:
-        video_prompt, image_prompt, pooled = arch["video_prompt_shape"], arch["image_prompt_shape"], arch["image_pooled_dim"]
+        video_prompt, image_prompt = arch["video_prompt_shape"], arch["image_prompt_shape"]
+        pooled = arch["image_pooled_dim"]
     build_on = placement.device if placement.offload == "none" else torch.device("cpu")
     with build_on:
         transformer = WanTransformer3DModel(**arch["video_transformer"])

@@ -12,7 +12,7 @@ from lvtino.models.base import Placement, pad_frames, pad_time
 from lvtino.models.loader import causvid_to_diffusers, fuse_wan_lora, load_models, load_models_spec, read_state_dict
 from lvtino.models.video import flow_sigmas
 from lvtino.runtime import StageTimer
-from tiny_repos import causvid_checkpoint, save_tiny_repos
+from tiny_repos import save_tiny_repos
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest

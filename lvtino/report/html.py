@@ -99,7 +99,7 @@ def write_report(folder: str | Path, evaluation: dict, degraded: str | Path | No
             crops.setdefault(t, []).append(name)
         _save(xt, images / f"xt-{name}.png")
         slices[name] = xt.shape
-    body = [f"<h1>lvtino quality report</h1>",
+    body = ["<h1>lvtino quality report</h1>",
             f"<p class='muted'>{html.escape(evaluation['restored'])} against "
             f"{html.escape(evaluation['reference'])}: {n} frames of {w}x{h}; "
             f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p>"]
