@@ -340,12 +340,17 @@ class ResidualMeter:
         for t, frame in final:
             self.frames[t] = frame
         done = max(self.frames, default=-1)
+        ready = []
         while self.pending and self.pending[-1][0] - 1 <= done:
-            hi, lo, row = self.pending.pop()
+            ready.append(self.pending.pop())
+        if ready:  # one operator application for every measured frame that became computable
+            lo, hi = min(r[1] for r in ready), max(r[0] for r in ready)
             physics_r, rows = self.physics.restrict_time(lo, hi)
             x = torch.cat([self.frames[t] for t in range(lo, hi)], dim=2)
-            ax = physics_r.A(x)[:, :, rows.index(row)]
-            y = self.measured.get([row])[:, :, 0]
+            index = {r: i for i, r in enumerate(rows)}
+            picked = [row for _, _, row in ready]
+            ax = physics_r.A(x)[:, :, [index[r] for r in picked]]
+            y = self.measured.get(picked)
             self.num += float((ax - y).pow(2).sum())
             self.den += float(y.pow(2).sum())
         low = min((lo for _, lo, _ in self.pending), default=done + 1)
