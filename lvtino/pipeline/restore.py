@@ -10,8 +10,6 @@ the video's length.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 import sys
 import time
@@ -30,11 +28,11 @@ from lvtino.pipeline.common import (build_checked_physics, check_device, peak_me
 from lvtino.pipeline.priors import PRIORS, ModelOptions, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Plan, Window, plan_windows
+from lvtino.runtime import StageTimer
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
 from lvtino.video.writer import VideoWriter, check_output_path
 
-log = logging.getLogger("lvtino")
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 
@@ -85,16 +83,18 @@ def window_seed(seed: int, index: int) -> int:
 class MeasuredFrames:
     """Measured frames decoded on demand, in increasing order, kept while a window or seam may need them."""
 
-    def __init__(self, info: VideoInfo, device: torch.device):
-        self.info, self.device = info, device
+    def __init__(self, info: VideoInfo, device: torch.device, timer: StageTimer):
+        self.info, self.device, self.timer = info, device, timer
         self.cache: dict[int, torch.Tensor] = {}
         self._frames = None
         self._next = None
-        self.seconds = 0.0
 
     def get(self, rows: list[int], keep_from: int | None = None) -> torch.Tensor:
         """Frames ``rows`` as (1, 3, n, h, w); frames below ``keep_from`` are forgotten."""
-        t0 = time.perf_counter()
+        with self.timer("read"):
+            return self._get(rows, keep_from)
+
+    def _get(self, rows: list[int], keep_from: int | None) -> torch.Tensor:
         if keep_from is not None:
             for r in [r for r in self.cache if r < keep_from]:
                 del self.cache[r]
@@ -107,9 +107,7 @@ class MeasuredFrames:
             while self._next <= missing[-1]:
                 self.cache[self._next] = frames_to_tensor([next(self._frames)])
                 self._next += 1
-        out = torch.cat([self.cache[r] for r in rows], dim=2).to(self.device)
-        self.seconds += time.perf_counter() - t0
-        return out
+        return torch.cat([self.cache[r] for r in rows], dim=2).to(self.device)
 
 
 @dataclass
@@ -123,6 +121,7 @@ class Job:
     fps: Fraction
     start: int
     end: int
+    supports: list  # per measured frame, the signal frames [lo, hi) it depends on (None: wraps around)
     plan: Plan
     selected: list[Window]
 
@@ -153,18 +152,18 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps) 
     if not 0 <= start < end <= shape[0]:
         raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")
-    plan = plan_windows(physics.time_supports(shape[0]), shape[0], physics.factors[0], cfg.window.frames,
-                        cfg.window.overlap)
-    return Job(info, cfg, physics, shape, out_fps, start, end, plan, plan.select(start, end)), output
+    supports = physics.time_supports(shape[0])
+    plan = plan_windows(supports, shape[0], physics.factors[0], cfg.window.frames, cfg.window.overlap)
+    return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end)), output
 
 
 class WindowRestorer:
     """Restores one window at a time with the prior (its networks loaded at the first window) into the state."""
 
     def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, state: RunState,
-                 measured: "MeasuredFrames", device: torch.device, seconds: dict):
+                 measured: MeasuredFrames, device: torch.device, timer: StageTimer):
         self.job, self.prior_name, self.models, self.seed = job, prior, models, seed
-        self.state, self.measured, self.device, self.seconds = state, measured, device, seconds
+        self.state, self.measured, self.device, self.timer = state, measured, device, timer
         self.prior = None
         self.count = 0
         self.iterations: list[int] = []
@@ -172,17 +171,17 @@ class WindowRestorer:
     def __call__(self, w: Window) -> torch.Tensor:
         job = self.job
         if self.prior is None:
-            with _timed(self.seconds, "load"):
+            with self.timer("load"):
                 self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device)
         physics_w, rows = job.physics.restrict_time(w.start, w.end)
         before = job.plan.windows[max(0, w.index - 1)].start  # its measured frames serve the coming seam too
         y = self.measured.get(rows, keep_from=job.physics.restrict_time(before, w.end)[1][0])
-        with _timed(self.seconds, "prior"):
+        with self.timer("prior"):
             x, facts = self.prior(physics_w, y, window_seed(self.seed, w.index))
         if facts.get("solver_iterations") is not None:
             self.iterations.append(facts["solver_iterations"])
         self.count += 1
-        with _timed(self.seconds, "state"):
+        with self.timer("state"):
             return self.state.save(w.index, x)
 
     def facts(self) -> dict:
@@ -223,9 +222,10 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     state = RunState(output, input_identity(Path(input)), settings, procs, resume, keep_state).open()
     reused = {w.index for w in job.selected if state.has(w.index)}
     todo = [w for w in job.selected if w.index not in reused]
-    measured = MeasuredFrames(job.info, procs.device)
-    seconds = dict.fromkeys(("load", "prior", "join", "write", "state", "residual"), 0.0)
-    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, seconds)
+    timer = StageTimer(procs.device)
+    timer.seconds.update(dict.fromkeys(("read", "load", "prior", "join", "write", "state", "residual"), 0.0))
+    measured = MeasuredFrames(job.info, procs.device, timer)
+    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, timer)
     try:
         with procs.split(todo) as mine:
             if not procs.is_main:  # 3a. Other processes: their share of the windows, into the state folder
@@ -235,7 +235,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
                 procs.wait()
                 return None
             # 3b. Main process: its share, then every selected window joined in order, frames encoded when final
-            meter = ResidualMeter(job.physics, measured, job.start, job.end, seconds)
+            meter = ResidualMeter(job, measured, timer)
             audio = None if no_audio or not job.info.has_audio else input
             made_by = {"problem": job.cfg.name, "prior": prior, **describe_models(prior, models)}
             with VideoWriter(output, job.fps, crf=crf, preset=preset, audio_from=audio, rotation=job.info.rotation,
@@ -243,16 +243,15 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
                              audio_range=(float(job.start / job.fps), float(job.end / job.fps))) as writer:
                 mine = {w.index for w in mine}
                 waiting = {w.index for w in todo if w.index not in mine}  # the other processes' windows
-                window_of = lambda w: restore_window(w) if w.index in mine else _load(state, w, seconds)  # noqa
-                _join(job, window_of, measured, writer, meter, seconds, procs, waiting)
+                window_of = lambda w: restore_window(w) if w.index in mine else _load(state, w, timer)  # noqa
+                _join(job, window_of, measured, writer, meter, timer, procs, waiting)
     except BaseException:
         state.discard_if_empty()
         raise
     state.finish()
     # 4. What the run did
     facts = restore_window.facts()
-    stages = {"read": round(measured.seconds, 3), **{k: round(v, 3) for k, v in seconds.items()},
-              **facts.pop("seconds_per_stage", {})}
+    stages = {**timer.rounded(), **facts.pop("seconds_per_stage", {})}
     result = {
         "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
         "frames": job.end - job.start, "start": job.start, "end": job.end, "height": job.shape[1],
@@ -268,12 +267,12 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     return result
 
 
-def _load(state: RunState, w: Window, seconds: dict) -> torch.Tensor:
-    with _timed(seconds, "state"):
+def _load(state: RunState, w: Window, timer: StageTimer) -> torch.Tensor:
+    with timer("state"):
         return state.load(w.index)
 
 
-def _join(job: Job, window_of, measured, writer, meter, seconds: dict, procs: Processes,
+def _join(job: Job, window_of, measured, writer, meter, timer: StageTimer, procs: Processes,
           waiting: set[int]) -> None:
     """Blend the windows in order, correct the seams, encode and measure each frame once it is final.
 
@@ -286,7 +285,7 @@ def _join(job: Job, window_of, measured, writer, meter, seconds: dict, procs: Pr
     waited = False
 
     def emit(final):
-        with _timed(seconds, "write"):
+        with timer("write"):
             frames = [frame for t, frame in final if job.start <= t < job.end]
             if frames:
                 for f in tensor_to_frames(torch.cat(frames, dim=2)):
@@ -298,12 +297,12 @@ def _join(job: Job, window_of, measured, writer, meter, seconds: dict, procs: Pr
             procs.wait()
             waited = True
         x = window_of(w).to(procs.device)
-        with _timed(seconds, "join"):
+        with timer("join"):
             final = list(joiner.add(w, x))
         emit(final)
         if bar:
             bar.update(1)
-    with _timed(seconds, "join"):
+    with timer("join"):
         final = list(joiner.finish())
     emit(final)
     if not waited:
@@ -312,28 +311,18 @@ def _join(job: Job, window_of, measured, writer, meter, seconds: dict, procs: Pr
         bar.close()
 
 
-@contextlib.contextmanager
-def _timed(seconds: dict, stage: str):
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[stage] += time.perf_counter() - t0
-
-
 class ResidualMeter:
     """||A x - y|| / ||y|| over the measured frames that depend on written frames only, as frames become final."""
 
-    def __init__(self, physics, measured_frames: MeasuredFrames, start: int, end: int, seconds: dict):
-        self.physics, self.measured, self.seconds = physics, measured_frames, seconds
-        supports = physics.time_supports(end)  # (a frame-by-frame operator: one row per frame up to ``end``)
-        self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
-                               if s is not None and start <= s[0] and s[1] <= end), reverse=True)
+    def __init__(self, job: Job, measured_frames: MeasuredFrames, timer: StageTimer):
+        self.physics, self.measured, self.timer = job.physics, measured_frames, timer
+        self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(job.supports)
+                               if s is not None and job.start <= s[0] and s[1] <= job.end), reverse=True)
         self.frames: dict[int, torch.Tensor] = {}
         self.num = self.den = 0.0
 
     def add(self, final) -> None:
-        with _timed(self.seconds, "residual"):
+        with self.timer("residual"):
             self._add(final)
 
     def _add(self, final) -> None:
