@@ -114,6 +114,7 @@ class SeparableLinear(LinearPhysics):
         self.factors = factors
         self._cast: dict = {}
         self._eig: dict = {}
+        self._rows = None  # see _time_rows
 
     # -- shapes ---------------------------------------------------------------
     def output_shape(self, shape: Shape) -> Shape:
@@ -126,26 +127,41 @@ class SeparableLinear(LinearPhysics):
         return tuple(n if M is None else M.shape[1] for n, M in zip(shape, self.matrices))
 
     # -- windows in time --------------------------------------------------------
+    def _time_rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Per row of M_t: its first and last non-zero column and its count of non-zeros (found once).
+
+        Restricting a long video's operator to a window then compares these
+        vectors instead of scanning the whole matrix for every window.
+        """
+        if self._rows is None:
+            mt = self.matrices[0]
+            row, col = torch.nonzero(mt, as_tuple=True)
+            m = mt.shape[0]
+            first = torch.full((m,), mt.shape[1], dtype=torch.long).scatter_reduce(0, row, col, "amin")
+            last = torch.full((m,), -1, dtype=torch.long).scatter_reduce(0, row, col, "amax")
+            self._rows = (first, last, torch.bincount(row, minlength=m))
+        return self._rows
+
     def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
-        mt = self.matrices[0]
-        if mt is None:
+        if self.matrices[0] is None:
             return [(t, t + 1) for t in range(frames)]
-        out = []
-        for row in mt:
-            idx = torch.nonzero(row).flatten().tolist()
-            contiguous = idx and idx[-1] - idx[0] + 1 == len(idx)
-            out.append((idx[0], idx[-1] + 1) if contiguous else None)
-        return out
+        first, last, count = self._time_rows()
+        return [(lo, hi + 1) if n and hi - lo + 1 == n else None
+                for lo, hi, n in zip(first.tolist(), last.tolist(), count.tolist())]
 
     def restrict_time(self, start: int, end: int, within: tuple[int, int] | None = None):
         mt, mh, mw = self.matrices
         if mt is None:
             return SeparableLinear(None, mh, mw, self.factors), list(range(start, end))
         lo, hi = within or (start, end)
-        inside = mt[:, start:end]
-        keep = (inside.abs().sum(1) > 0) & (mt[:, :lo].abs().sum(1) + mt[:, hi:].abs().sum(1) == 0)
-        rows = torch.nonzero(keep).flatten().tolist()
-        return SeparableLinear(inside[rows], mh, mw, self.factors), rows
+        first, last, count = self._time_rows()
+        # no non-zero outside [lo, hi), and possibly one in [start, end)
+        candidates = torch.nonzero((count > 0) & (first >= lo) & (last < hi) & (first < end) & (last >= start))
+        candidates = candidates.flatten()
+        inside = mt[candidates, start:end]
+        touching = inside.abs().sum(1) > 0
+        return (SeparableLinear(inside[touching], mh, mw, self.factors),
+                candidates[touching].tolist())
 
     def _check(self, shape: Shape, what: str, col: bool) -> None:
         for name, n, M in zip("THW", shape, self.matrices):
