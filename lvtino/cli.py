@@ -312,8 +312,9 @@ def _read_stats(path) -> dict | None:
     if path is None:
         return None
     import json
+    from pathlib import Path
     try:
-        data = json.loads(open(path).read())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"--stats {path}: no such file") from None
     except ValueError:
