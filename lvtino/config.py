@@ -4,7 +4,9 @@ One preset per problem holds the operator chain, the noise level, the settings o
 the classical solvers and the sampler's tuned schedule. ``--set key=value``
 overrides any entry by its dotted path (``tv.lam_space=0.02``,
 ``operator.1.downsample.filter=bilinear``) before the dataclasses are filled, so a
-mistyped key is caught by name.
+mistyped key is caught by name. Every field declares its rule beside its default
+(``lvtino.validation``): NaN, infinities, negatives and wrong types are refused
+in one line that names the key and what is allowed.
 """
 
 from __future__ import annotations
@@ -20,29 +22,36 @@ from typing import Any
 import yaml
 
 from lvtino.errors import UserError
+from lvtino.validation import FINITE, WHOLE, Choice, Flag, Number, Text, read_text_file, rule_of, setting, whole
 
 DATA_STEP_METHODS = ("prox", "tv_time", "tv3d", "normal", "jpeg")
 INIT_METHODS = ("prox", "interpolate")
+MAX_ITERATIONS = 100_000
+MAX_WINDOW = 10_000  # frames of one window: its operator's temporal matrix is dense
+NON_NEGATIVE = Number(ge=0)
+POSITIVE = Number(gt=0)
+ITERATIONS = whole(0, MAX_ITERATIONS)
+TIMESTEP = whole(0, 999)
 
 
 @dataclass
 class PinvConfig:
     """``--prior pinv``: u = A^T (A A^T + eps I)^{-1} y (eps = 0: the pseudo-inverse)."""
 
-    eps: float = 1e-4
+    eps: float = setting(1e-4, NON_NEGATIVE)
 
 
 @dataclass
 class TVConfig:
     """``--prior tv``: min 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1 by PDHG."""
 
-    lam_space: float = 0.01
-    lam_time: float = 0.01
-    iterations: int = 100
-    tau: float = 0.25
-    sigma: float = 0.25
-    theta: float = 1.0
-    tol: float = 1e-4
+    lam_space: float = setting(0.01, NON_NEGATIVE)
+    lam_time: float = setting(0.01, NON_NEGATIVE)
+    iterations: int = setting(100, ITERATIONS)
+    tau: float = setting(0.25, POSITIVE)
+    sigma: float = setting(0.25, POSITIVE)
+    theta: float = setting(1.0, Number(ge=0, le=1))
+    tol: float = setting(1e-4, NON_NEGATIVE)
 
 
 @dataclass
@@ -56,30 +65,30 @@ class DataStepConfig:
     - jpeg: ``iterations`` surrogate-gradient steps with weight gamma
     """
 
-    method: str = "prox"
-    gamma: list[float] = field(default_factory=list)
-    lam: list[float] = field(default_factory=list)
-    iterations: int = 0
-    eps: float = 0.0
-    lr: float = 0.0
-    tau: float = 0.25
-    sigma: float = 0.25
+    method: str = setting("prox", Choice(DATA_STEP_METHODS))
+    gamma: list[float] = setting(rule=POSITIVE, factory=list)
+    lam: list[float] = setting(rule=NON_NEGATIVE, factory=list)
+    iterations: int = setting(0, ITERATIONS)
+    eps: float = setting(0.0, NON_NEGATIVE)
+    lr: float = setting(0.0, NON_NEGATIVE)
+    tau: float = setting(0.25, POSITIVE)
+    sigma: float = setting(0.25, POSITIVE)
 
 
 @dataclass
 class InitConfig:
     """Where the sampler starts: ``prox`` from zero with weight gamma, or ``interpolate`` y."""
 
-    method: str = "prox"
-    gamma: float = 200.0
+    method: str = setting("prox", Choice(INIT_METHODS))
+    gamma: float = setting(200.0, POSITIVE)
 
 
 @dataclass
 class SamplerConfig:
     """The paper's Algorithm 1 schedule: one entry per outer step."""
 
-    video_timesteps: list[int] = field(default_factory=list)
-    image_timesteps: list[int] = field(default_factory=list)
+    video_timesteps: list[int] = setting(rule=TIMESTEP, factory=list)
+    image_timesteps: list[int] = setting(rule=TIMESTEP, factory=list)
     init: InitConfig = field(default_factory=InitConfig)
     data_step_1: DataStepConfig = field(default_factory=DataStepConfig)
     data_step_2: DataStepConfig = field(default_factory=DataStepConfig)
@@ -94,36 +103,41 @@ class WindowConfig:
     what the operator's reach needs (6 frames for a 7-frame blur).
     """
 
-    frames: int = 25
-    overlap: int = 8
+    frames: int = setting(25, whole(1, MAX_WINDOW))
+    overlap: int = setting(8, whole(0, MAX_WINDOW))
 
 
 @dataclass
 class ProblemConfig:
-    name: str
-    description: str = ""
+    name: str = setting(rule=Text())
+    description: str = setting("", Text())
     operator: list[dict[str, Any]] = field(default_factory=list)
-    noise_std: float = 0.001
+    noise_std: float = setting(0.001, Number(ge=0, le=1))
     pinv: PinvConfig = field(default_factory=PinvConfig)
     tv: TVConfig = field(default_factory=TVConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
 
     def validate(self) -> "ProblemConfig":
-        if self.noise_std < 0:
-            raise UserError(f"noise_std={self.noise_std} must be >= 0")
+        """Checks that involve more than one field (each field's own rule was applied when it was filled)."""
+        from lvtino.physics.problems import validate_chain
+
+        self.operator = validate_chain(self.operator, "operator")
+        _check_pdhg_steps("tv", self.tv.tau, self.tv.sigma, 8.0 * (self.tv.lam_space > 0) + 4.0 * (self.tv.lam_time > 0))
         for key in ("data_step_1", "data_step_2"):
-            method = getattr(self.sampler, key).method
-            if method not in DATA_STEP_METHODS:
-                raise UserError(f"sampler.{key}.method={method!r} is not one of {', '.join(DATA_STEP_METHODS)}")
-        if self.sampler.init.method not in INIT_METHODS:
-            raise UserError(f"sampler.init.method={self.sampler.init.method!r} is not one of {', '.join(INIT_METHODS)}")
-        if self.window.frames < 1 or self.window.overlap < 0:
-            raise UserError(f"window.frames={self.window.frames}, window.overlap={self.window.overlap}: "
-                            "need frames >= 1 and overlap >= 0")
-        if self.tv.iterations < 0:
-            raise UserError(f"tv.iterations={self.tv.iterations} must be >= 0")
+            step = getattr(self.sampler, key)
+            if step.method == "tv_time":
+                _check_pdhg_steps(f"sampler.{key}", step.tau, step.sigma, 4.0)
+            if step.method == "tv3d" and step.lr <= 0:
+                raise UserError(f"sampler.{key}.lr={step.lr:g}: the tv3d step needs a learning rate > 0")
         return self
+
+
+def _check_pdhg_steps(key: str, tau: float, sigma: float, norm2: float) -> None:
+    """PDHG converges when tau sigma ||D||^2 < 1 (||D||^2 <= 8 for spatial, 4 for temporal differences)."""
+    if tau * sigma * norm2 >= 1:
+        raise UserError(f"{key}.tau={tau:g}, {key}.sigma={sigma:g}: need tau * sigma < {1 / norm2:g} "
+                        "for the TV solver to converge")
 
 
 # -- presets ------------------------------------------------------------------
@@ -141,9 +155,7 @@ def load_raw(problem: str | None = None, config: str | Path | None = None) -> di
     """The preset as a dict: a named problem, or a YAML file given by path."""
     if config is not None:
         path = Path(config)
-        if not path.is_file():
-            raise UserError(f"--config {config}: no such file")
-        text = path.read_text()
+        text = read_text_file(path, "--config")
         source = str(path)
     else:
         if problem not in known_problems():
@@ -194,43 +206,44 @@ def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
 
 
 def from_dict(cls, data: Any, path: str = ""):
-    """Fill dataclass ``cls`` from ``data``, refusing unknown keys by their dotted path."""
+    """Fill dataclass ``cls`` from ``data``, refusing unknown keys by their dotted path and each value that
+    breaks its field's rule."""
     if not isinstance(data, dict):
         raise UserError(f"config {path or 'root'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise UserError(f"config key unknown: {where} (known here: {', '.join(sorted(names))})")
+        raise UserError(f"config key unknown: {where} (known here: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise UserError(f"config {path or cls.__name__}: {err}") from None
+        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name, rule_of(fields[name]))
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"config {path + '.' if path else ''}{missing[0]}: missing")
+    return cls(**kwargs)
 
 
-def _coerce(tp, value, path):
+def _coerce(tp, value, path, rule=None):
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     origin = typing.get_origin(tp)
     if origin is list:
         (item,) = typing.get_args(tp)
         values = value if isinstance(value, list) else [value]
-        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(values)]
+        return [_coerce(item, v, f"{path}[{i}]", rule) for i, v in enumerate(values)]
+    if rule is not None:
+        return rule.parse(value, path)
     if tp is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"config {path}={value!r}: expected a number") from None
+        return FINITE.parse(value, path)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise UserError(f"config {path}={value!r}: expected a whole number")
-        return int(value)
-    if tp is str and not isinstance(value, str):
-        raise UserError(f"config {path}={value!r}: expected text")
+        return WHOLE.parse(value, path)
+    if tp is str:
+        return Text().parse(value, path)
+    if tp is bool:
+        return Flag().parse(value, path)
     return value
 
 

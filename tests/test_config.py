@@ -50,15 +50,36 @@ def test_overrides_set_values_by_dotted_path():
 @pytest.mark.parametrize("override,message", [
     ("tv.lamb=1", "config key unknown: tv.lamb"),
     ("solver.x=1", "config key unknown: solver"),
-    ("tv.iterations=many", "expected a whole number"),
-    ("tv.lam_space=abc", "expected a number"),
+    ("tv.iterations=many", "tv.iterations=many: expected a whole number from 0 to 100000"),
+    ("tv.iterations=.inf", "tv.iterations=inf: expected a whole number"),
+    ("tv.iterations=2.5", "tv.iterations=2.5: expected a whole number"),
+    ("tv.lam_space=abc", "tv.lam_space=abc: expected a finite number >= 0"),
+    ("tv.lam_space=nan", "tv.lam_space=nan: expected a finite number >= 0"),
+    ("tv.lam_space=-1", "tv.lam_space=-1: expected a finite number >= 0"),
+    ("tv.tau=-1", "tv.tau=-1: expected a finite number > 0"),
+    ("tv.tau=2", r"tv.tau=2, tv.sigma=0.28: need tau \* sigma < 0.0833333"),
+    ("tv.theta=true", "tv.theta=True: expected a finite number from 0 to 1"),
+    ("pinv.eps=.nan", "pinv.eps=nan: expected a finite number >= 0"),
+    ("noise_std=.inf", "noise_std=inf: expected a finite number from 0 to 1"),
+    ("window.frames=0", "window.frames=0: expected a whole number from 1 to 10000"),
+    ("sampler.video_timesteps=[757, 1200]", r"sampler.video_timesteps\[1\]=1200: expected a whole number from 0 to 999"),
+    ("sampler.data_step_1.gamma=[1, -2]", r"sampler.data_step_1.gamma\[1\]=-2: expected a finite number > 0"),
+    ("sampler.data_step_1.tau=10", "sampler.data_step_1.tau=10, sampler.data_step_1.sigma=0.25: need tau"),
+    ("operator.0.temporal_pool.factor=abc", "operator.0.temporal_pool.factor=abc: expected a whole number from 1 to 64"),
+    ("operator.1.downsample.factor=0", "operator.1.downsample.factor=0: expected a whole number from 1 to 64"),
+    ("operator=[]", "operator: expected a list of one or more operators"),
     ("operator.5.downsample.factor=2", "not an index"),
     ("noequals", "expected key=value"),
-    ("sampler.data_step_1.method=magic", "is not one of"),
+    ("sampler.data_step_1.method=magic", "method=magic: expected one of prox, tv_time"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(UserError, match=message):
         load_problem("A", overrides=[override])
+
+
+def test_operator_values_are_typed():
+    cfg = load_problem("A", overrides=["operator.0.temporal_pool.factor=2.0"])
+    assert cfg.operator[0] == {"temporal_pool": {"factor": 2}} and isinstance(cfg.operator[0]["temporal_pool"]["factor"], int)
 
 
 def test_unknown_problem_lists_the_known_ones():

@@ -127,8 +127,10 @@ def test_jpeg_measure_adds_noise_before_compression():
     ([{"warp": {}}], "unknown operator 'warp'"),
     ([{"downsample": {"factor": 2, "filtr": "box"}}], "unknown parameter 'filtr'"),
     ([{"jpeg": {}}, {"downsample": {"factor": 2}}], "nothing may follow"),
-    ([{"downsample": {"factor": 2, "filter": "lanczos"}}], "filter='lanczos'"),
-    ([], "empty"),
+    ([{"downsample": {"factor": 2, "filter": "lanczos"}}], "filter=lanczos: expected one of bicubic"),
+    ([{"temporal_pool": {"factor": "abc"}}], r"operator.0.temporal_pool.factor=abc: expected a whole number"),
+    ([{"temporal_blur": {"size": 10**6}}], "size=1000000: expected an odd whole number from 1 to 255"),
+    ([], "one or more operators"),
 ])
 def test_registry_refuses_bad_chains(chain, message):
     with pytest.raises(ValueError, match=message):

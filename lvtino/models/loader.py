@@ -27,6 +27,7 @@ from lvtino.models.image import ImageConsistencyModel
 from lvtino.models.text import char_tokenizer, encode_sdxl, encode_umt5
 from lvtino.models.video import VideoConsistencyModel
 from lvtino.runtime import StageTimer
+from lvtino.validation import Number, read_text_file, setting, whole
 
 
 TINY_NOTE = "tiny random models: a code-path check, the output is meaningless for quality"
@@ -43,16 +44,16 @@ class Source:
     format: str = ""
     subfolder: str = ""
     license: str = "see the model card"
-    lora_scale: float = 1.0
+    lora_scale: float = setting(1.0, Number(ge=-100, le=100))
 
 
 @dataclass
 class VideoSpec:
     base: Source = field(default_factory=Source)
     weights: Source = field(default_factory=Source)
-    shift: float = 8.0
+    shift: float = setting(8.0, Number(gt=0, le=100))
     prompt: str = "a high resolution video"
-    max_sequence_length: int = 512
+    max_sequence_length: int = setting(512, whole(1, 4096))
     vae_tiling: bool = True
 
 
@@ -62,7 +63,7 @@ class ImageSpec:
     weights: Source = field(default_factory=Source)
     vae: Source = field(default_factory=Source)
     prompt: str = "a high resolution photo"
-    batch_size: int = 8
+    batch_size: int = setting(8, whole(1, 1024))
     vae_tiling: bool = True
 
 
@@ -81,7 +82,7 @@ def load_models_spec(path: str | Path | None = None) -> ModelsSpec:
             raise UserError(f"--models {path}: no such file (give a models YAML file, or 'tiny')")
         source = str(path)
         try:
-            user = yaml.safe_load(Path(path).read_text()) or {}
+            user = yaml.safe_load(read_text_file(path, "--models")) or {}
         except yaml.YAMLError as err:
             raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(user, dict):

@@ -8,52 +8,86 @@ preset: ``build_physics`` threads them through the chain.
 
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass
 from typing import Any
 
+from lvtino.errors import UserError
 from lvtino.physics.base import Physics, Shape
 from lvtino.physics.jpeg import JPEG
-from lvtino.physics.spatial import Downsampling
-from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur
+from lvtino.physics.separable import PADDINGS
+from lvtino.physics.spatial import FILTERS, Downsampling
+from lvtino.physics.temporal import BOUNDARIES, KERNELS, TemporalAveragePool, TemporalBlur
+from lvtino.validation import Choice, Number, Optional, whole
 
-# name -> (class, how the class is told the signal's size)
-OPERATORS: dict[str, tuple[type, str | None]] = {
-    "temporal_pool": (TemporalAveragePool, "frames"),
-    "temporal_blur": (TemporalBlur, "frames"),
-    "downsample": (Downsampling, "size"),
-    "jpeg": (JPEG, None),
+MAX_FACTOR = 64    # frames or pixels one measured sample may stand for, per axis
+MAX_KERNEL = 255   # taps of a temporal blur
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    cls: type
+    sized_by: str | None        # how the class is told the signal's size: "frames", "size" or nothing
+    params: dict[str, Any]      # parameter -> its rule (lvtino.validation)
+
+
+OPERATORS: dict[str, OperatorSpec] = {
+    "temporal_pool": OperatorSpec(TemporalAveragePool, "frames", {"factor": whole(1, MAX_FACTOR)}),
+    "temporal_blur": OperatorSpec(TemporalBlur, "frames", {
+        "size": whole(1, MAX_KERNEL, odd=True), "kernel": Choice(KERNELS),
+        "sigma": Optional(Number(gt=0, le=MAX_KERNEL)), "boundary": Choice(BOUNDARIES)}),
+    "downsample": OperatorSpec(Downsampling, "size", {
+        "factor": whole(1, MAX_FACTOR), "filter": Choice(FILTERS), "padding": Choice(PADDINGS)}),
+    "jpeg": OperatorSpec(JPEG, None, {"quality": whole(1, 95)}),
 }
 
 
-def _operator_params(cls: type, sized_by: str | None) -> list[str]:
-    params = list(inspect.signature(cls.__init__).parameters)[1:]
-    return [p for p in params if p != sized_by]
+def validate_chain(chain: Any, key: str = "operator") -> list[dict[str, dict]]:
+    """The chain with every name and parameter checked and typed, or one line naming the entry at fault.
+
+    A preset, a ``--set`` override and the operator a measurement file records all
+    pass through here before any operator is built.
+    """
+    if not isinstance(chain, list) or not chain:
+        raise UserError(f"{key}: expected a list of one or more operators, e.g. [{{downsample: {{factor: 4}}}}]")
+    out = []
+    for i, entry in enumerate(chain):
+        where = f"{key}.{i}"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise UserError(f"{where}: expected one '{{name: {{params}}}}' entry, got {_short(entry)}")
+        (name, params), = entry.items()
+        if name not in OPERATORS:
+            raise UserError(f"{where}: unknown operator {_short(name)} (known: {', '.join(OPERATORS)})")
+        spec = OPERATORS[name]
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise UserError(f"{where}.{name}: expected a mapping of parameters, got {_short(params)}")
+        unknown = sorted(str(p) for p in params if p not in spec.params)
+        if unknown:
+            raise UserError(f"{where}.{name}: unknown parameter {unknown[0]!r} (allowed: {', '.join(spec.params)})")
+        if out and not OPERATORS[next(iter(out[-1]))].cls.linear:
+            raise UserError(f"{where}.{name}: nothing may follow the non-linear {next(iter(out[-1]))}")
+        out.append({name: {p: spec.params[p].parse(v, f"{where}.{name}.{p}") for p, v in params.items()}})
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_physics(chain: list[dict[str, Any]], shape: Shape) -> Physics:
-    """Compose the operators of ``chain`` for a signal of shape (T, H, W)."""
-    if not chain:
-        raise ValueError("operator: the chain is empty; name at least one operator")
+    """Compose the operators of ``chain`` for a signal of shape (T, H, W); a bad chain is one ``UserError``."""
     physics = None
-    for i, entry in enumerate(chain):
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ValueError(f"operator[{i}]: expected one '{{name: {{params}}}}' entry, got {entry!r}")
+    for entry in validate_chain(chain):
         (name, params), = entry.items()
-        if name not in OPERATORS:
-            raise ValueError(f"operator[{i}]: unknown operator {name!r} (known: {', '.join(OPERATORS)})")
-        cls, sized_by = OPERATORS[name]
-        params = dict(params or {})
-        allowed = _operator_params(cls, sized_by)
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ValueError(f"operator[{i}] {name}: unknown parameter {unknown[0]!r} (allowed: {', '.join(allowed)})")
-        if physics is not None and not hasattr(physics, "A_adjoint"):
-            raise ValueError(f"operator[{i}] {name}: nothing may follow the non-linear {chain[i - 1]}")
-        if sized_by == "frames":
+        spec = OPERATORS[name]
+        params = dict(params)
+        if spec.sized_by == "frames":
             params["frames"] = shape[0]
-        elif sized_by == "size":
+        elif spec.sized_by == "size":
             params["size"] = shape[1:]
-        op = cls(**params)
+        op = spec.cls(**params)
         shape = op.output_shape(shape)
         physics = op if physics is None else op * physics
     return physics
