@@ -12,10 +12,10 @@ import sys
 from fractions import Fraction
 
 from lvtino.config import known_problems
-from lvtino.errors import UserError
+from lvtino.errors import DiskFull, UserError, is_disk_full
 from lvtino.models.base import DTYPES, OFFLOAD_MODES
 from lvtino.pipeline.priors import PRIORS
-from lvtino.runtime import tune_cpu_allocator
+from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("lvtino")
@@ -52,9 +52,29 @@ def _fraction(text: str) -> Fraction:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is a whole number from 0 to 2^63 - 1")
+    return value
+
+
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_fraction, default=None,
                    help="frame rate of a folder of frames (default: recorded by lvtino, else 30)")
+    p.add_argument("--accept-truncated", action="store_true",
+                   help="use the frames a truncated or damaged input holds, instead of refusing it")
+
+
+def _add_overwrite_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-y", "--overwrite", dest="overwrite", action="store_const", const="yes", default="ask",
+                       help="replace outputs that exist (without -y or -n an existing output is refused)")
+    group.add_argument("-n", "--no-overwrite", dest="overwrite", action="store_const", const="no",
+                       help="never replace an output that exists")
 
 
 def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -92,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(p, required=False)
     p.add_argument("--noise-std", type=float, default=None,
                    help="Gaussian noise std in [0, 1] units (default: the preset's, 0.001 as the paper; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the noise (default 0)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
+    _add_overwrite_options(p)
     _add_input_options(p)
 
     p = sub.add_parser("restore", help="restore a degraded video",
@@ -135,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_model_options(p)
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the sampler's noise (default 0): same seed, same output")
+    _add_overwrite_options(p)
     _add_input_options(p)
 
     p = sub.add_parser("batch", help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
@@ -144,9 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "optionally problem, prior, start, end, set (KEY=VALUE;KEY=VALUE); or .yaml: a "
                                    "list of such mappings, or 'defaults' and 'items'; paths relative to the "
                                    "manifest), or every video and frame folder of a folder (-o names the output "
-                                   "folder). Existing outputs are skipped, a failing item is reported and the "
-                                   "batch goes on; a summary table is printed and written as CSV. Exit code 1 if "
-                                   "any item failed.")
+                                   "folder). An output made by the same input and settings is skipped as done; "
+                                   "one made otherwise fails its item unless -y (redo) or -n (keep). A failing "
+                                   "item is reported and the batch goes on; a summary table is printed and "
+                                   "written as CSV. Exit code 1 if any item failed.")
     p.add_argument("manifest", help="a .csv or .yaml manifest, or a folder of inputs")
     p.add_argument("-o", "--output", default=None, help="output folder (for a folder of inputs)")
     p.add_argument("--suffix", default=".mp4", choices=[".mp4", ".mkv", ".mov"],
@@ -159,12 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior of items that name none (default tv)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_model_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the sampler's noise (default 0)")
     p.add_argument("--window", type=int, default=None, metavar="N", help="output frames per window")
     p.add_argument("--overlap", type=int, default=None, metavar="N", help="frames shared by neighbouring windows")
     p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
     p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="H.264 speed preset (default medium)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with items an interrupted batch left half done (their finished windows are reused)")
+    _add_overwrite_options(p)
+    p.add_argument("--accept-truncated", action="store_true",
+                   help="use the frames a truncated or damaged input holds, instead of failing the item")
 
     p = sub.add_parser("benchmark", help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
                        description="For every clean clip, problem and prior: degrade (noise 0.001), restore, "
@@ -182,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "paper")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_model_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and the sampler (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the noise and the sampler (default 0)")
 
     p = sub.add_parser("download", help="fetch the networks' weights into the Hugging Face cache (needs network)",
                        description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
@@ -205,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", action="store_true",
                    help="compare a restoration of another size at the reference's size (bicubic), and only the "
                         "frames both have, instead of refusing")
+    _add_overwrite_options(p)
     _add_input_options(p)
 
     p = sub.add_parser("demo", help="degrade and restore a clip end to end, offline, on the CPU",
@@ -216,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problem", default="A", metavar="NAME", help="degradation preset (default A)")
     p.add_argument("--frames", type=int, default=25, help="frames of the clip (default 25)")
     p.add_argument("--start", type=int, default=0, help="first frame of --input to use (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the scene and the noise (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the scene and the noise (default 0)")
     _add_input_options(p)
     return parser
 
@@ -225,7 +254,8 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "degrade":
         from lvtino.pipeline.degrade import degrade
         r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
-                    noise_std=args.noise_std, seed=args.seed, fps=args.fps, no_audio=args.no_audio)
+                    noise_std=args.noise_std, seed=args.seed, fps=args.fps, no_audio=args.no_audio,
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated)
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']})")
     elif args.command == "restore":
@@ -235,7 +265,8 @@ def _run(args: argparse.Namespace) -> None:
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
                     fps=args.fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
                     models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed,
-                    resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap)
+                    resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated)
         if r is None:  # another process of a multi-process launch: the main process reports
             return
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
@@ -254,9 +285,10 @@ def _run(args: argparse.Namespace) -> None:
         summary = args.summary or (Path(args.output) / "lvtino-batch-summary.csv" if source.is_dir()
                                    else source.with_name(source.stem + "-summary.csv"))
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
-                         device=args.device, summary=summary,
+                         device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
                          models=ModelOptions(args.models, args.dtype, args.offload),
-                         seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset)
+                         seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
+                         accept_truncated=args.accept_truncated)
         if any(r["status"] == "failed" for r in rows):
             return 1
     elif args.command == "benchmark":
@@ -275,10 +307,18 @@ def _run(args: argparse.Namespace) -> None:
         from lvtino.models.loader import download, load_models_spec
         download(load_models_spec(args.models), [args.only] if args.only else ["video", "image"])
     elif args.command == "evaluate":
+        from pathlib import Path
+
+        from lvtino.files import write_json
         from lvtino.metrics.evaluate import evaluate
-        from lvtino.pipeline.common import write_json
+        from lvtino.pipeline.outputs import Output, check_outputs
+        check_outputs([*([Output("--json", Path(args.json))] if args.json else []),
+                       *([Output("--report", Path(args.report), "folder")] if args.report else [])],
+                      [("the restored video", args.restored), ("--reference", args.reference), ("--degraded", args.degraded),
+                       ("--stats", args.stats)], args.overwrite)
         run_stats = _read_stats(args.stats)
-        r = evaluate(args.restored, args.reference, fps=args.fps, resize=args.resize)
+        r = evaluate(args.restored, args.reference, fps=args.fps, resize=args.resize,
+                     accept_truncated=args.accept_truncated)
         if args.json:
             write_json(args.json, r)
         lpips = f"{r['lpips']:.4f}" if r["lpips"] is not None else "not computed"
@@ -312,12 +352,13 @@ def _read_stats(path) -> dict | None:
     if path is None:
         return None
     import json
-    from pathlib import Path
+
+    from lvtino.validation import read_text_file
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"--stats {path}: no such file") from None
-    except ValueError:
+        data = json.loads(read_text_file(path, "--stats"))
+    except ValueError as err:
+        if isinstance(err, UserError):
+            raise
         raise UserError(f"--stats {path}: not a JSON file") from None
     if not isinstance(data, dict):
         raise UserError(f"--stats {path}: not the JSON that restore --stats writes")
@@ -342,20 +383,43 @@ def main(argv: list[str] | None = None) -> int:
         log.removeHandler(handler)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
-        code = _run(args)
+        with stop_on_signals():
+            code = _run(args)
     except UserError as err:
-        print(f"lvtino: error: {err}", file=sys.stderr)
+        print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except OSError as err:  # the system refused a read or write: permissions, a full disk
-        print(f"lvtino: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+    except DiskFull as err:
+        print(f"lvtino: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        resumable = " (finished windows are kept: run again with --resume)" if args.command == "restore" else ""
-        print(f"lvtino: interrupted; no output was written{resumable}", file=sys.stderr)
-        return 130
+    except OSError as err:  # the system refused a read or write: permissions, a full disk
+        if is_disk_full(err):
+            print(f"lvtino: error: {DiskFull(err.filename)}", file=sys.stderr)
+        else:
+            print(f"lvtino: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stop:
+        how = stop.name if isinstance(stop, Interrupted) else "SIGINT"
+        code = 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
+        print(f"lvtino: interrupted ({how}); {_after_interruption(args.command)}", file=sys.stderr)
+        return code
     finally:
         log.removeHandler(handler)
     return code or 0
+
+
+def _after_interruption(command: str) -> str:
+    if command == "restore":
+        return ("no output was written; the finished windows are kept: run the same command with --resume to go "
+                "on")
+    if command == "batch":
+        return "finished items are kept: run the same batch with --resume to go on with the interrupted item"
+    if command == "benchmark":
+        return "finished cells are kept and reused when the benchmark runs again"
+    return "no output was written"
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

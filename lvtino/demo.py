@@ -15,36 +15,48 @@ from pathlib import Path
 
 from lvtino.config import load_problem
 from lvtino.errors import UserError
+from lvtino.files import atomic_folder
 from lvtino.metrics.evaluate import evaluate
 from lvtino.report.html import write_report
 from lvtino.physics.problems import chain_factors
-from lvtino.pipeline.common import write_json
+from lvtino.files import write_json
 from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.restore import restore
 from lvtino.solvers.baselines import naive_upsample
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.synthetic import synthetic_clip
+from lvtino.validation import whole
 from lvtino.video.writer import VideoWriter
 
 
 def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str | Path | None = None,
-             frames: int = 25, start: int = 0, seed: int = 0, fps=None, size: tuple[int, int] = (360, 640)) -> dict:
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if frames < 1:
-        raise UserError(f"--frames {frames}: must be positive")
+             frames: int = 25, start: int = 0, seed: int = 0, fps=None, size: tuple[int, int] = (360, 640),
+             accept_truncated: bool = False) -> dict:
+    """Write the demo's folder whole (an earlier demo folder is replaced; any other folder is refused)."""
+    final = Path(output)
+    frames = whole(1, 10_000).parse(frames, "--frames")
+    start = whole(0, None).parse(start, "--start")
     load_problem(problem)  # an unknown name stops here, before any work
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs([Output("-o", final, "folder")], [("--input", input)], overwrite="yes")
+    if input is not None:
+        probe(input, fps, accept_truncated=accept_truncated)
+    with atomic_folder(final, "demo") as out:
+        result = _demo(out, final, problem, input, frames, start, seed, fps, size, accept_truncated)
+    print(f"  report:  {final / 'report' / 'index.html'} (open it in a browser)")
+    return result
+
+
+def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size, accept_truncated) -> dict:
     reference = out / "reference.mkv"
     # 1. The clean clip: procedural, or a span of the user's video
     if input is None:
         clip, rate, audio, span = synthetic_clip(frames, *size, seed=seed), Fraction(30), None, None
         source = f"procedural scene (seed {seed}), {frames} frames of {size[1]}x{size[0]}"
     else:
-        info = probe(input, fps)
-        if start < 0 or start >= info.frames:
+        info = probe(input, fps, accept_truncated=accept_truncated)
+        if start >= info.frames:
             raise UserError(f"--start {start}: the input has {info.frames} frames")
         end = min(start + frames, info.frames)
         clip, rate = list(read_frames(info, start, end)), info.fps
@@ -77,10 +89,9 @@ def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str 
     write_json(out / "metrics.json", result)
     print(f"lvtino demo: {source}, problem {problem}")
     for name in ("reference", "degraded", "naive", "restored"):
-        print(f"  {name:9s} {out / (name + '.mkv')}")
+        print(f"  {name:9s} {final / (name + '.mkv')}")
     print(f"  naive upsampling PSNR {result['naive']['psnr']:.2f} dB, SSIM {result['naive']['ssim']:.3f}")
     print(f"  TV restoration   PSNR {result['restored']['psnr']:.2f} dB, SSIM {result['restored']['ssim']:.3f}"
           f"  (gain {result['psnr_gain_db']:+.2f} dB, {stats['seconds']:.0f} s)")
-    print(f"  metrics: {out / 'metrics.json'}")
-    print(f"  report:  {report} (open it in a browser)")
+    print(f"  metrics: {final / 'metrics.json'}")
     return result

@@ -1,4 +1,10 @@
-"""The one exception type that the command line turns into a single line on stderr."""
+"""The exceptions that the command line turns into a single line on stderr."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
 
 
 class UserError(ValueError):
@@ -7,3 +13,39 @@ class UserError(ValueError):
     The message names the argument, the value given and what is allowed. The CLI
     prints it as one line and exits non-zero; it is never shown as a traceback.
     """
+
+
+class DiskFull(OSError):
+    """A write found no space left: says where, how much is free there, and about how much the run needs."""
+
+    def __init__(self, path: str | Path | None, needed_bytes: int | None = None, resumable: bool = False):
+        self.path = Path(path) if path else None
+        where = self.path.parent if self.path else Path(".")
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            free = None
+        parts = [f"no space left on the device writing {self.path or where}"]
+        facts = []
+        if free is not None:
+            facts.append(f"{_mb(free)} free there")
+        if needed_bytes:
+            facts.append(f"this run needs about {_mb(needed_bytes)} more")
+        if facts:
+            parts.append(f"({', '.join(facts)})")
+        if resumable:
+            parts.append("; the finished windows are kept: free some space and run again with --resume")
+        super().__init__(errno.ENOSPC, " ".join(parts[:2]) + "".join(parts[2:]))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 1024:.0f} kB"

@@ -96,6 +96,9 @@ def test_restore_without_metadata_uses_the_factors(tmp_path, capsys):
     info = probe(out)
     assert (info.frames, info.width, info.height) == (20, 84, 60)
     code, _, err = run(["restore", lowres, "-o", out, "--problem", "A", "--prior", "pinv", "--frames", 18], capsys)
+    assert code == 2 and "exists; add -y to replace it" in err  # ffmpeg's habit: an existing output is refused
+    code, _, err = run(["restore", lowres, "-o", out, "--problem", "A", "--prior", "pinv", "--frames", 18, "-y"],
+                       capsys)
     assert code == 0 and probe(out).frames == 18
 
 
@@ -122,7 +125,6 @@ def _bad(tmp_path, clip):
         (["restore", y, "-o", tmp_path / "o.mp4", "--start", 20, "--end", 40], "--start 20 --end 40"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--start", 5, "--end", 5], "0 <= start < end <= 26"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--set", "tv.lamda=1"], "config key unknown: tv.lamda"),
-        (["restore", y, "-o", tmp_path / "o.mp4", "--problem", "B"], "degraded with problem A"),
         (["restore", y, "-o", y], "overwrite the input"),
         (["restore", y, "-o", tmp_path / "o.avi"], "unsupported output type"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--frames", 0], "--frames 0"),
@@ -189,7 +191,10 @@ def test_a_refused_write_is_one_line_and_leaves_nothing(clip, tmp_path, capsys, 
     monkeypatch.setattr(os, "replace", full_disk)
     code, _, err = run(["degrade", clip, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
     assert code == 1
-    assert err.strip().splitlines() == [f"lvtino: error: No space left on device: {tmp_path / 'y.mkv'}"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lvtino: error: no space left on the device writing "
+                                                   f"{tmp_path / 'y.mkv'} (")
+    assert "MB free there" in lines[0] and "this run needs about" in lines[0]
     assert list(tmp_path.iterdir()) == []
 
 

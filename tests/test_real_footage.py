@@ -57,7 +57,7 @@ def test_real_clip_degrade_and_restore(real_frames, tmp_path, problem, kt, ks):
     assert (y[:6] - expected).abs().max() <= 1 / 255 + 1e-9  # agree to 8-bit rounding
 
     # the paper's noise level, then the TV restoration
-    assert main(["degrade", str(real_frames), "-o", str(y_path), "--problem", problem]) == 0
+    assert main(["degrade", str(real_frames), "-o", str(y_path), "--problem", problem, "-y"]) == 0
     assert main(["restore", str(y_path), "-o", str(x_path), "--prior", "tv", "--crf", "0"]) == 0
     info = probe(x_path)
     assert (info.frames, info.width, info.height, info.fps) == (41, 640, 360, 30)

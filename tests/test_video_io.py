@@ -12,7 +12,8 @@ import pytest
 from conftest import audio_seconds, smooth_frames, write_video
 from lvtino.errors import UserError
 from lvtino.video.reader import probe, read_frames
-from lvtino.video.writer import VideoWriter, check_output_path
+from lvtino.pipeline.outputs import Output, check_outputs
+from lvtino.video.writer import VideoWriter, output_kind
 
 
 def _write(path, frames, fps=Fraction(30), **kw):
@@ -115,17 +116,90 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 def test_output_checks(tmp_path):
     src = write_video(tmp_path / "in.mp4", smooth_frames(3, 16, 16))
-    with pytest.raises(UserError, match="overwrite the input"):
-        check_output_path(src, [src])
+    video = lambda p: [Output("-o", p, "video")]  # noqa: E731
+    with pytest.raises(UserError, match="would overwrite the input"):
+        check_outputs(video(src), [("the input", src)])
+    with pytest.raises(UserError, match="would overwrite the input"):  # the same file by another name
+        check_outputs(video(tmp_path / "sub" / ".." / "in.mp4"), [("the input", src)])
+    (tmp_path / "link.mp4").symlink_to(src)
+    with pytest.raises(UserError, match="would overwrite the input"):
+        check_outputs(video(tmp_path / "link.mp4"), [("the input", src)])
     with pytest.raises(UserError, match="unsupported output type"):
-        check_output_path(tmp_path / "out.gif", [src])
+        output_kind(tmp_path / "out.gif")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="holds other files"):
-        check_output_path(busy, [src])
+    with pytest.raises(UserError, match="holds files lvtino did not write"):
+        check_outputs([Output("-o", busy, "frames")], [("the input", src)])
+    mine = tmp_path / "mine"  # a user's own numbered frames are not lvtino's
+    mine.mkdir()
+    for i in range(3):
+        (mine / f"{i}.png").write_bytes(b"png")
+    with pytest.raises(UserError, match="holds files lvtino did not write"):
+        check_outputs([Output("-o", mine, "frames")], [("the input", src)], "yes")
     with pytest.raises(UserError, match="does not exist"):
-        check_output_path(tmp_path / "nowhere" / "out.mp4", [src])
+        check_outputs(video(tmp_path / "nowhere" / "out.mp4"), [("the input", src)])
+    with pytest.raises(UserError, match="--stats .*: is also given as -o"):
+        check_outputs([*video(tmp_path / "o.mp4"), Output("--stats", tmp_path / "o.mp4")], [])
+    (tmp_path / "o.mp4").write_bytes(b"old")
+    with pytest.raises(UserError, match="exists; add -y to replace it"):
+        check_outputs(video(tmp_path / "o.mp4"), [])
+    with pytest.raises(UserError, match="-n never replaces"):
+        check_outputs(video(tmp_path / "o.mp4"), [], "no")
+    check_outputs(video(tmp_path / "o.mp4"), [], "yes")
+    assert (tmp_path / "o.mp4").read_bytes() == b"old"  # checking writes nothing
+
+
+def test_frame_folder_output_replaces_only_its_own_folder(tmp_path):
+    frames = smooth_frames(3, 16, 16)
+    out = _write(tmp_path / "frames", frames)
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png", "lvtino.json"]
+    check_outputs([Output("-o", out, "frames")], [], "yes")  # lvtino's own folder may be replaced
+    _write(out, frames[:2])
+    assert probe(out).frames == 2
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files lvtino did not write"):
+        check_outputs([Output("-o", out, "frames")], [], "yes")
+
+
+def test_variable_frame_rate_input_keeps_every_frame(tmp_path):
+    """Timestamps 20, 20, 50 ms apart: numbered by order, none lost or doubled, ranges by index."""
+    frames = smooth_frames(40, 32, 48)
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv444p"
+        s.options = {"crf": "0", "bf": "2", "g": "8"}
+        s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv444p")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            t += 50 if i % 3 == 0 else 20
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    info = probe(path)
+    assert info.frames == 40 and info.variable_rate and "variable frame rate" in info.rate_note()
+    full = np.stack(list(read_frames(info)))
+    assert full.shape[0] == 40
+    assert np.abs(full.astype(int) - frames).max() <= 3  # lossless up to the colour conversion: each frame in place
+    for start, end in [(10, 30), (0, 1), (33, 40), (17, 18)]:
+        assert np.array_equal(np.stack(list(read_frames(info, start, end))), full[start:end])
+    assert info.index_at(info.time_of(22)) == 22 and info.time_of(3) == pytest.approx(0.09)
+
+
+def test_truncated_input_is_refused_unless_accepted(tmp_path):
+    good = _write(tmp_path / "good.mkv", smooth_frames(10, 32, 48))
+    cut = tmp_path / "cut.mkv"
+    data = good.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(UserError, match="promises 10 frames but holds [0-9]: .*--accept-truncated"):
+        probe(cut)
+    info = probe(cut, accept_truncated=True)
+    assert 0 < info.frames < 10 and len(list(read_frames(info))) == info.frames
+    assert probe(good).expected_frames == 10
 
 
 def test_bad_inputs(tmp_path):

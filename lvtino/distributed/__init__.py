@@ -52,6 +52,16 @@ class Processes:
 
         return list(gather_object(list(items)))
 
+    def broadcast(self, value):
+        """The main process's ``value``, on every process."""
+        if self._state is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
     @property
     def is_main(self) -> bool:
         return self.index == 0

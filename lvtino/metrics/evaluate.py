@@ -50,7 +50,7 @@ def _resized(frames, width: int, height: int):
 
 
 def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int = 8, resize: bool = False,
-             lpips: bool = True, temporal: bool = True) -> dict:
+             lpips: bool = True, temporal: bool = True, accept_truncated: bool = False) -> dict:
     """Metrics of ``restored`` against ``reference``: clip means and a list of per-frame values.
 
     ``psnr``/``ssim`` (and ``_y``) are means of the per-frame values; ``psnr_global``
@@ -60,7 +60,7 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
     resampled (bicubic) to the reference's, and only the frames both videos have
     are compared; without it either difference is an error.
     """
-    a, b = probe(restored, fps), probe(reference, fps)
+    a, b = probe(restored, fps, accept_truncated), probe(reference, fps, accept_truncated)
     frames = a.frames
     notes = []
     if (a.width, a.height) != (b.width, b.height):

@@ -1,15 +1,22 @@
 """``lvtino batch``: many restorations in one run, from a manifest or a folder of inputs.
 
-Outputs that already exist are complete (every output is written under a
-temporary name and renamed at the end), so they are skipped; a failing item is
-reported and the batch goes on. Under ``accelerate launch``/``torchrun`` the
-items are shared between the processes, each restoring its items on its own;
-the main process writes the summary.
+Every output is written under a temporary name and renamed when complete, and
+records a digest of the settings that made it. An existing output made by the
+same settings is skipped as done; one made otherwise is refused unless ``-y``
+(``-n`` keeps every existing output). A failing item is reported and the batch
+goes on; ``--resume`` goes on with items an interrupted batch left half done.
+Items whose output is their input, or that share an output, are refused before
+anything runs, and one batch at a time writes a summary (a lock beside it).
+Under ``accelerate launch``/``torchrun`` the items are shared between the
+processes, each restoring its items on its own; the main process writes the
+summary.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +26,14 @@ import yaml
 
 from lvtino.distributed import Processes
 from lvtino.errors import UserError
+from lvtino.files import RunLock, write_text_atomic
 from lvtino.pipeline.common import check_device
-from lvtino.pipeline.restore import restore
+from lvtino.pipeline.outputs import Output, check_outputs, resolved
+from lvtino.pipeline.restore import restore, restore_digest
+from lvtino.validation import read_text_file
+from lvtino.video.reader import probe
+
+log = logging.getLogger("lvtino")
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 ITEM_KEYS = ("input", "output", "problem", "prior", "start", "end", "set")
@@ -37,7 +50,9 @@ class Item:
     overrides: list[str] = field(default_factory=list)
 
 
-def _item(entry: dict, base: Path, where: str) -> Item:
+def _item(entry, base: Path, where: str) -> Item:
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: expected a mapping with 'input' and 'output', got {str(entry)[:60]!r}")
     unknown = sorted(set(k for k in entry if entry[k] not in (None, "")) - set(ITEM_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown column {unknown[0]!r} (known: {', '.join(ITEM_KEYS)})")
@@ -67,31 +82,85 @@ def read_manifest(source: str | Path, output_dir: str | Path | None = None, suff
         raise UserError(f"{source}: no such manifest or folder")
     base = source.parent
     if source.suffix.lower() == ".csv":
-        with open(source, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        return [_item(row, base, f"{source} row {i + 2}") for i, row in enumerate(rows)]
-    if source.suffix.lower() in (".yaml", ".yml"):
+        text = read_text_file(source, "manifest")
         try:
-            raw = yaml.safe_load(source.read_text())
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as err:
+            raise UserError(f"{source}: not a valid CSV file ({err})") from None
+        if not rows:
+            raise UserError(f"{source}: holds no items (a header line input,output then one line per item)")
+        items = [_item(row, base, f"{source} row {i + 2}") for i, row in enumerate(rows)]
+    elif source.suffix.lower() in (".yaml", ".yml"):
+        try:
+            raw = yaml.safe_load(read_text_file(source, "manifest"))
         except yaml.YAMLError as err:
             raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
         defaults = {}
         if isinstance(raw, dict):
             defaults, raw = raw.get("defaults") or {}, raw.get("items")
-        if not isinstance(raw, list):
+        if not isinstance(raw, list) or not isinstance(defaults, dict):
             raise UserError(f"{source}: expected a list of items, or 'defaults' and 'items'")
-        return [_item({**defaults, **entry}, base, f"{source} item {i + 1}") for i, entry in enumerate(raw)]
-    raise UserError(f"{source}: a manifest is a .csv or .yaml file, or a folder of inputs")
+        if not raw:
+            raise UserError(f"{source}: holds no items")
+        items = [_item({**defaults, **entry} if isinstance(entry, dict) else entry, base, f"{source} item {i + 1}")
+                 for i, entry in enumerate(raw)]
+    else:
+        raise UserError(f"{source}: a manifest is a .csv or .yaml file, or a folder of inputs")
+    check_items(items)
+    return items
+
+
+def check_items(items: list[Item], summary: Path | None = None) -> None:
+    """Refuse, before anything runs, an item whose output is its input or another item's input or output."""
+    outputs: dict[Path, Item] = {}
+    inputs = {resolved(i.input): i for i in items}
+    for item in items:
+        out = resolved(item.output)
+        if out == resolved(item.input):
+            raise UserError(f"batch item {item.input}: its output is its input; give another output path")
+        if out in outputs:
+            raise UserError(f"batch items {outputs[out].input} and {item.input} share the output {item.output}; "
+                            "give each its own")
+        if out in inputs:
+            raise UserError(f"batch item {item.input}: its output {item.output} is the input of item "
+                            f"{inputs[out].input}")
+        outputs[out] = item
+    if summary is not None:
+        check_outputs([Output("--summary", Path(summary), create_parent=True)],
+                      [("a batch item's file", p) for i in items for p in (i.input, i.output)], "yes")
 
 
 def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", overrides: list[str] | None = None,
-              device: str = "cpu", summary: str | Path | None = None, echo=print, **options) -> list[dict]:
+              device: str = "cpu", summary: str | Path | None = None, echo=print, overwrite: str = "ask",
+              resume: bool = False, **options) -> list[dict]:
     """Restore every item not already done; return one row per item (on the main process)."""
     procs = Processes(check_device(device))
+    check_items(items, Path(summary) if summary is not None else None)
+    lock = None
+    if summary is not None and procs.is_main:
+        summary = Path(summary)
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(summary.with_name(f".{summary.name}.lvtino-lock"), f"batch summary {summary}")
+        lock.acquire(notice=log.info)
     rows = []
-    with procs.split(list(enumerate(items))) as mine:
-        for index, item in mine:
-            rows.append(_run_item(index, item, problem, prior, overrides or [], procs.device, options))
+    try:
+        with procs.split(list(enumerate(items))) as mine:
+            for index, item in mine:
+                if procs.is_main:
+                    echo(f"item {index + 1}/{len(items)}: {item.input} -> {item.output}")
+                rows.append(_run_item(index, item, problem, prior, overrides or [], procs.device, overwrite, resume,
+                                      options))
+    except KeyboardInterrupt:
+        if procs.is_main and summary is not None:
+            done = {r["index"] for r in rows}
+            rows += [{"index": i, "item": it.input, "output": it.output, "status": "not run", "frames": None,
+                      "seconds": 0.0, "message": "the batch was interrupted"}
+                     for i, it in enumerate(items) if i not in done]
+            _write_summary(summary, sorted(rows, key=lambda r: r["index"]))
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
     rows = sorted(procs.gather(rows), key=lambda r: r["index"])
     if not procs.is_main:
         return []
@@ -101,26 +170,60 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
         echo(f"{r['item']:<{width}}  {r['status']:<7}  {r['frames'] if r['frames'] is not None else '-':>6}  "
              f"{r['seconds']:>8.1f}  {r['message']}")
     if summary is not None:
-        with open(summary, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["item", "output", "status", "frames", "seconds", "message"],
-                                    extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        _write_summary(summary, rows)
     return rows
 
 
-def _run_item(index: int, item: Item, problem, prior, overrides, device: torch.device, options: dict) -> dict:
+def _write_summary(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["item", "output", "status", "frames", "seconds", "message"],
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _already_done(item: Item, problem, prior, overrides, options) -> bool | None:
+    """True: the output was made by these very settings; False: made otherwise (or not by lvtino); None: no
+    output."""
+    out = Path(item.output)
+    if not out.exists():
+        return None
+    try:
+        recorded = probe(out).metadata.get("restored_by", {}).get("settings")
+    except UserError:
+        return False  # an empty or unreadable file: not a finished output
+    if recorded is None:
+        return False
+    try:
+        wanted = restore_digest(item.input, problem=item.problem or problem, prior=item.prior or prior,
+                                overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
+                                **{k: v for k, v in options.items() if k in ("models", "seed", "window", "overlap")})
+    except UserError:
+        return False
+    return recorded == wanted
+
+
+def _run_item(index: int, item: Item, problem, prior, overrides, device: torch.device, overwrite: str, resume: bool,
+              options: dict) -> dict:
     row = {"index": index, "item": item.input, "output": item.output, "frames": None, "seconds": 0.0,
            "message": ""}
-    if Path(item.output).exists():
-        return {**row, "status": "skipped", "message": "output exists"}
+    done = _already_done(item, problem, prior, overrides, options)
+    if done:
+        return {**row, "status": "skipped", "message": "done: made by the same settings"}
+    if done is False and overwrite == "no":
+        return {**row, "status": "skipped", "message": "output exists (-n keeps it)"}
+    if done is False and overwrite == "ask":
+        return {**row, "status": "failed", "message": "output exists, made by other settings or not by lvtino: "
+                                                     "-y replaces it, -n keeps it"}
     t0 = time.perf_counter()
     try:
         Path(item.output).parent.mkdir(parents=True, exist_ok=True)
         result = restore(item.input, item.output, problem=item.problem or problem, prior=item.prior or prior,
                          overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
-                         device=str(device), processes=Processes.alone(device), **options)
+                         device=str(device), processes=Processes.alone(device), overwrite="yes", resume=resume,
+                         **options)
     except (UserError, OSError) as err:
         return {**row, "status": "failed", "seconds": round(time.perf_counter() - t0, 2),
-                "message": str(err).splitlines()[0]}
+                "message": " ".join(str(err).split())}
     return {**row, "status": "done", "frames": result["frames"], "seconds": round(time.perf_counter() - t0, 2)}

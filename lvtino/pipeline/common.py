@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import resource
 from pathlib import Path
 
@@ -59,19 +57,6 @@ def reset_peak_memory() -> None:
         pass
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """JSON with non-finite numbers (a PSNR of identical frames) written as null."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(u) for k, u in v.items()}
-        if isinstance(v, list):
-            return [clean(u) for u in v]
-        return v
-    Path(path).write_text(json.dumps(clean(data), indent=1) + "\n")
 
 
 def check_device(device: str) -> torch.device:

@@ -10,6 +10,7 @@ the video's length.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -19,49 +20,96 @@ from pathlib import Path
 
 import torch
 
-from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
+from lvtino.config import MAX_WINDOW, ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
 from lvtino.distributed import Processes
-from lvtino.errors import UserError
-from lvtino.physics.problems import chain_factors
-from lvtino.pipeline.common import (build_checked_physics, check_device, peak_memory_mb, reset_peak_memory,
-                                    write_json)
+from lvtino.errors import DiskFull, UserError, is_disk_full
+from lvtino.files import write_json
+from lvtino.physics.problems import chain_factors, validate_chain
+from lvtino.pipeline.common import build_checked_physics, check_device, peak_memory_mb, reset_peak_memory
+from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.priors import PRIORS, ModelOptions, describe_models, make_prior
-from lvtino.pipeline.state import RunState, input_identity
+from lvtino.pipeline.state import RunState, input_identity, run_digest
 from lvtino.pipeline.windows import Joiner, Plan, Window, plan_windows
 from lvtino.runtime import StageTimer
+from lvtino.validation import Number, Text, whole
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import VideoInfo, probe, read_frames
-from lvtino.video.writer import VideoWriter, check_output_path
+from lvtino.video.writer import VideoWriter, output_kind
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+MAX_FRAMES = 10_000_000  # ~93 hours at 30 fps
+MAX_SIDE = 16_384
+log = logging.getLogger("lvtino")
 
 
-def resolve_problem(info: VideoInfo, problem: str | None, config, overrides) -> ProblemConfig:
-    """The preset to restore with; the measurement's own recorded operator wins over the preset's."""
+RECORDED = {"problem": Text(), "frames": whole(1, MAX_FRAMES), "height": whole(1, MAX_SIDE),
+            "width": whole(1, MAX_SIDE), "noise_std": Number(ge=0, le=1)}
+
+
+def read_recorded(info: VideoInfo, ignore: set[str] = frozenset()) -> dict:
+    """The degradation a measurement file records, checked like a preset: the file is input, not trusted.
+
+    Entries named in ``ignore`` (overridden by the user) are left out unchecked.
+    """
     meta = info.metadata
-    recorded = meta.get("problem")
+    out = {}
+    for key in [k for k in ("problem", "operator", *RECORDED) if k in meta and k not in ignore]:
+        try:
+            if key == "operator":
+                out[key] = validate_chain(meta[key], "operator")
+            elif key != "problem" or "problem" not in out:
+                out[key] = RECORDED[key].parse(meta[key], key)
+        except UserError as err:
+            hint = "--frames" if key == "frames" else "--problem (and --frames)"
+            raise UserError(f"{info.path}: its recorded degradation is not valid ({err}); pass {hint} to restore "
+                            "it without the recording") from None
+    return out
+
+
+def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, frames: int | None,
+                    ) -> tuple[ProblemConfig, tuple[int, int, int]]:
+    """The preset and the restored video's (T, H, W).
+
+    A measurement written by ``degrade`` records its problem, operator and the
+    clean video's size; those are used unless ``--problem``/``--config`` name
+    another degradation or ``--frames`` another length (each with a notice). The
+    result is checked against the frames and size the file actually holds.
+    """
+    named = _recorded_name(info)
+    explicit = config is not None or (problem is not None and problem != named)
+    ignore = set(RECORDED) | {"operator"} if explicit else ({"frames"} if frames is not None else set())
+    recorded = read_recorded(info, ignore)
+    name = recorded.get("problem")
     if problem is None and config is None:
-        if recorded is None:
+        if name is None or "operator" not in recorded:
             raise UserError(f"{info.path}: carries no lvtino metadata; name the degradation with --problem")
-        problem = recorded
-    if problem is not None and recorded is not None and config is None and problem != recorded:
-        raise UserError(f"--problem {problem}: the input was degraded with problem {recorded}")
+        if name not in known_problems():
+            raise UserError(f"{info.path}: records problem {name!r}, which is not a packaged preset; give its "
+                            "preset with --config FILE")
+        problem = name
     raw = load_raw(problem, config)
-    if "operator" in meta:
-        raw["operator"] = meta["operator"]
-    return from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+    if "operator" in recorded:
+        raw["operator"] = recorded["operator"]
+    elif explicit and info.metadata:
+        given = f"--problem {problem}" if config is None else f"--config {config}"
+        log.info("%s overrides the degradation recorded in %s (problem %s) and the sizes it records", given,
+                 info.path, named)
+    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+    factors = chain_factors(cfg.operator)
+    if frames is not None and not explicit and info.metadata.get("frames") not in (None, frames):
+        log.info("--frames %d overrides the %s frames recorded in %s", frames, info.metadata["frames"], info.path)
+    t = frames or recorded.get("frames") or factors[0] * info.frames
+    h = recorded.get("height") or factors[1] * info.height
+    w = recorded.get("width") or factors[2] * info.width
+    return cfg, (t, h, w)
 
 
-def signal_shape(info: VideoInfo, factors, frames: int | None) -> tuple[int, int, int]:
-    """(T, H, W) of the restored video: recorded in the input, else factor x the measured size."""
-    meta = info.metadata
-    t = meta.get("frames") or frames or factors[0] * info.frames
-    h = meta.get("height") or factors[1] * info.height
-    w = meta.get("width") or factors[2] * info.width
-    return int(t), int(h), int(w)
+def _recorded_name(info: VideoInfo) -> str | None:
+    name = info.metadata.get("problem")
+    return name if isinstance(name, str) else None
 
 
-def frame_position(value, fps: Fraction, what: str) -> int | None:
+def frame_position(value, job_fps: Fraction, info: VideoInfo, factor: int, what: str) -> int | None:
     """An output frame index from ``--start``/``--end``: a whole number, or a time [HH:]MM:SS[.fff]."""
     if value is None or isinstance(value, int):
         return value
@@ -72,7 +120,18 @@ def frame_position(value, fps: Fraction, what: str) -> int | None:
     if not m:
         raise UserError(f"{what} {text}: expected a frame number or a time such as 00:01:02.5")
     seconds = Fraction(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60) + Fraction(m.group(3))
-    return round(seconds * fps)
+    if info.variable_rate:
+        return info.index_at(float(seconds)) * factor
+    return round(seconds * job_fps)
+
+
+def source_seconds(info: VideoInfo, factor: int, k: int) -> float:
+    """Where output frame ``k`` sits on the input's own timeline (its timestamps, for audio)."""
+    m, r = divmod(k, factor)
+    t0 = info.time_of(min(m, info.frames))
+    if r == 0:
+        return t0
+    return t0 + r * (info.time_of(min(m + 1, info.frames)) - t0) / factor
 
 
 def window_seed(seed: int, index: int) -> int:
@@ -126,35 +185,51 @@ class Job:
     selected: list[Window]
 
 
-def prepare(input, output, problem, config, overrides, start, end, frames, fps) -> tuple[Job, Path]:
-    """Check the inputs and settle the operator, the output's size, the frame range and the windows."""
-    if frames is not None and frames < 1:
-        raise UserError(f"--frames {frames}: must be a positive number of frames")
-    info = probe(input, fps)
-    output = check_output_path(output, [input])
-    cfg = resolve_problem(info, problem, config, overrides)
-    try:
-        factors = chain_factors(cfg.operator)
-    except ValueError as err:
-        raise UserError(f"problem {cfg.name}: {err}") from None
-    shape = signal_shape(info, factors, frames)
+def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
+            overwrite: str = "ask", accept_truncated: bool = False) -> tuple[Job, Path]:
+    """Check the inputs and every output path; settle the operator, the output's size, the range and the windows.
+
+    Nothing is written here: a mistake found now leaves no file behind.
+    """
+    if frames is not None:
+        frames = whole(1, MAX_FRAMES).parse(frames, "--frames")
+    info = probe(input, fps, accept_truncated=accept_truncated)
+    output = Path(output)
+    kind = output_kind(output)
+    check_outputs([Output("-o", output, "frames" if kind == "frames" else "video"),
+                   *([Output("--stats", Path(stats))] if stats is not None else [])],
+                  [("the input", input), ("--config", config),
+                   ("--models", models if models not in (None, "tiny") else None)], overwrite)
+    note = info.rate_note()
+    if note:
+        log.info("%s", note)
+    cfg, shape = resolve_problem(info, problem, config, overrides, frames)
     physics = build_checked_physics(cfg, shape)
     measured = physics.output_shape(shape)
-    if measured != (info.frames, info.height, info.width):
+    held = (info.frames, info.height, info.width)
+    if measured != held:
+        source = "recorded in the file" if info.metadata and frames is None else "asked for"
         raise UserError(f"{input}: holds {info.frames} frames of {info.width}x{info.height}, but problem {cfg.name} "
-                        f"on {shape[0]} frames of {shape[2]}x{shape[1]} measures {measured[0]} frames of "
+                        f"on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures {measured[0]} frames of "
                         f"{measured[2]}x{measured[1]}; check --problem and --frames")
-    out_fps = info.fps * physics.factors[0]
-    start = frame_position(start, out_fps, "--start")
-    end = frame_position(end, out_fps, "--end")
+    return _plan(info, cfg, shape, start, end, physics), output
+
+
+def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None) -> Job:
+    """The output's frame rate and range, and the windows it needs."""
+    physics = physics or build_checked_physics(cfg, shape)
+    factor = physics.factors[0]
+    out_fps = info.fps * factor
+    start = frame_position(start, out_fps, info, factor, "--start")
+    end = frame_position(end, out_fps, info, factor, "--end")
     start = 0 if start is None else start
     end = shape[0] if end is None else end
     if not 0 <= start < end <= shape[0]:
         raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")
     supports = physics.time_supports(shape[0])
-    plan = plan_windows(supports, shape[0], physics.factors[0], cfg.window.frames, cfg.window.overlap)
-    return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end)), output
+    plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap)
+    return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))
 
 
 class WindowRestorer:
@@ -200,7 +275,8 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             frames: int | None = None, stats: str | Path | None = None, fps=None, crf: int = 18,
             preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
             seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
-            overlap: int | None = None, processes: Processes | None = None) -> dict | None:
+            overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
+            accept_truncated: bool = False) -> dict | None:
     """Restore a degraded video with ``prior`` and write output frames [start, end).
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
@@ -208,19 +284,19 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     """
     t_start = time.perf_counter()
     reset_peak_memory()
-    # 1. Check inputs; settle the operator, sizes, range and windows
+    # 1. Check inputs and outputs; settle the operator, sizes, range and windows
     if prior not in PRIORS:
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
     procs = processes or Processes(check_device(device))
-    overrides = [*(overrides or []), *([f"window.frames={window}"] if window is not None else []),
-                 *([f"window.overlap={overlap}"] if overlap is not None else [])]
-    job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps)
-    # 2. The state folder, and which windows are left to restore
-    settings = {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
-                "models": asdict(models) if models else None,
-                "windows": [(w.start, w.end) for w in job.plan.windows]}
-    state = RunState(output, input_identity(Path(input)), settings, procs, resume, keep_state).open()
-    reused = {w.index for w in job.selected if state.has(w.index)}
+    overrides = [*(overrides or []), *_window_overrides(window, overlap)]
+    job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
+                          models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
+                          accept_truncated=accept_truncated)
+    # 2. The state folder (one run per output), and which windows are left to restore
+    settings = run_settings(job, prior, seed, models)
+    identity = input_identity(Path(input))
+    state = RunState(output, identity, settings, procs, resume, keep_state).open()
+    reused = {w.index for w in job.selected if state.has(w.index, window_shape(job, w))}
     todo = [w for w in job.selected if w.index not in reused]
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(("read", "load", "prior", "join", "write", "state", "residual"), 0.0))
@@ -237,22 +313,84 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             # 3b. Main process: its share, then every selected window joined in order, frames encoded when final
             meter = ResidualMeter(job, measured, timer)
             audio = None if no_audio or not job.info.has_audio else input
-            made_by = {"problem": job.cfg.name, "prior": prior, **describe_models(prior, models)}
+            factor = job.physics.factors[0]
+            made_by = {"problem": job.cfg.name, "prior": prior, "settings": output_digest(job, settings, identity),
+                       **describe_models(prior, models)}
+            span = (source_seconds(job.info, factor, job.start), source_seconds(job.info, factor, job.end))
             with VideoWriter(output, job.fps, crf=crf, preset=preset, audio_from=audio, rotation=job.info.rotation,
-                             metadata={"restored_by": made_by},
-                             audio_range=(float(job.start / job.fps), float(job.end / job.fps))) as writer:
+                             metadata={"restored_by": made_by}, audio_range=span) as writer:
                 mine = {w.index for w in mine}
                 waiting = {w.index for w in todo if w.index not in mine}  # the other processes' windows
-                window_of = lambda w: restore_window(w) if w.index in mine else _load(state, w, timer)  # noqa
+
+                def window_of(w):
+                    if w.index in mine:
+                        return restore_window(w)
+                    x = _load(state, job, w, timer)
+                    return restore_window(w) if x is None else x  # a damaged file: restore the window again
                 _join(job, window_of, measured, writer, meter, timer, procs, waiting)
-    except BaseException:
-        state.discard_if_empty()
+            result = _facts(job, input, output, prior, models, seed, procs, timer, restore_window, meter, reused,
+                            t_start)
+            if stats is not None:
+                write_json(stats, result)
+    except BaseException as err:
+        state.abandon()
+        if is_disk_full(err):
+            where = getattr(err, "filename", None)
+            where = where if where and state.folder in Path(where).parents else output  # not a temporary name
+            raise DiskFull(where, _space_needed(job), resumable=state.folder.is_dir() and bool(state.finished())
+                           ) from None
         raise
     state.finish()
-    # 4. What the run did
+    return result
+
+
+def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None) -> dict:
+    """Everything that decides the windows' pixels (what a resumed run must share with the first)."""
+    return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
+            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows]}
+
+
+def output_digest(job: Job, settings: dict, identity: dict) -> str:
+    """The digest an output records: its input, settings and frame range (``batch`` compares it to skip work)."""
+    return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
+
+
+def restore_digest(input, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
+                   frames=None, fps=None, models: ModelOptions | None = None, seed: int = 0, window=None,
+                   overlap=None) -> str:
+    """The digest that ``restore`` with these arguments would record in its output (nothing is written)."""
+    info = probe(input, fps)
+    cfg, shape = resolve_problem(info, problem, config, [*(overrides or []), *_window_overrides(window, overlap)],
+                                 frames)
+    job = _plan(info, cfg, shape, start, end)
+    return output_digest(job, run_settings(job, prior, seed, models), input_identity(Path(input)))
+
+
+def _window_overrides(window, overlap) -> list[str]:
+    """``--window``/``--overlap`` as preset entries, checked under the flags' own names."""
+    out = []
+    if window is not None:
+        out.append(f"window.frames={whole(1, MAX_WINDOW).parse(window, '--window')}")
+    if overlap is not None:
+        out.append(f"window.overlap={whole(0, MAX_WINDOW).parse(overlap, '--overlap')}")
+    return out
+
+
+def window_shape(job: Job, w: Window) -> tuple[int, ...]:
+    return (1, 3, w.frames, job.shape[1], job.shape[2])
+
+
+def _space_needed(job: Job) -> int:
+    """About how many bytes the rest of a run writes: three windows of state (float16) and the output."""
+    t, h, w = job.shape
+    window = 3 * 2 * h * w * job.plan.windows[0].frames
+    return 3 * window + (job.end - job.start) * h * w  # ~1 byte a pixel: the output, with room to spare
+
+
+def _facts(job, input, output, prior, models, seed, procs, timer, restore_window, meter, reused, t_start) -> dict:
     facts = restore_window.facts()
     stages = {**timer.rounded(), **facts.pop("seconds_per_stage", {})}
-    result = {
+    return {
         "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
         "frames": job.end - job.start, "start": job.start, "end": job.end, "height": job.shape[1],
         "width": job.shape[2], "fps": str(job.fps), "seconds": round(time.perf_counter() - t_start, 3),
@@ -262,14 +400,11 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
         "nfe": {"video": 0, "image": 0, "total": 0}, **describe_models(prior, models), **facts,
         "relative_residual": meter.value(), "config": asdict(job.cfg),
     }
-    if stats is not None:
-        write_json(stats, result)
-    return result
 
 
-def _load(state: RunState, w: Window, timer: StageTimer) -> torch.Tensor:
+def _load(state: RunState, job: Job, w: Window, timer: StageTimer) -> torch.Tensor | None:
     with timer("state"):
-        return state.load(w.index)
+        return state.load(w.index, window_shape(job, w))
 
 
 def _join(job: Job, window_of, measured, writer, meter, timer: StageTimer, procs: Processes,

@@ -1,9 +1,12 @@
 """The state folder of a restoration: what makes ``--resume`` and sharding possible.
 
-It sits next to the output (``.NAME.lvtino-state``) and holds ``state.json``
-(the input's identity and a digest of everything that decides the windows'
-pixels) and one file per finished window, written atomically. A resumed run
-reuses those files; a run with another input or configuration is refused.
+It sits next to the output (``.NAME.lvtino-state``) and holds ``lock`` (the
+owner of the run: one run per output), ``state.json`` (the input's identity and a
+digest of everything that decides the windows' pixels) and one file per finished
+window, written to a temporary name, fsynced, then renamed: a file counts only
+once it is whole. A window file found damaged (a power loss before the disk
+caught up) is removed and its window restored again, never fatal. A resumed run
+reuses the rest; a run with another input or configuration is refused.
 Window outputs are kept as float16 whether or not the run is ever resumed, so a
 resumed, a sharded and an uninterrupted run join the very same numbers.
 """
@@ -11,8 +14,11 @@ resumed, a sharded and an uninterrupted run join the very same numbers.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +28,10 @@ import torch
 from torch import Tensor
 
 from lvtino.errors import UserError
+from lvtino.files import RunLock, fsync_folder, pid_alive, write_text_atomic
+
+WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
+log = logging.getLogger("lvtino")
 
 
 def state_folder(output: Path) -> Path:
@@ -53,25 +63,45 @@ def run_digest(facts: dict) -> str:
 class RunState:
     def __init__(self, output: Path, input_id: dict, run: dict, processes, resume: bool, keep: bool):
         self.folder = state_folder(Path(output))
+        self.output = Path(output)
         self.record = {"version": 1, "input": input_id, "run": run_digest(run), "settings": run}
         self.processes, self.resume, self.keep = processes, resume, keep
+        self.lock = RunLock(self.folder / "lock", str(output))
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list = []
 
     def open(self) -> "RunState":
-        """Check an existing folder against this run (every process), create a new one (main process)."""
-        self.processes.wait()
-        existed = (self.folder / "state.json").is_file()
-        if existed:
-            self._check()
-        self.processes.wait()
-        if not existed and self.processes.is_main:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / "state.json.partial"
-            tmp.write_text(json.dumps(self.record, indent=1, default=str))
-            os.replace(tmp, self.folder / "state.json")
-        self.processes.wait()
+        """Take the lock and check an existing folder against this run (main process), create a new one."""
+        error = None
+        if self.processes.is_main:
+            try:
+                self._open_main()
+            except UserError as err:
+                error = err
+        error = self.processes.broadcast(str(error) if error else None)
+        if error:
+            raise UserError(error)
         return self
+
+    def _open_main(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire(notice=log.info)
+        try:
+            self._remove_partials()
+            if (self.folder / "state.json").is_file():
+                self._check()
+            else:
+                write_text_atomic(self.folder / "state.json", json.dumps(self.record, indent=1, default=str))
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _remove_partials(self) -> None:
+        """Temporary files of processes that are gone (a kill before a rename)."""
+        for p in self.folder.glob("*.partial-*"):
+            pid = p.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
+                p.unlink(missing_ok=True)
 
     def _check(self) -> None:
         n = len(self.finished())
@@ -93,14 +123,31 @@ class RunState:
             raise UserError(f"--resume: {self.folder} was made with other settings ({', '.join(changed) or 'config'} "
                             "differ): run with the same ones, or delete the folder to start over")
 
+    # -- window files --------------------------------------------------------------------
     def _path(self, index: int) -> Path:
         return self.folder / f"window-{index:06d}.npy"
 
     def finished(self) -> list[int]:
-        return sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("window-*.npy"))
+        return sorted(int(m.group(1)) for p in self.folder.glob("window-*.npy") if (m := WINDOW_FILE.match(p.name)))
 
-    def has(self, index: int) -> bool:
-        return self._path(index).is_file()
+    def has(self, index: int, shape: tuple[int, ...]) -> bool:
+        """Window ``index`` is on disk whole, with this shape (its header and length checked, not its data)."""
+        path = self._path(index)
+        try:
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                header = read(fh)
+                offset = fh.tell()
+            ok = (tuple(header[0]) == tuple(shape) and header[2] == np.float16 and not header[1]
+                  and path.stat().st_size == offset + 2 * int(np.prod(shape)))
+        except (OSError, ValueError, EOFError):
+            ok = False
+        if not ok and path.exists():
+            log.info("%s: window %d's file is damaged; it will be restored again", self.output, index)
+            path.unlink(missing_ok=True)
+        return ok
 
     def save(self, index: int, x: Tensor) -> Tensor:
         """Store window ``index`` (in the background) and return what ``load`` will give back:
@@ -114,9 +161,19 @@ class RunState:
         return half.float()
 
     def _write(self, index: int, array: np.ndarray) -> None:
-        tmp = self.folder / f"window-{index:06d}.partial.npy"
-        np.save(tmp, array)
-        os.replace(tmp, self._path(index))
+        tmp = self.folder / f"window-{index:06d}.npy.partial-{os.getpid()}"
+        try:
+            buffer = io.BytesIO()
+            np.save(buffer, array)  # numpy's own file writes report a full disk without its errno
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before it counts
+            os.replace(tmp, self._path(index))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_folder(self.folder)
 
     def flush(self) -> None:
         """Wait until every window saved so far is on disk (and raise what a write raised)."""
@@ -124,19 +181,39 @@ class RunState:
         for job in pending:
             job.result()
 
-    def load(self, index: int) -> Tensor:
-        return torch.from_numpy(np.load(self._path(index))).float()
+    def load(self, index: int, shape: tuple[int, ...]) -> Tensor | None:
+        """Window ``index`` as float32, or None when its file is missing or damaged (then removed)."""
+        if not self.has(index, shape):
+            return None
+        try:
+            return torch.from_numpy(np.load(self._path(index))).float()
+        except (OSError, ValueError, EOFError):
+            log.info("%s: window %d's file is damaged; it will be restored again", self.output, index)
+            self._path(index).unlink(missing_ok=True)
+            return None
 
-    def discard_if_empty(self) -> None:
-        """After a failure before any window finished: leave nothing behind."""
+    # -- the end -------------------------------------------------------------------------
+    def abandon(self) -> None:
+        """After a failure or an interruption: finished windows stay for --resume; an empty folder goes."""
         try:
             self.flush()
         except OSError:
             pass
-        if self.processes.is_main and self.folder.is_dir() and not self.finished():
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.processes.is_main and self.lock.held:
+            if self.folder.is_dir() and not self.finished():
+                self._remove()
+            else:
+                self.lock.release()
 
     def finish(self) -> None:
         self.flush()
-        if not self.keep:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.processes.is_main and self.lock.held:
+            if self.keep:
+                self.lock.release()
+            else:
+                self._remove()
+
+    def _remove(self) -> None:
+        """The folder and the lock inside it go together: no other run can take the lock in between."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.lock.held = False

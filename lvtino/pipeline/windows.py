@@ -150,8 +150,8 @@ class Joiner:
                 self.held[t] += part[:, :, k:k + 1]
             else:
                 self.held[t] = part[:, :, k:k + 1]
-        if self.previous is not None and self.seam_step is not None:
-            a, b = self.plan.seam(self.previous.index)
+        a, b = self.plan.seam(self.previous.index) if self.previous is not None else (0, 0)
+        if self.seam_step is not None and b > a:  # (no seam region: abutting windows of an operator of no reach)
             lo, hi = self.plan.seam_context(self.previous.index)
             context = torch.cat([self.held[t] for t in range(lo, hi)], dim=2)
             fixed = self.seam_step(a, b, lo, hi, context)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
+import io
 import json
 import subprocess
 import sys
@@ -23,11 +24,13 @@ import numpy as np
 from PIL import Image
 
 from lvtino.errors import UserError
+from lvtino.files import MARKER, remove_tree, write_json, write_text_atomic
 from lvtino.metrics.evaluate import evaluate
-from lvtino.pipeline.common import write_json
 from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.priors import ModelOptions
 from lvtino.pipeline.state import input_identity
+from lvtino.validation import whole
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.writer import VideoWriter
 
@@ -54,9 +57,9 @@ class Cell:
 
 
 def prepare_clip(source: str | Path, folder: Path, start: int, frames: int | None,
-                 size: tuple[int, int] | None) -> Path:
+                 size: tuple[int, int] | None, accept_truncated: bool = False) -> Path:
     """The portion of a clean clip the benchmark uses, written losslessly (reused when present)."""
-    info = probe(source)
+    info = probe(source, accept_truncated=accept_truncated)
     end = info.frames if frames is None else start + frames
     if not 0 <= start < end <= info.frames:
         raise UserError(f"{source}: has {info.frames} frames; --start {start} --frames {frames} asks for "
@@ -92,12 +95,8 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
             echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: reused")
             return saved
     measured = folder / "measured.mkv"
-    if measured.exists():
-        measured.unlink()
-    degrade(cell.clip, measured, problem=cell.problem, noise_std=noise_std, seed=seed)
+    degrade(cell.clip, measured, problem=cell.problem, noise_std=noise_std, seed=seed, overwrite="yes")
     restored = folder / f"{cell.prior}.mkv"
-    if restored.exists():
-        restored.unlink()
     stats = _restore_alone(measured, restored, folder / f"{cell.prior}.stats.json", cell.prior, models, device, seed,
                            probe(cell.clip).frames)
     metrics = evaluate(restored, cell.clip)
@@ -115,7 +114,7 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
     whole (one window as long as the clip), as the paper's protocol."""
     args = [sys.executable, "-m", "lvtino", "restore", str(measured), "-o", str(restored), "--prior", prior,
             "--device", device, "--seed", str(seed), "--window", str(frames), "--overlap", "0", "--stats", str(stats),
-            "--dtype", models.dtype, "--offload", models.offload]
+            "--dtype", models.dtype, "--offload", models.offload, "-y"]
     if models.models:
         args += ["--models", models.models]
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -172,12 +171,13 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
     """benchmark.csv, benchmark.md and benchmark.html in ``out``."""
     paper = paper_rows(problems)
     header = list(COLUMNS)
-    with open(out / "benchmark.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header + ["fvmd", "source"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([{**r, "source": "this run"} for r in rows])
-        writer.writerows([{**r, "source": "paper: Adobe240 1280x768, other clips, a GPU (seconds, memory: 25 "
-                                          "frames)"} for r in paper])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header + ["fvmd", "source"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows([{**r, "source": "this run"} for r in rows])
+    writer.writerows([{**r, "source": "paper: Adobe240 1280x768, other clips, a GPU (seconds, memory: 25 "
+                                      "frames)"} for r in paper])
+    write_text_atomic(out / "benchmark.csv", buffer.getvalue())
     clip_names = ", ".join(c.name for c in clips)
     md = [f"Clips: {clip_names}; noise 0.001. Means over clips.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -188,7 +188,7 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
            "| method | problem | nfe | fvmd | psnr | ssim | lpips | seconds | peak_memory_mb |", "|" + "---|" * 9]
     md += ["| " + " | ".join(_cell(r.get(c)) for c in ("method", "problem", "nfe", "fvmd", "psnr", "ssim", "lpips",
                                                        "seconds", "peak_memory_mb")) + " |" for r in paper]
-    (out / "benchmark.md").write_text("\n".join(md) + "\n")
+    write_text_atomic(out / "benchmark.md", "\n".join(md) + "\n")
     th = "".join(f"<th>{c}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in header) + "</tr>"
                    for r in rows)
@@ -205,18 +205,53 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
             "and memory for 25 frames; FVMD is the paper's motion metric. Not comparable cell by cell.</p>"
             f"<table class='paper'><tr>{''.join(f'<th>{c}</th>' for c in pcols)}</tr>{pbody}</table>"
             "</body></html>\n")
-    (out / "benchmark.html").write_text(page)
+    write_text_atomic(out / "benchmark.html", page)
     return {k: out / f"benchmark.{k}" for k in ("csv", "md", "html")}
 
 
 def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out: str | Path,
                   frames: int | None = None, size: tuple[int, int] | None = None, start: int = 0,
                   models: ModelOptions | None = None, device: str = "cpu", seed: int = 0,
-                  noise_std: float = 0.001, echo=print) -> tuple[list[dict], dict]:
+                  noise_std: float = 0.001, echo=print, accept_truncated: bool = False) -> tuple[list[dict], dict]:
+    """Every (clip, problem, prior) cell, and the tables. Finished cells are kept (and reused) even when a later
+    one fails; a benchmark folder that this call created and that holds no finished cell is removed."""
     out = Path(out)
+    if frames is not None:
+        whole(1, None).parse(frames, "--frames")
+    whole(0, None).parse(start, "--start")
+    for clip in clips:  # every clip is checked before anything is written
+        info = probe(clip, accept_truncated=accept_truncated)
+        end = info.frames if frames is None else start + frames
+        if not 0 <= start < end <= info.frames:
+            raise UserError(f"{clip}: has {info.frames} frames; --start {start} --frames {frames} asks for frames "
+                            f"{start}..{end - 1}")
+    check_outputs([Output("-o", out, "folder")], [("the clip", c) for c in clips], overwrite="yes")
+    if out.is_dir() and any(out.iterdir()) and _kind(out) != "benchmark":
+        raise UserError(f"-o {out}: holds another lvtino folder ({_kind(out)}), not a benchmark")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"lvtino": "benchmark"}) + "\n")
+    try:
+        return _run(clips, problems, priors, out, frames, size, start, models or ModelOptions(), device, seed,
+                    noise_std, echo, accept_truncated)
+    except BaseException:
+        if created and not any(not p.name.endswith(".stats.json") for p in (out / "cells").rglob("*.json")):
+            # nothing finished: leave nothing behind
+            remove_tree(out)
+        raise
+
+
+def _kind(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / MARKER).read_text()).get("lvtino")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _run(clips, problems, priors, out: Path, frames, size, start, models: ModelOptions, device, seed, noise_std,
+         echo, accept_truncated) -> tuple[list[dict], dict]:
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    models = models or ModelOptions()
-    prepared = [prepare_clip(c, out / "clips", start, frames, size) for c in clips]
+    prepared = [prepare_clip(c, out / "clips", start, frames, size, accept_truncated) for c in clips]
     results = []
     for problem in problems:
         for clip in prepared:

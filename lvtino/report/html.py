@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lvtino.files import atomic_folder
 from lvtino.report.plots import line_plot
 from lvtino.video.reader import probe, read_frames
 
@@ -78,8 +79,14 @@ def _collect(path, count: int, picks: list[int], row: int, width: int, height: i
 
 def write_report(folder: str | Path, evaluation: dict, degraded: str | Path | None = None,
                  stats: dict | None = None, frames_shown: int = 3) -> Path:
-    """Write ``folder/index.html`` and ``folder/images/*.png``; return the page's path."""
-    folder = Path(folder)
+    """Write ``folder/index.html`` and ``folder/images/*.png`` (the whole folder at once, replacing an earlier
+    report); return the page's path."""
+    with atomic_folder(folder, "report") as tmp:
+        _write_report(tmp, evaluation, degraded, stats, frames_shown)
+    return Path(folder) / "index.html"
+
+
+def _write_report(folder: Path, evaluation: dict, degraded, stats, frames_shown: int) -> None:
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     n, w, h = evaluation["frames"], evaluation["width"], evaluation["height"]
@@ -129,9 +136,7 @@ def write_report(folder: str | Path, evaluation: dict, degraded: str | Path | No
     body += _run_section(stats)
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lvtino quality report</title>"
             f"<style>{STYLE}</style></head><body>" + "\n".join(body) + CHECK + "</body></html>\n")
-    index = folder / "index.html"
-    index.write_text(page)
-    return index
+    (folder / "index.html").write_text(page)
 
 
 def _metrics_section(ev: dict) -> list[str]:

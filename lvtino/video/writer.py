@@ -23,6 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from lvtino.errors import UserError
+from lvtino.files import fsync_folder, partial_name, remove_stale_partials, replace_folder
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
@@ -49,28 +50,6 @@ def output_kind(path: str | Path) -> str:
                     "or a folder name without a suffix for PNG frames)")
 
 
-def check_output_path(output: str | Path, inputs: list[str | Path]) -> Path:
-    """Refuse to write onto an input; make sure the output's folder exists."""
-    output = Path(output)
-    output_kind(output)
-    for inp in inputs:
-        inp = Path(inp)
-        if output.resolve() == inp.resolve() or (output.exists() and inp.exists() and output.samefile(inp)):
-            raise UserError(f"{output}: the output would overwrite the input; choose another path")
-    if not output.resolve().parent.is_dir():
-        raise UserError(f"{output}: the folder {output.resolve().parent} does not exist")
-    if output.is_dir() and any(not _is_own_output(p) for p in output.iterdir()):
-        raise UserError(f"{output}: the folder exists and holds other files; choose a new or empty folder")
-    if output.exists() and not output.is_dir() and output_kind(output) == "frames":
-        raise UserError(f"{output}: a file of that name exists; a frame folder cannot replace it")
-    return output
-
-
-def _is_own_output(path: Path) -> bool:
-    """A file that an earlier frame-folder output of lvtino wrote (and may be replaced)."""
-    return path.name == SIDECAR or (path.suffix == ".png" and path.stem.isdigit())
-
-
 class VideoWriter:
     """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames.
 
@@ -90,12 +69,13 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from else None
         self.audio_range = audio_range
         self.rotation = rotation
-        self.tmp = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.tmp = partial_name(self.path, self.path.suffix)
         self.count = 0
         self._container = self._stream = None
 
     # -- context ------------------------------------------------------------------
     def __enter__(self) -> "VideoWriter":
+        remove_stale_partials(self.path)
         _remove(self.tmp)
         if self.kind == "frames":
             self.tmp.mkdir(parents=True)
@@ -182,15 +162,16 @@ class VideoWriter:
             (self.tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
             if self.audio_from is not None:
                 log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
-            _remove(self.path)  # a folder cannot be swapped in one step: the old one goes first
-            self.tmp.rename(self.path)
+            replace_folder(self.tmp, self.path)
             return
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._copy_audio()
         self._container.close()
         self._container = None
+        _fsync(self.tmp)
         os.replace(self.tmp, self.path)  # atomic: readers see the old file or the new one
+        fsync_folder(self.path.parent)
 
     def _add_audio_stream(self) -> None:
         """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
@@ -256,6 +237,11 @@ def _transcode_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
                 out.mux(packet)
     for packet in aout.encode():
         out.mux(packet)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def _remove(path: Path) -> None:

@@ -1,0 +1,321 @@
+"""Bad and unusual input, one row per case, for every subcommand.
+
+Each row runs the command line on a shared workspace and asserts the exit code,
+exactly one line on stderr that starts with ``lvtino: error:`` and holds the
+expected fragment (never a traceback), and that afterwards no file was added,
+removed or changed anywhere in the workspace. A new option adds its rows here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.video.reader import probe, read_frames
+from lvtino.video.writer import VideoWriter
+
+
+@dataclass(frozen=True)
+class Case:
+    args: str          # the command line, with {name} for the workspace's files
+    code: int          # the exit code
+    fragment: str      # a piece of the one error line
+
+    def argv(self, ws: dict[str, Path]) -> list[str]:
+        return [part.format(**{k: str(v) for k, v in ws.items()}) for part in self.args.split()]
+
+
+def _measurement_with(path: Path, source: Path, **changes) -> Path:
+    info = probe(source)
+    with VideoWriter(path, info.fps, metadata={**info.metadata, **changes}) as w:
+        for frame in read_frames(info):
+            w.write(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> dict[str, Path]:
+    """The workspace: clean clips, measurements (honest and tampered), and files of the wrong kind."""
+    d = tmp_path_factory.mktemp("bad")
+    clean = write_video(d / "clean.mp4", smooth_frames(24, 32, 48), fps=Fraction(24), audio_seconds=1.0)
+    short = write_video(d / "short.mp4", smooth_frames(12, 32, 48), fps=Fraction(24))
+    tiny = write_video(d / "tiny.mkv", smooth_frames(4, 12, 12), codec="ffv1")
+    y = d / "y.mkv"
+    assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
+    yb = d / "yb.mkv"
+    assert main(["degrade", str(clean), "-o", str(yb), "--problem", "B"]) == 0
+    lowres = write_video(d / "low.mkv", smooth_frames(6, 16, 20), codec="ffv1")  # no lvtino metadata
+    full = d / "full.mkv"
+    with VideoWriter(full, Fraction(24)) as w:
+        for f in smooth_frames(12, 32, 48):
+            w.write(f)
+    cut = d / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    full.unlink()
+    notes = d / "notes.mp4"
+    notes.write_text("not a video")
+    evil = d / "evil.pt"
+    evil.write_bytes(bytes(range(256)) * 4)
+    broken = d / "broken.yaml"
+    broken.write_text("operator: [\n")
+    following = d / "following.yaml"
+    following.write_text("operator:\n  - jpeg: {quality: 10}\n  - downsample: {factor: 2}\n")
+    notjson = d / "notjson.json"
+    notjson.write_text("{ nope")
+    existing = d / "existing.mkv"
+    existing.write_bytes(b"an older output")
+    mine = d / "myframes"  # a user's own numbered frames: never lvtino's to delete
+    mine.mkdir()
+    for i in range(5):
+        (mine / f"{i}.png").write_bytes(b"mine")
+    folder = d / "frames_in"  # a frame folder used as input
+    folder.mkdir()
+    for i, f in enumerate(smooth_frames(8, 32, 48)):
+        import imageio.v3 as iio
+        iio.imwrite(folder / f"{i:03d}.png", f)
+    userdir = d / "userdir"
+    userdir.mkdir()
+    (userdir / "index.html").write_text("<p>my page</p>")
+    link = d / "link.mp4"
+    link.symlink_to(clean)
+    busy_state = d / ".busy.mkv.lvtino-state"  # a run in progress (this very process holds the lock)
+    busy_state.mkdir()
+    (busy_state / "lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                                 "started": "now", "process_start": None}))
+    old_state = d / ".old.mkv.lvtino-state"  # an interrupted run
+    old_state.mkdir()
+    (old_state / "state.json").write_text(json.dumps({"version": 1}))
+    (old_state / "window-000000.npy").write_bytes(b"x")
+    bad_state = d / ".badstate.mkv.lvtino-state"
+    bad_state.mkdir()
+    (bad_state / "state.json").write_text("{ broken")
+    files = {"clean": clean, "short": short, "tiny": tiny, "y": y, "yb": yb, "low": lowres, "cut": cut, "notes": notes,
+             "evil": evil, "broken": broken, "following": following, "notjson": notjson, "existing": existing,
+             "mine": mine, "folder": folder, "userdir": userdir, "link": link, "d": d}
+    tampered = {"huge": {"frames": 10**12}, "negative": {"frames": -5}, "text": {"frames": "abc"},
+                "mismatch": {"frames": 1000}, "blur": {"operator": [{"temporal_blur": {"size": 10**6}}]},
+                "opstring": {"operator": "rm -rf /"}, "tall": {"height": 10**6},
+                "noise": {"noise_std": float("nan")}, "unknown": {"problem": "secret"}}
+    for name, change in tampered.items():
+        files[f"t_{name}"] = _measurement_with(d / f"t_{name}.mkv", y, **change)
+    same = d / "same.csv"
+    same.write_text(f"input,output\n{y},{y}\n")
+    shared = d / "shared.csv"
+    shared.write_text(f"input,output\n{y},o1.mkv\n{lowres},o1.mkv\n")
+    scalars = d / "scalars.yaml"
+    scalars.write_text("- just a string\n- 42\n")
+    columns = d / "columns.csv"
+    columns.write_text("input,output,colour\na.mkv,b.mkv,red\n")
+    empty_csv = d / "empty.csv"
+    empty_csv.write_text("input,output\n")
+    ok = d / "ok.csv"
+    ok.write_text(f"input,output\n{y},out_ok.mkv\n")
+    locked = d / ".ok-summary.csv.lvtino-lock"  # a batch writing ok-summary.csv (this process)
+    locked.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": "now",
+                                  "process_start": None}))
+    files.update(same=same, shared=shared, scalars=scalars, columns=columns, empty_csv=empty_csv, ok=ok)
+    return files
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+
+
+CASES = {
+    # degrade
+    "degrade: missing input": Case("degrade {d}/missing.mp4 -o {d}/o.mkv --problem A", 2, "no such file"),
+    "degrade: a text file": Case("degrade {notes} -o {d}/o.mkv --problem A", 2, "not a video"),
+    "degrade: no problem": Case("degrade {clean} -o {d}/o.mkv", 2, "--problem is required"),
+    "degrade: unknown problem": Case("degrade {clean} -o {d}/o.mkv --problem Z", 2, "unknown problem 'Z' (known: A"),
+    "degrade: noise nan": Case("degrade {clean} -o {d}/o.mkv --problem A --noise-std nan", 2,
+                               "--noise-std nan: expected a finite number from 0 to 1"),
+    "degrade: noise inf": Case("degrade {clean} -o {d}/o.mkv --problem A --noise-std inf", 2, "--noise-std inf"),
+    "degrade: noise negative": Case("degrade {clean} -o {d}/o.mkv --problem A --noise-std -0.1", 2,
+                                    "--noise-std -0.1"),
+    "degrade: noise not a number": Case("degrade {clean} -o {d}/o.mkv --problem A --noise-std abc", 2,
+                                        "invalid float value: 'abc'"),
+    "degrade: negative seed": Case("degrade {clean} -o {d}/o.mkv --problem A --seed -1", 2,
+                                   "a seed is a whole number"),
+    "degrade: output is the input": Case("degrade {clean} -o {clean} --problem A", 2, "would overwrite the input"),
+    "degrade: output links to the input": Case("degrade {clean} -o {link} --problem A", 2,
+                                               "would overwrite the input"),
+    "degrade: output exists": Case("degrade {clean} -o {existing} --problem A", 2, "exists; add -y to replace it"),
+    "degrade: output exists, -n": Case("degrade {clean} -o {existing} --problem A -n", 2, "-n never replaces"),
+    "degrade: -y and -n": Case("degrade {clean} -o {d}/o.mkv --problem A -y -n", 2, "not allowed with argument"),
+    "degrade: a user's frame folder": Case("degrade {clean} -o {mine} --problem A -y", 2,
+                                           "holds files lvtino did not write"),
+    "degrade: unsupported suffix": Case("degrade {clean} -o {d}/o.gif --problem A", 2, "unsupported output type"),
+    "degrade: missing folder": Case("degrade {clean} -o {d}/nowhere/o.mkv --problem A", 2, "does not exist"),
+    "degrade: frame too small": Case("degrade {tiny} -o {d}/o.mkv --problem sr8", 2, "too small for problem sr8"),
+    "degrade: truncated input": Case("degrade {cut} -o {d}/o.mkv --problem A", 2,
+                                     "looks truncated or damaged; pass --accept-truncated"),
+    "degrade: operator factor abc": Case("degrade {clean} -o {d}/o.mkv --problem A "
+                                         "--set operator.0.temporal_pool.factor=abc", 2,
+                                         "operator.0.temporal_pool.factor=abc: expected a whole number from 1 to 64"),
+    "degrade: iterations inf": Case("degrade {clean} -o {d}/o.mkv --problem A --set tv.iterations=.inf", 2,
+                                    "tv.iterations=inf"),
+    "degrade: missing config": Case("degrade {clean} -o {d}/o.mkv --config {d}/none.yaml", 2, "no such file"),
+    "degrade: binary config": Case("degrade {clean} -o {d}/o.mkv --config {evil}", 2, "not a text file"),
+    "degrade: broken config": Case("degrade {clean} -o {d}/o.mkv --config {broken}", 2, "not valid YAML"),
+    "degrade: nothing after jpeg": Case("degrade {clean} -o {d}/o.mkv --config {following}", 2,
+                                        "nothing may follow the non-linear jpeg"),
+    "degrade: output inside an input folder": Case("degrade {folder} -o {folder}/o.mkv --problem sr2", 2,
+                                                   "lies inside the input folder"),
+    "degrade: output is the config": Case("degrade {clean} -o {broken} --problem A -y", 2,
+                                          "unsupported output type"),
+    # restore
+    "restore: missing input": Case("restore {d}/missing.mkv -o {d}/o.mkv", 2, "no such file"),
+    "restore: a text file": Case("restore {notes} -o {d}/o.mkv --problem A", 2, "not a video"),
+    "restore: stats onto the input": Case("restore {y} -o {d}/o.mkv --stats {y}", 2,
+                                          "--stats {y}: would overwrite the input"),
+    "restore: stats onto the output": Case("restore {y} -o {d}/o.mkv --stats {d}/o.mkv", 2,
+                                           "is also given as -o"),
+    "restore: stats in a missing folder": Case("restore {y} -o {d}/o.mkv --stats {d}/nodir/s.json", 2,
+                                               "does not exist"),
+    "restore: stats exists": Case("restore {y} -o {d}/o.mkv --stats {existing}", 2, "exists; add -y"),
+    "restore: stats onto the config": Case("restore {y} -o {d}/o.mkv --config {broken} --stats {broken} -y", 2,
+                                           "would overwrite --config"),
+    "restore: lam nan": Case("restore {y} -o {d}/o.mkv --set tv.lam_space=nan", 2,
+                             "tv.lam_space=nan: expected a finite number >= 0"),
+    "restore: eps nan": Case("restore {y} -o {d}/o.mkv --prior pinv --set pinv.eps=.nan", 2, "pinv.eps=nan"),
+    "restore: tau negative": Case("restore {y} -o {d}/o.mkv --set tv.tau=-1", 2, "tv.tau=-1: expected a finite "
+                                                                                 "number > 0"),
+    "restore: tau too large": Case("restore {y} -o {d}/o.mkv --set tv.tau=2", 2, "need tau * sigma <"),
+    "restore: window 0": Case("restore {y} -o {d}/o.mkv --window 0", 2, "--window 0: expected a whole number"),
+    "restore: overlap negative": Case("restore {y} -o {d}/o.mkv --overlap -1", 2, "--overlap -1"),
+    "restore: window too short": Case("restore {yb} -o {d}/o.mkv --window 9", 2,
+                                       "window.frames=9 is too short"),
+    "restore: empty range": Case("restore {y} -o {d}/o.mkv --start 5 --end 5", 2, "0 <= start < end"),
+    "restore: bad time": Case("restore {y} -o {d}/o.mkv --start 1:xx", 2, "expected a frame number or a time"),
+    "restore: frames 0": Case("restore {y} -o {d}/o.mkv --frames 0", 2, "--frames 0: expected a whole number"),
+    "restore: recorded frames huge": Case("restore {t_huge} -o {d}/o.mkv", 2,
+                                          "recorded degradation is not valid (frames=1000000000000"),
+    "restore: recorded frames negative": Case("restore {t_negative} -o {d}/o.mkv", 2, "frames=-5"),
+    "restore: recorded frames text": Case("restore {t_text} -o {d}/o.mkv", 2, "frames=abc"),
+    "restore: recorded frames disagree": Case("restore {t_mismatch} -o {d}/o.mkv", 2,
+                                              "check --problem and --frames"),
+    "restore: recorded blur huge": Case("restore {t_blur} -o {d}/o.mkv", 2,
+                                        "operator.0.temporal_blur.size=1000000"),
+    "restore: recorded operator text": Case("restore {t_opstring} -o {d}/o.mkv", 2, "operator: expected a list"),
+    "restore: recorded height huge": Case("restore {t_tall} -o {d}/o.mkv", 2, "height=1000000"),
+    "restore: recorded noise nan": Case("restore {t_noise} -o {d}/o.mkv", 2, "noise_std=nan"),
+    "restore: recorded unknown problem": Case("restore {t_unknown} -o {d}/o.mkv", 2, "not a packaged preset"),
+    "restore: no metadata, no problem": Case("restore {low} -o {d}/o.mkv", 2, "carries no lvtino metadata"),
+    "restore: binary models file": Case("restore {y} -o {d}/o.mkv --prior lvtino --models {evil}", 2,
+                                        "not a text file"),
+    "restore: missing models file": Case("restore {y} -o {d}/o.mkv --prior lvtino --models {d}/none.yaml", 2,
+                                         "no such file"),
+    "restore: no weights": Case("restore {y} -o {d}/o.mkv --prior lvtino", 2, "lvtino download"),
+    "restore: device tpu": Case("restore {y} -o {d}/o.mkv --device tpu", 2, "not a torch device"),
+    "restore: crf 99": Case("restore {y} -o {d}/o.mp4 --crf 99", 2, "CRF must be a whole number from 0 to 51"),
+    "restore: preset quick": Case("restore {y} -o {d}/o.mp4 --preset quick", 2, "invalid choice: 'quick'"),
+    "restore: fps 0": Case("restore {y} -o {d}/o.mkv --fps 0", 2, "the frame rate must be positive"),
+    "restore: unknown prior": Case("restore {y} -o {d}/o.mkv --prior magic", 2, "invalid choice: 'magic'"),
+    "restore: no output": Case("restore {y}", 2, "the following arguments are required: -o/--output"),
+    "restore: output is the input": Case("restore {y} -o {y} -y", 2, "would overwrite the input"),
+    "restore: output exists": Case("restore {y} -o {existing}", 2, "exists; add -y"),
+    "restore: a user's frame folder": Case("restore {y} -o {mine} -y", 2, "holds files lvtino did not write"),
+    "restore: truncated input": Case("restore {cut} -o {d}/o.mkv --problem sr2", 2, "looks truncated"),
+    "restore: a running job": Case("restore {y} -o {d}/busy.mkv", 2, "another lvtino run is writing it (pid"),
+    "restore: interrupted, no --resume": Case("restore {y} -o {d}/old.mkv", 2,
+                                              "holds 1 finished window(s) of an interrupted run: add --resume"),
+    "restore: broken state": Case("restore {y} -o {d}/badstate.mkv --resume", 2, "state.json is unreadable"),
+    # evaluate
+    "evaluate: json onto the reference": Case("evaluate {y} --reference {clean} --json {clean}", 2,
+                                              "would overwrite --reference"),
+    "evaluate: json onto the restored": Case("evaluate {y} --reference {clean} --json {y}", 2,
+                                             "would overwrite the restored video"),
+    "evaluate: report into a user's folder": Case("evaluate {clean} --reference {clean} --report {userdir} -y", 2,
+                                                  "was not made by lvtino"),
+    "evaluate: report around the input": Case("evaluate {clean} --reference {clean} --report {d} -y", 2,
+                                              "would replace the folder holding"),
+    "evaluate: json exists": Case("evaluate {clean} --reference {clean} --json {existing}", 2, "exists; add -y"),
+    "evaluate: sizes differ": Case("evaluate {clean} --reference {tiny}", 2, "size differs"),
+    "evaluate: counts differ": Case("evaluate {clean} --reference {short}", 2, "frame count differs"),
+    "evaluate: stats missing": Case("evaluate {clean} --reference {clean} --stats {d}/none.json", 2, "no such file"),
+    "evaluate: stats not json": Case("evaluate {clean} --reference {clean} --stats {notjson}", 2, "not a JSON file"),
+    "evaluate: stats binary": Case("evaluate {clean} --reference {clean} --stats {evil}", 2, "not a text file"),
+    "evaluate: missing reference": Case("evaluate {clean} --reference {d}/none.mp4", 2, "no such file"),
+    # batch
+    "batch: output is the input": Case("batch {same}", 2, "its output is its input"),
+    "batch: two items, one output": Case("batch {shared}", 2, "share the output"),
+    "batch: summary onto an input": Case("batch {ok} --summary {y}", 2, "would overwrite"),
+    "batch: scalar items": Case("batch {scalars}", 2, "expected a mapping with 'input' and 'output'"),
+    "batch: unknown column": Case("batch {columns}", 2, "unknown column 'colour'"),
+    "batch: no items": Case("batch {empty_csv}", 2, "holds no items"),
+    "batch: binary manifest": Case("batch {d}/evil.pt", 2, "a manifest is a .csv or .yaml file"),
+    "batch: folder without -o": Case("batch {folder}", 2, "give the output folder with -o"),
+    "batch: missing manifest": Case("batch {d}/none.csv", 2, "no such manifest"),
+    "batch: --config": Case("batch {ok} --config {broken}", 2, "not available for batch"),
+    "batch: another batch running": Case("batch {ok}", 2, "another lvtino run is writing it"),
+    # benchmark
+    "benchmark: unknown problem": Case("benchmark {clean} --problems Z -o {d}/bench", 2, "unknown problem 'Z'"),
+    "benchmark: missing clip": Case("benchmark {d}/none.mp4 -o {d}/bench", 2, "no such file"),
+    "benchmark: bad size": Case("benchmark {clean} --size big -o {d}/bench", 2, "--size big: expected HEIGHTxWIDTH"),
+    "benchmark: a user's folder": Case("benchmark {clean} -o {userdir}", 2, "was not made by lvtino"),
+    "benchmark: frames 0": Case("benchmark {clean} --frames 0 -o {d}/bench", 2, "--frames 0"),
+    "benchmark: start past the end": Case("benchmark {clean} --start 30 -o {d}/bench", 2, "has 24 frames"),
+    "benchmark: truncated clip": Case("benchmark {cut} -o {d}/bench", 2, "looks truncated"),
+    # download
+    "download: offline": Case("download --only video", 2, "download of Wan-AI/Wan2.1-T2V-1.3B-Diffusers failed"),
+    "download: missing models file": Case("download --models {d}/none.yaml", 2, "no such file"),
+    "download: unknown part": Case("download --only audio", 2, "invalid choice: 'audio'"),
+    # demo
+    "demo: unknown problem": Case("demo --problem Z -o {d}/demo", 2, "unknown problem 'Z'"),
+    "demo: frames 0": Case("demo --frames 0 -o {d}/demo", 2, "--frames 0"),
+    "demo: output is a file": Case("demo -o {existing}", 2, "a folder cannot replace it"),
+    "demo: a user's folder": Case("demo -o {userdir}", 2, "was not made by lvtino"),
+    "demo: missing input": Case("demo --input {d}/none.mp4 -o {d}/demo", 2, "no such file"),
+    "demo: truncated input": Case("demo --input {cut} -o {d}/demo", 2, "looks truncated"),
+    "demo: start past the end": Case("demo --input {short} --start 40 -o {d}/demo", 2, "the input has 12 frames"),
+    # the command itself
+    "no command": Case("", 2, "the following arguments are required: COMMAND"),
+    "unknown command": Case("repair {y}", 2, "invalid choice: 'repair'"),
+}
+if not torch.cuda.is_available():
+    CASES["restore: no CUDA"] = Case("restore {y} -o {d}/o.mkv --device cuda", 2, "CUDA is not available")
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) and a digest of its content."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(folder))] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.is_dir():
+            out[str(p.relative_to(folder)) + "/"] = "dir"
+    return out
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 60
+    commands = {c.args.split()[0] for c in CASES.values() if c.args}
+    assert {"degrade", "restore", "evaluate", "benchmark", "batch", "download", "demo"} <= commands
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(ws, capsys, name):
+    case = CASES[name]
+    before = snapshot(ws["d"])
+    code = main(case.argv(ws))
+    out, err = capsys.readouterr()
+    assert code == case.code, (name, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvtino: error: "), (name, err)
+    assert "Traceback" not in err
+    fragment = case.fragment.format(**{k: str(v) for k, v in ws.items()})
+    assert fragment in lines[0], (name, lines[0])
+    assert snapshot(ws["d"]) == before, name  # nothing added, removed or changed

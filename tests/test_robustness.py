@@ -1,0 +1,320 @@
+"""Nothing lost: signals, a full disk, damaged state files, one run per output, batches that resume."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.video.reader import probe, read_frames
+
+SLOW = ["--set", "tv.iterations=80"]
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def frames_of(path) -> np.ndarray:
+    return np.stack(list(read_frames(probe(path))))
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files a run must never leave beside its outputs."""
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name or ".old-" in p.name)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A Problem A measurement of 160 frames (10 windows), and the output of an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("robust")
+    clean = write_video(folder / "clean.mp4", smooth_frames(160, 48, 64), fps=Fraction(24))
+    y = folder / "y.mkv"
+    assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
+    reference = folder / "reference.mkv"
+    assert main(["restore", str(y), "-o", str(reference), *SLOW]) == 0
+    return y, frames_of(reference)
+
+
+def start_restore(y: Path, out: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(out), *SLOW, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_windows(state: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(state.glob("window-*.npy"))) >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no {n} windows in {state} (exit {proc.poll()})")
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_cleanly_and_resume_gives_the_uninterrupted_output(measured, tmp_path, capsys, sig, code):
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    proc = start_restore(y, out)
+    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 2, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0], err
+    assert not out.exists() and leftovers(tmp_path) == []
+    state = tmp_path / ".x.mkv.lvtino-state"
+    assert (state / "state.json").is_file() and not (state / "lock").exists()  # the lock goes with the run
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    assert rc == 0, err
+    assert np.array_equal(frames_of(out), reference)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_resume_still_works(measured, tmp_path, capsys):
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    proc = start_restore(y, out)
+    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130 and not out.exists()
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    assert rc == 0, err
+    assert np.array_equal(frames_of(out), reference) and leftovers(tmp_path) == []
+
+
+def test_kill_9_then_resume_takes_over_the_lock(measured, tmp_path, capsys):
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    proc = start_restore(y, out)
+    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 3, proc)
+    proc.kill()
+    proc.communicate()
+    assert (tmp_path / ".x.mkv.lvtino-state" / "lock").is_file() and not out.exists()
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    assert rc == 0, err
+    assert "taking over the lock of an earlier run that is gone" in err
+    assert np.array_equal(frames_of(out), reference) and leftovers(tmp_path) == []
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(measured, tmp_path, capsys):
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    proc = start_restore(y, out)
+    try:
+        wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 1, proc)
+        for extra in ([], ["--resume"]):
+            rc, _, err = run(["restore", y, "-o", out, *SLOW, *extra], capsys)
+            assert rc == 2 and f"another lvtino run is writing it (pid {proc.pid}" in err
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        proc.kill()
+    assert np.array_equal(frames_of(out), reference)
+
+
+def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp_path, capsys, monkeypatch):
+    """A write that raises ENOSPC: one line naming the path and the space needed, no partial file, and a resume
+    gives the uninterrupted output."""
+    import lvtino.pipeline.state as state_module
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    real_save, calls = np.save, []
+
+    def save(fh, array):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", "window-000003.npy.partial")
+        real_save(fh, array)
+    monkeypatch.setattr(state_module.np, "save", save)
+    rc, _, err = run(["restore", y, "-o", out, *SLOW], capsys)
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvtino: error: no space left on the device writing "), err
+    assert "free there" in lines[0] and "needs about" in lines[0] and "--resume" in lines[0]
+    state = tmp_path / ".x.mkv.lvtino-state"
+    assert 3 <= len(list(state.glob("window-*.npy"))) < 10 and not list(state.glob("*partial*"))
+    assert not out.exists() and leftovers(tmp_path) == []
+    monkeypatch.setattr(state_module.np, "save", real_save)
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    assert rc == 0, err
+    assert np.array_equal(frames_of(out), reference)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare for a private tmpfs")
+def test_disk_full_on_a_small_tmpfs(measured, tmp_path):
+    """A real full disk: a 1.5 MB tmpfs in a private mount namespace (nothing on the system changes)."""
+    y, reference = measured
+    mnt, copy = tmp_path / "mnt", tmp_path / "resumed.mkv"
+    mnt.mkdir()
+    lvtino = f"{sys.executable} -m lvtino restore {y} -o {mnt}/x.mkv {' '.join(SLOW)}"
+    script = (f"mount -t tmpfs -o size=1536k tmpfs {mnt} || exit 77\n"
+              f"{lvtino} 2>{tmp_path}/err1; echo $? > {tmp_path}/rc1\n"
+              f"ls -a {mnt} > {tmp_path}/ls1; ls {mnt}/.x.mkv.lvtino-state > {tmp_path}/ls2\n"
+              f"mount -o remount,size=64m {mnt}\n"
+              f"{lvtino} --resume 2>{tmp_path}/err2; echo $? > {tmp_path}/rc2\n"
+              f"cp {mnt}/x.mkv {copy}\n")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True)
+    if proc.returncode == 77 or not (tmp_path / "rc1").exists():
+        pytest.skip(f"cannot mount a tmpfs in a private namespace here: {proc.stderr.strip()[:200]}")
+    err1 = (tmp_path / "err1").read_text()
+    assert (tmp_path / "rc1").read_text().strip() == "1", err1
+    lines = err1.strip().splitlines()
+    assert len(lines) == 1 and "no space left on the device writing" in lines[0] and "--resume" in lines[0], err1
+    assert "x.mkv" not in (tmp_path / "ls1").read_text().split()  # no output that looks complete
+    assert ".partial" not in (tmp_path / "ls1").read_text() + (tmp_path / "ls2").read_text()
+    assert (tmp_path / "rc2").read_text().strip() == "0", (tmp_path / "err2").read_text()
+    assert np.array_equal(frames_of(copy), reference)
+
+
+def test_damaged_window_files_are_restored_again(measured, tmp_path, capsys):
+    """A window file cut short (power lost before the disk caught up) or a stray partial file is never fatal."""
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--keep-state"], capsys)
+    assert rc == 0, err
+    state = tmp_path / ".x.mkv.lvtino-state"
+    out.unlink()
+    cut = state / "window-000002.npy"
+    cut.write_bytes(cut.read_bytes()[:1000])
+    (state / "window-000003.npy").write_bytes(b"")
+    (state / "window-000001.npy.partial-999999").write_bytes(b"half")  # its process is gone
+    (state / "window-000005.npy").unlink()
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume", "--stats", tmp_path / "s.json"], capsys)
+    assert rc == 0, err
+    assert "window 2's file is damaged" in err and "window 3's file is damaged" in err
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["windows_reused"] == stats["windows"] - 3
+    assert np.array_equal(frames_of(out), reference) and not state.exists()
+
+
+def test_a_frame_folder_output_never_deletes_the_users_files(measured, tmp_path, capsys):
+    y, _ = measured
+    mine = tmp_path / "frames"
+    mine.mkdir()
+    for i in range(5):
+        (mine / f"{i}.png").write_bytes(b"my picture")
+    rc, _, err = run(["restore", y, "-o", mine, "-y", "--prior", "pinv"], capsys)
+    assert rc == 2 and "holds files lvtino did not write" in err
+    assert sorted(p.name for p in mine.iterdir()) == [f"{i}.png" for i in range(5)]
+    out = tmp_path / "restored"
+    for _ in range(2):  # lvtino's own frame folder is replaced with -y
+        rc, _, err = run(["restore", y, "-o", out, "-y", "--prior", "pinv", "--end", 20], capsys)
+        assert rc == 0, err
+    assert len(list(out.glob("*.png"))) == 20
+
+
+def test_variable_frame_rate_input_loses_no_frame_through_degrade_and_restore(tmp_path, capsys):
+    import av
+    frames = smooth_frames(40, 32, 48)
+    src = tmp_path / "vfr.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            t += 50 if i % 3 == 0 else 20
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    rc, _, err = run(["degrade", src, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
+    assert rc == 0, err
+    assert "variable frame rate" in err and "40 frames are taken in order" in err
+    assert probe(tmp_path / "y.mkv").frames == 40 and probe(tmp_path / "y.mkv").metadata["frames"] == 40
+    rc, _, err = run(["restore", tmp_path / "y.mkv", "-o", tmp_path / "x.mkv", "--prior", "pinv"], capsys)
+    assert rc == 0, err
+    assert probe(tmp_path / "x.mkv").frames == 40
+
+
+def test_a_truncated_input_is_used_only_when_asked(tmp_path, capsys):
+    from lvtino.video.writer import VideoWriter
+    full = tmp_path / "full.mkv"
+    with VideoWriter(full, Fraction(24)) as w:
+        for f in smooth_frames(12, 32, 48):
+            w.write(f)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    rc, _, err = run(["degrade", cut, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
+    assert rc == 2 and "promises 12 frames but holds" in err
+    rc, out, err = run(["degrade", cut, "-o", tmp_path / "y.mkv", "--problem", "sr2", "--accept-truncated"], capsys)
+    assert rc == 0, err
+    assert 0 < probe(tmp_path / "y.mkv").frames < 12
+
+
+# -- batch -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def batch_inputs(measured, tmp_path):
+    y, _ = measured
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"input,output,prior\n{y},a.mkv,tv\n{y},b.mkv,pinv\n")
+    return manifest
+
+
+def test_batch_skips_only_outputs_made_with_the_same_settings(batch_inputs, tmp_path, capsys):
+    summary = tmp_path / "jobs-summary.csv"
+    rc, out, err = run(["batch", batch_inputs, *SLOW], capsys)
+    assert rc == 0, err
+    assert "item 1/2" in out and "item 2/2" in out and summary.read_text().count(",done,") == 2
+    rc, out, _ = run(["batch", batch_inputs, *SLOW], capsys)
+    assert rc == 0 and summary.read_text().count("done: made by the same settings") == 2
+    rc, out, _ = run(["batch", batch_inputs, "--set", "tv.iterations=7"], capsys)
+    assert rc == 1 and summary.read_text().count("made by other settings") == 2
+    rc, out, _ = run(["batch", batch_inputs, "--set", "tv.iterations=7", "-n"], capsys)
+    assert rc == 0 and summary.read_text().count("-n keeps it") == 2
+    before = (tmp_path / "a.mkv").stat().st_mtime_ns
+    rc, out, _ = run(["batch", batch_inputs, "--set", "tv.iterations=7", "-y"], capsys)
+    assert rc == 0 and summary.read_text().count(",done,") == 2
+    assert (tmp_path / "a.mkv").stat().st_mtime_ns != before
+    (tmp_path / "b.mkv").write_bytes(b"")  # a 0-byte file is not a finished output
+    rc, out, _ = run(["batch", batch_inputs, "--set", "tv.iterations=7"], capsys)
+    assert rc == 1 and "not by lvtino" in summary.read_text()
+    assert "done: made by the same settings" in summary.read_text()  # item a
+
+
+def test_an_interrupted_batch_resumes(batch_inputs, tmp_path, capsys, measured):
+    _, reference = measured
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "batch", str(batch_inputs), *SLOW],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_windows(tmp_path / ".a.mkv.lvtino-state", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "--resume" in err
+    summary = (tmp_path / "jobs-summary.csv").read_text()
+    assert "not run" in summary
+    rc, out, err = run(["batch", batch_inputs, *SLOW], capsys)
+    assert rc == 1 and "add --resume" in (tmp_path / "jobs-summary.csv").read_text()
+    rc, out, err = run(["batch", batch_inputs, *SLOW, "--resume"], capsys)
+    assert rc == 0, out + err
+    assert np.array_equal(frames_of(tmp_path / "a.mkv"), reference)
+
+
+def test_two_batches_on_one_manifest(batch_inputs, tmp_path, capsys):
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "batch", str(batch_inputs), *SLOW],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_windows(tmp_path / ".a.mkv.lvtino-state", 1, proc)
+        rc, _, err = run(["batch", batch_inputs, *SLOW], capsys)
+        assert rc == 2 and "another lvtino run is writing it" in err
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
