@@ -6,8 +6,10 @@ independently, so it is a Kronecker product
 
     A = M_t (x) M_h (x) M_w     applied to every channel,
 
-where each M_a is a small dense matrix that holds the filter, the stride and the
-boundary rule of its axis. Three consequences make this module worth its name:
+where each M_a holds the filter, the stride and the boundary rule of its axis:
+a small dense matrix for height and width, a band (``physics.band``) for time,
+so that an operator over an hour of video costs megabytes, not gigabytes.
+Three consequences make this module worth its name:
 
 - A and A^T are three small matrix products each, and the adjoint is exact
   (it is the transposed matrix, boundary folding included);
@@ -21,63 +23,39 @@ boundary rule of its axis. Three consequences make this module worth its name:
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import Tensor
 
+from lvtino.physics.band import DENSE_LIMIT, PADDINGS, Band  # noqa: F401  (PADDINGS: re-exported)
 from lvtino.physics.base import LinearPhysics, Shape
 
-PADDINGS = ("reflect", "replicate", "circular", "zeros")
-
-
-def pad_index(i: int, n: int, mode: str) -> int | None:
-    """The sample of a length-n signal that padded position i reads (None: a zero)."""
-    if 0 <= i < n:
-        return i
-    if mode == "zeros":
-        return None
-    if mode == "replicate":
-        return min(max(i, 0), n - 1)
-    if mode == "circular":
-        return i % n
-    if mode == "reflect":  # mirror without repeating the edge sample, as torch's "reflect"
-        if n == 1:
-            return 0
-        period = 2 * (n - 1)
-        i %= period
-        return i if i < n else period - i
-    raise ValueError(f"padding={mode!r} is not one of {PADDINGS}")
-
-
 def conv_matrix(n: int, kernel: Tensor, stride: int, pad_left: int, mode: str) -> Tensor:
-    """Matrix (ceil(n / stride), n) of a padded 1-D convolution followed by subsampling.
-
-    Row j computes sum_k kernel[L-1-k] * x[pad(j * stride + k - pad_left)], i.e. a
-    true convolution (flipped kernel) of the padded signal, sampled every
-    ``stride`` samples starting at 0; padding reads through ``pad_index``.
-    """
-    if mode not in PADDINGS:
-        raise ValueError(f"padding={mode!r} is not one of {PADDINGS}")
-    flipped = kernel.to(torch.float64).flip(0)
-    m = math.ceil(n / stride)
-    M = torch.zeros(m, n, dtype=torch.float64)
-    for j in range(m):
-        for k, w in enumerate(flipped.tolist()):
-            src = pad_index(j * stride + k - pad_left, n, mode)
-            if src is not None:
-                M[j, src] += w
-    return M
+    """Dense matrix (ceil(n / stride), n) of a padded 1-D convolution followed by subsampling (``Band.conv``)."""
+    return Band.conv(n, kernel, stride, pad_left, mode).dense().clone()
 
 
-def _along(x: Tensor, M: Tensor, axis: int) -> Tensor:
-    """Multiply axis ``axis`` (2=T, 3=H, 4=W) of a (B, C, T, H, W) tensor by M."""
+def _along(x: Tensor, M, axis: int) -> Tensor:
+    """Multiply axis ``axis`` (2=T, 3=H, 4=W) of a (B, C, T, H, W) tensor by M (a matrix or a band)."""
+    if isinstance(M, Band):
+        return M.apply(x, axis)
     if axis == 4:
         return x @ M.transpose(0, 1)
     if axis == 3:
         return M @ x
     B, C, T, H, W = x.shape
     return (M @ x.reshape(B * C, T, H * W)).reshape(B, C, M.shape[0], H, W)
+
+
+class _Transposed:
+    """A band used transposed, without building its transpose."""
+
+    def __init__(self, band: Band):
+        self.band = band
+        self.shape = (band.cols, band.rows)
+
+    def apply(self, x: Tensor, axis: int) -> Tensor:
+        return self.band.apply_transpose(x, axis)
 
 
 def _apply_axes(x: Tensor, mats: tuple) -> Tensor:
@@ -99,22 +77,28 @@ def _apply_axes(x: Tensor, mats: tuple) -> Tensor:
     if not best:
         return x.clone()  # the identity still returns a tensor of its own
     for axis, M in best:
-        x = _along(x, M, axis)
+        x = M.apply(x, axis) if isinstance(M, (Band, _Transposed)) else _along(x, M, axis)
     return x
 
 
 class SeparableLinear(LinearPhysics):
     """A = M_t (x) M_h (x) M_w; an axis whose matrix is None is left unchanged.
 
-    Matrices are kept in float64 on the CPU and cast once per (dtype, device).
+    The time axis is a ``Band`` (a dense matrix given here is converted), height
+    and width dense float64 matrices on the CPU, cast once per (dtype, device).
     """
 
-    def __init__(self, mt: Tensor | None, mh: Tensor | None, mw: Tensor | None, factors: Shape = (1, 1, 1)):
+    def __init__(self, mt: Band | Tensor | None, mh: Tensor | None, mw: Tensor | None, factors: Shape = (1, 1, 1)):
+        if mt is not None and not isinstance(mt, Band):
+            mt = Band.from_dense(mt)
         self.matrices = (mt, mh, mw)
         self.factors = factors
         self._cast: dict = {}
         self._eig: dict = {}
-        self._rows = None  # see _time_rows
+
+    @property
+    def time(self) -> Band | None:
+        return self.matrices[0]
 
     # -- shapes ---------------------------------------------------------------
     def output_shape(self, shape: Shape) -> Shape:
@@ -127,41 +111,31 @@ class SeparableLinear(LinearPhysics):
         return tuple(n if M is None else M.shape[1] for n, M in zip(shape, self.matrices))
 
     # -- windows in time --------------------------------------------------------
-    def _time_rows(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Per row of M_t: its first and last non-zero column and its count of non-zeros (found once).
-
-        Restricting a long video's operator to a window then compares these
-        vectors instead of scanning the whole matrix for every window.
-        """
-        if self._rows is None:
-            mt = self.matrices[0]
-            row, col = torch.nonzero(mt, as_tuple=True)
-            m = mt.shape[0]
-            first = torch.full((m,), mt.shape[1], dtype=torch.long).scatter_reduce(0, row, col, "amin")
-            last = torch.full((m,), -1, dtype=torch.long).scatter_reduce(0, row, col, "amax")
-            self._rows = (first, last, torch.bincount(row, minlength=m))
-        return self._rows
-
     def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
-        if self.matrices[0] is None:
+        if self.time is None:
             return [(t, t + 1) for t in range(frames)]
-        first, last, count = self._time_rows()
-        return [(lo, hi + 1) if n and hi - lo + 1 == n else None
-                for lo, hi, n in zip(first.tolist(), last.tolist(), count.tolist())]
+        return self.time.supports()
+
+    def time_rows(self, start: int, end: int, within: tuple[int, int] | None = None) -> Tensor:
+        """The measured frames that depend on no frame outside ``within`` (default [start, end)) and on some
+        frame of [start, end): a vectorised comparison of each row's extent, never a scan of the matrix."""
+        lo, hi = within or (start, end)
+        first, last, count = self.time.extents()
+        return torch.nonzero((count > 0) & (first >= lo) & (last < hi) & (first < end) & (last >= start)).flatten()
 
     def restrict_time(self, start: int, end: int, within: tuple[int, int] | None = None):
         mt, mh, mw = self.matrices
         if mt is None:
             return SeparableLinear(None, mh, mw, self.factors), list(range(start, end))
-        lo, hi = within or (start, end)
-        first, last, count = self._time_rows()
-        # no non-zero outside [lo, hi), and possibly one in [start, end)
-        candidates = torch.nonzero((count > 0) & (first >= lo) & (last < hi) & (first < end) & (last >= start))
-        candidates = candidates.flatten()
-        inside = mt[candidates, start:end]
-        touching = inside.abs().sum(1) > 0
-        return (SeparableLinear(inside[touching], mh, mw, self.factors),
-                candidates[touching].tolist())
+        rows = self.time_rows(start, end, within)
+        part = mt.restrict(rows, start, end)
+        touching = (part.weight != 0).any(1)  # a row may touch [lo, hi) outside [start, end) only
+        return SeparableLinear(part.subset(torch.nonzero(touching).flatten()), mh, mw, self.factors), \
+            rows[touching].tolist()
+
+    def restrict_columns(self, rows: Tensor, cols: Tensor) -> "SeparableLinear":
+        """The operator from the signal frames ``cols`` (in that order) to the measured frames ``rows``."""
+        return SeparableLinear(self.time.take(rows, cols), self.matrices[1], self.matrices[2], self.factors)
 
     def _check(self, shape: Shape, what: str, col: bool) -> None:
         for name, n, M in zip("THW", shape, self.matrices):
@@ -172,7 +146,8 @@ class SeparableLinear(LinearPhysics):
     def _mats(self, like: Tensor) -> tuple:
         key = (like.dtype, like.device)
         if key not in self._cast:
-            self._cast[key] = tuple(None if M is None else M.to(like.device, like.dtype) for M in self.matrices)
+            self._cast[key] = tuple(M if M is None or isinstance(M, Band) else M.to(like.device, like.dtype)
+                                    for M in self.matrices)
         return self._cast[key]
 
     # -- the operator ---------------------------------------------------------
@@ -182,14 +157,16 @@ class SeparableLinear(LinearPhysics):
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         self._check(tuple(y.shape[2:]), "measurement", col=False)
-        return _apply_axes(y, tuple(None if M is None else M.transpose(0, 1) for M in self._mats(y)))
+        return _apply_axes(y, tuple(None if M is None else _Transposed(M) if isinstance(M, Band)
+                                    else M.transpose(0, 1) for M in self._mats(y)))
 
     def A_A_adjoint(self, y: Tensor) -> Tensor:
-        """A A^T y = (K_t (x) K_h (x) K_w) y with the small Gram matrices K_a = M_a M_a^T."""
+        """A A^T y = (K_t (x) K_h (x) K_w) y with the small Gram matrices K_a = M_a M_a^T (a band for time)."""
         self._check(tuple(y.shape[2:]), "measurement", col=False)
         key = ("gram", y.dtype, y.device)
         if key not in self._cast:
-            self._cast[key] = tuple(None if M is None else M @ M.transpose(0, 1) for M in self._mats(y))
+            self._cast[key] = tuple(None if M is None else M.gram() if isinstance(M, Band) else M @ M.transpose(0, 1)
+                                    for M in self._mats(y))
         return _apply_axes(y, self._cast[key])
 
     def __mul__(self, other: LinearPhysics) -> LinearPhysics:
@@ -201,7 +178,10 @@ class SeparableLinear(LinearPhysics):
                 raise ValueError(
                     f"cannot compose along {name}: inner gives {inner.shape[0]} samples, outer expects {outer.shape[1]}"
                 )
-            mats.append(inner if outer is None else outer if inner is None else outer @ inner)
+            if outer is None or inner is None:
+                mats.append(inner if outer is None else outer)
+            else:
+                mats.append(outer.compose(inner) if isinstance(outer, Band) else outer @ inner)
         factors = tuple(a * b for a, b in zip(self.factors, other.factors))
         composed = SeparableLinear(*mats, factors=factors)
         composed.parts = (self, other)
@@ -222,6 +202,11 @@ class SeparableLinear(LinearPhysics):
                 if M is None:
                     out.append(None)
                     continue
+                if isinstance(M, Band):
+                    if M.rows * M.rows > 4 * DENSE_LIMIT:
+                        raise ValueError(f"a closed-form solve over {M.rows} measured frames at once is too large; "
+                                         "restore long videos in windows")
+                    M = M.dense()
                 lam, V = torch.linalg.eigh(M @ M.transpose(0, 1))
                 out.append((lam.clamp_min(0).to(like.device, like.dtype), V.to(like.device, like.dtype)))
             self._eig[key] = tuple(out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lvtino.physics.separable import SeparableLinear, conv_matrix
+from lvtino.physics.band import Band
+from lvtino.physics.separable import SeparableLinear
 
 BOUNDARIES = ("circular", "replicate", "reflect")
 KERNELS = ("uniform", "gaussian")
@@ -24,7 +25,7 @@ class TemporalAveragePool(SeparableLinear):
             raise ValueError(f"factor={factor} must be a positive integer")
         self.frames, self.factor = frames, factor
         kernel = torch.full((factor,), 1.0 / factor, dtype=torch.float64)
-        mt = conv_matrix(frames, kernel, stride=factor, pad_left=0, mode="replicate")
+        mt = Band.conv(frames, kernel, stride=factor, pad_left=0, mode="replicate")
         super().__init__(mt, None, None, factors=(factor, 1, 1))
 
     def __repr__(self) -> str:
@@ -61,7 +62,7 @@ class TemporalBlur(SeparableLinear):
             raise ValueError(f"boundary={boundary!r} is not one of {BOUNDARIES}")
         self.frames, self.size, self.kernel, self.boundary = frames, size, kernel, boundary
         k = temporal_kernel(size, kernel, sigma)
-        mt = conv_matrix(frames, k, stride=1, pad_left=size // 2, mode=boundary)
+        mt = Band.conv(frames, k, stride=1, pad_left=size // 2, mode=boundary)
         super().__init__(mt, None, None, factors=(1, 1, 1))
 
     def __repr__(self) -> str:
