@@ -53,6 +53,8 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
     yb = d / "yb.mkv"
     assert main(["degrade", str(clean), "-o", str(yb), "--problem", "B"]) == 0
+    yt = d / "yt.mkv"
+    assert main(["degrade", str(clean), "-o", str(yt), "--problem", "deblur-t7"]) == 0
     lowres = write_video(d / "low.mkv", smooth_frames(6, 16, 20), codec="ffv1")  # no lvtino metadata
     full = d / "full.mkv"
     with VideoWriter(full, Fraction(24)) as w:
@@ -98,7 +100,7 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     bad_state = d / ".badstate.mkv.lvtino-state"
     bad_state.mkdir()
     (bad_state / "state.json").write_text("{ broken")
-    files = {"clean": clean, "short": short, "tiny": tiny, "y": y, "yb": yb, "low": lowres, "cut": cut, "notes": notes,
+    files = {"clean": clean, "short": short, "tiny": tiny, "y": y, "yb": yb, "yt": yt, "low": lowres, "cut": cut, "notes": notes,
              "evil": evil, "broken": broken, "following": following, "notjson": notjson, "existing": existing,
              "mine": mine, "folder": folder, "userdir": userdir, "link": link, "d": d}
     tampered = {"huge": {"frames": 10**12}, "negative": {"frames": -5}, "text": {"frames": "abc"},
@@ -194,8 +196,11 @@ CASES = {
     "restore: tau too large": Case("restore {y} -o {d}/o.mkv --set tv.tau=2", 2, "need tau * sigma <"),
     "restore: window 0": Case("restore {y} -o {d}/o.mkv --window 0", 2, "--window 0: expected a whole number"),
     "restore: overlap negative": Case("restore {y} -o {d}/o.mkv --overlap -1", 2, "--overlap -1"),
-    "restore: window too short": Case("restore {yb} -o {d}/o.mkv --window 9", 2,
-                                       "window.frames=9 is too short"),
+    "restore: window too short": Case("restore {yt} -o {d}/o.mkv --window 9", 2, "--window 9 is too short"),
+    "restore: circular blur in windows": Case("restore {yb} -o {d}/o.mkv --window 9", 2,
+                                              "temporal boundary is circular: measured frame 0 mixes the first and "
+                                              "last frames of the video, which only one window holding all 24 frames "
+                                              "can restore; use --window 24"),
     "restore: empty range": Case("restore {y} -o {d}/o.mkv --start 5 --end 5", 2, "0 <= start < end"),
     "restore: bad time": Case("restore {y} -o {d}/o.mkv --start 1:xx", 2, "expected a frame number or a time"),
     "restore: frames 0": Case("restore {y} -o {d}/o.mkv --frames 0", 2, "--frames 0: expected a whole number"),

@@ -140,3 +140,90 @@ def test_two_processes_give_the_output_of_one(long_clip, tmp_path, capsys):
     assert proc.stdout.count("wrote") == 1  # the main process reports, the other stays quiet
     assert json.loads((tmp_path / "s.json").read_text())["processes"] == 2
     assert np.array_equal(frames_of(two), frames_of(one))
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:
+            pass  # renamed or removed while we looked
+    return total
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_scratch_disk_stays_within_the_output_plus_three_windows(tmp_path, suffix):
+    """Sampled while a run goes: the state folder holds closed segments (about the output) and a few windows."""
+    clean = write_video(tmp_path / "c.mp4", smooth_frames(400, 48, 64), fps=FPS)
+    y = tmp_path / "y.mkv"
+    assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
+    out = tmp_path / f"x{suffix}"
+    state = tmp_path / f".x{suffix}.lvtino-state"
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(out), "--set",
+                             "tv.iterations=30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, samples = 0, 0
+    while proc.poll() is None:
+        if state.is_dir():
+            peak = max(peak, folder_size(state))
+            samples += 1
+        time.sleep(0.005)
+    assert proc.returncode == 0, proc.stderr.read()
+    window = 128 + 2 * 3 * 24 * 48 * 64  # one window of 24 frames, float16
+    assert samples > 50 and peak > 0
+    assert peak <= out.stat().st_size + 3 * window + 64 * 1024, (peak, out.stat().st_size, window)
+    assert probe(out).frames == 400
+
+
+@pytest.mark.parametrize("problem", ["A", "B", "C", "jpeg", "sr4", "deblur-t7", "fps8"])
+def test_streaming_degrade_equals_the_whole_clip(tmp_path, capsys, problem):
+    """Measured a few frames at a time (any chunk), the measurement is bit for bit the whole clip's."""
+    import torch
+
+    from lvtino.config import load_problem
+    from lvtino.physics.base import frame_noise
+    from lvtino.physics.problems import build_physics
+    from lvtino.pipeline.degrade import measure_stream
+    from lvtino.video.convert import frames_to_tensor, tensor_to_frames
+    from lvtino.video.frames import DecodedFrames
+
+    frames = 37
+    clean = write_video(tmp_path / "c.mkv", smooth_frames(frames, 32, 48), codec="ffv1")
+    cfg = load_problem(problem)
+    physics = build_physics(cfg.operator, (frames, 32, 48))
+    x = frames_to_tensor(read_frames(probe(clean)), torch.float64)
+    rows, h, w = physics.output_shape((frames, 32, 48))
+    whole = physics.measure(x, cfg.noise_std, noise=frame_noise(7, range(rows), (3, h, w))).float()
+    for chunk in (1, 5, 64):
+        streamed = torch.cat(list(measure_stream(physics, DecodedFrames(probe(clean), dtype=torch.float64), rows,
+                                                 cfg.noise_std, 7, chunk)), dim=2)
+        assert torch.equal(streamed, whole), chunk
+    code, _, err = run(["degrade", clean, "-o", tmp_path / "y.mkv", "--problem", problem, "--seed", 7], capsys)
+    assert code == 0, err
+    expected = np.stack(list(tensor_to_frames(whole)))
+    assert np.array_equal(frames_of(tmp_path / "y.mkv"), expected)
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed beside this Python")
+def test_two_nodes_sharing_the_state_folder_give_the_output_of_one(long_clip, tmp_path, capsys):
+    """torchrun --nnodes 2 on one machine (two node ranks over loopback): what a cluster with a shared state
+    folder does."""
+    import socket
+    _, y = long_clip
+    one, two = tmp_path / "one.mkv", tmp_path / "two.mkv"
+    run(["restore", y, "-o", one, *FAST], capsys)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    node = lambda rank: subprocess.Popen(  # noqa: E731
+        [torchrun, "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_addr",
+         "127.0.0.1", "--master_port", str(port), "-m", "lvtino", "restore", str(y), "-o", str(two), *FAST,
+         "--stats", str(tmp_path / "s.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    nodes = [node(1), node(0)]
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), outs
+    assert json.loads((tmp_path / "s.json").read_text())["processes"] == 2
+    assert np.array_equal(frames_of(two), frames_of(one))

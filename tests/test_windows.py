@@ -11,7 +11,13 @@ from lvtino.physics.problems import build_physics
 from lvtino.pipeline.windows import Joiner, fade_weights, plan_windows
 
 
+REPLICATE = ["operator.0.temporal_blur.boundary=replicate"]
+
+
 def physics_for(problem, frames, h=16, w=24):
+    """``B-rep``: Problem B with a replicate boundary in time (a circular one restores in one window only)."""
+    if problem == "B-rep":
+        return build_physics(load_problem("B", overrides=REPLICATE).operator, (frames, h, w))
     return build_physics(load_problem(problem).operator, (frames, h, w))
 
 
@@ -21,7 +27,7 @@ def plan_for(problem, frames, length, overlap):
 
 
 @pytest.mark.parametrize("problem,frames,length,overlap", [
-    ("A", 200, 25, 8), ("A", 101, 25, 8), ("B", 200, 33, 10), ("C", 300, 81, 8), ("jpeg", 60, 25, 8),
+    ("A", 200, 25, 8), ("A", 101, 25, 8), ("B-rep", 200, 33, 10), ("C", 300, 81, 8), ("jpeg", 60, 25, 8),
     ("deblur-t7", 97, 33, 10), ("fps2", 51, 25, 8)])
 def test_plan_covers_every_frame_and_every_measured_frame_whole(problem, frames, length, overlap):
     physics, plan = plan_for(problem, frames, length, overlap)
@@ -55,14 +61,30 @@ def test_last_window_may_be_shorter_and_a_short_video_is_one_window():
 
 
 def test_overlap_grows_to_the_operators_reach():
-    _, plan = plan_for("B", 200, 33, 2)  # a 7-frame blur reaches 6 frames past its own frame
+    _, plan = plan_for("B-rep", 200, 33, 2)  # a 7-frame blur reaches 6 frames past its own frame
     assert plan.margin == 6
     assert all(a.end - b.start >= 6 for a, b in zip(plan.windows, plan.windows[1:]))
 
 
+def test_a_circular_boundary_is_restored_in_one_window_only():
+    _, plan = plan_for("B", 33, 33, 10)
+    assert [(w.start, w.end) for w in plan.windows] == [(0, 33)]
+    with pytest.raises(UserError, match="temporal boundary is circular: measured frame 0 mixes the first and last"
+                                        " frames .* use window.frames 40"):
+        plan_for("B", 40, 33, 10)
+
+
+def test_plan_of_an_hour():
+    _, plan = plan_for("A", 108_000, 25, 8)  # (its time: scripts/bench_streaming.py)
+    assert plan.windows[-1].end == 108_000 and plan.first_needed(108_000) == len(plan.windows)
+    for frame in (0, 15, 16, 17, 5000, 107_999):
+        need = plan.select(frame, 108_000)[0].index
+        assert plan.first_needed(frame) == need, frame
+
+
 def test_too_short_windows_are_refused_in_one_line():
-    with pytest.raises(UserError, match="window.frames=13 is too short"):
-        plan_for("B", 200, 13, 6)
+    with pytest.raises(UserError, match="window.frames 13 is too short"):
+        plan_for("B-rep", 200, 13, 6)
 
 
 def test_fade_weights_sum_to_one():
@@ -88,7 +110,7 @@ def join(plan, windows, seam=None):
 
 
 def test_a_constant_video_stays_constant_and_frames_leave_in_order():
-    _, plan = plan_for("B", 100, 33, 10)
+    _, plan = plan_for("B-rep", 100, 33, 10)
     windows = {w.index: torch.full((1, 3, w.frames, 4, 5), 0.3) for w in plan.windows}
     assert torch.allclose(join(plan, windows), torch.full((1, 3, 100, 4, 5), 0.3), atol=1e-6)
 
@@ -102,7 +124,7 @@ def test_join_blends_two_different_windows_linearly():
 
 
 @pytest.mark.parametrize("problem,length,overlap,bound", [("A", 24, 8, 1e-4), ("fps8", 48, 16, 1e-4),
-                                                          ("B", 33, 10, 0.6)])
+                                                          ("B-rep", 33, 10, 0.6)])
 def test_seam_step_makes_the_join_measurement_consistent(problem, length, overlap, bound):
     """Windows that each fit y, cross-faded, drift from y at the seams; the seam step brings them back.
 

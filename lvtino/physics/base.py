@@ -38,14 +38,16 @@ class Physics:
         """(T, H, W) of A(x) for a signal of shape (T, H, W)."""
         return shape
 
-    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
+    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None,
+                noise: Tensor | None = None) -> Tensor:
         """Simulate y = A(x) + n, n Gaussian with std ``noise_std`` in [0, 1] units.
 
         Signals live in [-1, 1], twice the [0, 1] range, so the std is doubled here.
+        ``noise`` (standard normal, shaped like y) replaces a draw from ``generator``.
         """
         y = self.A(x)
         if noise_std > 0:
-            y = y + (2.0 * noise_std) * _randn_like(y, generator)
+            y = y + (2.0 * noise_std) * (_randn_like(y, generator) if noise is None else noise.to(y))
         return y
 
     def linear_surrogate(self) -> "LinearPhysics":
@@ -69,9 +71,26 @@ class Physics:
         """
         return self, list(range(start, end))
 
+    def time_columns(self, rows: Tensor) -> Tensor:
+        """The signal frames, ascending, that measured frames ``rows`` depend on (per-frame: the same ones)."""
+        return torch.as_tensor(rows, dtype=torch.long)
+
+    def restrict_columns(self, rows: Tensor, cols: Tensor) -> "Physics":
+        """The operator from signal frames ``cols`` (in that order) to measured frames ``rows``."""
+        return self
+
     def __mul__(self, inner: "LinearPhysics") -> "Physics":
         """``(self * inner).A(x) == self.A(inner.A(x))``."""
         return ComposedPhysics(self, inner)
+
+
+def frame_noise(seed: int, rows, shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> Tensor:
+    """Standard normal noise (1, C, len(rows), H, W), drawn per measured frame from (seed, frame): the same
+    numbers whether a video is measured whole or a few frames at a time. ``shape`` is (C, H, W)."""
+    parts = [torch.randn((1, shape[0], 1, *shape[1:]), dtype=dtype,
+                         generator=torch.Generator().manual_seed((seed * 1_000_003 + int(r)) % 2**63))
+             for r in rows]
+    return torch.cat(parts, dim=2)
 
 
 class LinearPhysics(Physics):
@@ -128,8 +147,15 @@ class ComposedPhysics(Physics):
     def A(self, x: Tensor) -> Tensor:
         return self.outer.A(self.inner.A(x))
 
-    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
-        return self.outer.measure(self.inner.A(x), noise_std, generator)
+    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None,
+                noise: Tensor | None = None) -> Tensor:
+        return self.outer.measure(self.inner.A(x), noise_std, generator, noise)
+
+    def time_columns(self, rows: Tensor) -> Tensor:
+        return self.inner.time_columns(rows)
+
+    def restrict_columns(self, rows: Tensor, cols: Tensor) -> "Physics":
+        return self.outer * self.inner.restrict_columns(rows, cols)
 
     def output_shape(self, shape: Shape) -> Shape:
         return self.outer.output_shape(self.inner.output_shape(shape))

@@ -42,9 +42,10 @@ class JPEG(Physics):
         y = torch.from_numpy(out).reshape(B, T, H, W, C).permute(0, 4, 1, 2, 3)
         return (y.to(device=x.device, dtype=x.dtype) / 127.5 - 1).contiguous()
 
-    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None) -> Tensor:
+    def measure(self, x: Tensor, noise_std: float, generator: torch.Generator | None = None,
+                noise: Tensor | None = None) -> Tensor:
         if noise_std > 0:
-            x = x + (2.0 * noise_std) * _randn_like(x, generator)
+            x = x + (2.0 * noise_std) * (_randn_like(x, generator) if noise is None else noise.to(x))
         return self.A(x)
 
     def linear_surrogate(self) -> LinearPhysics:

@@ -133,8 +133,17 @@ class SeparableLinear(LinearPhysics):
         return SeparableLinear(part.subset(torch.nonzero(touching).flatten()), mh, mw, self.factors), \
             rows[touching].tolist()
 
+    def time_columns(self, rows: Tensor) -> Tensor:
+        if self.time is None:
+            return torch.as_tensor(rows, dtype=torch.long)
+        band = self.time
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return torch.unique(band.index[rows][band.weight[rows] != 0])
+
     def restrict_columns(self, rows: Tensor, cols: Tensor) -> "SeparableLinear":
         """The operator from the signal frames ``cols`` (in that order) to the measured frames ``rows``."""
+        if self.time is None:
+            return self
         return SeparableLinear(self.time.take(rows, cols), self.matrices[1], self.matrices[2], self.factors)
 
     def _check(self, shape: Shape, what: str, col: bool) -> None:

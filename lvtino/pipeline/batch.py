@@ -29,7 +29,8 @@ from lvtino.errors import UserError
 from lvtino.files import RunLock, write_text_atomic
 from lvtino.pipeline.common import check_device
 from lvtino.pipeline.outputs import Output, check_outputs, resolved
-from lvtino.pipeline.restore import restore, restore_digest
+from lvtino.pipeline.job import restore_digest
+from lvtino.pipeline.restore import restore
 from lvtino.validation import read_text_file
 from lvtino.video.reader import probe
 

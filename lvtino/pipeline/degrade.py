@@ -1,20 +1,30 @@
-"""``lvtino degrade``: simulate a measurement of a clean video and record how it was made."""
+"""``lvtino degrade``: simulate a measurement of a clean video and record how it was made.
+
+The clip is streamed: a few measured frames at a time, each computed from the
+clean frames it depends on (``Physics.time_columns``; a circular blur reads the
+other end of the video too), with noise drawn per measured frame from the seed,
+so the result equals the whole-clip measurement bit for bit and memory does not
+grow with the length. Arithmetic runs in float64, so that rounding to 8 bits
+does not depend on how the frames were grouped.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-import logging
-
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
 from lvtino.errors import DiskFull, UserError, is_disk_full
+from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.validation import Number
-from lvtino.video.convert import frames_to_tensor, tensor_to_frames
-from lvtino.video.reader import probe, read_frames
+from lvtino.video.convert import tensor_to_frames
+from lvtino.video.frames import DecodedFrames
+from lvtino.video.reader import probe
 from lvtino.video.writer import VideoWriter, output_kind
 
 log = logging.getLogger("lvtino")
@@ -39,20 +49,37 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
         log.info("%s", info.rate_note())
     shape = (info.frames, info.height, info.width)
     physics = build_checked_physics(cfg, shape)
-    x = frames_to_tensor(read_frames(info))
-    generator = torch.Generator().manual_seed(seed)
-    y = physics.measure(x, noise, generator)
+    measured = physics.output_shape(shape)
     meta = {"problem": cfg.name, "operator": cfg.operator, "noise_std": noise, "seed": seed,
             "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps)}
     out_fps = info.fps / physics.factors[0]
     try:
         with VideoWriter(output, out_fps, lossless=True, metadata=meta, rotation=info.rotation,
                          audio_from=None if no_audio or not info.has_audio else input) as writer:
-            for frame in tensor_to_frames(y):
-                writer.write(frame)
+            for y in measure_stream(physics, DecodedFrames(info, dtype=torch.float64), measured[0], noise, seed):
+                for frame in tensor_to_frames(y):
+                    writer.write(frame)
     except OSError as err:
         if is_disk_full(err):  # lossless frames: about 3 bytes a pixel
-            raise DiskFull(output, 3 * int(y.shape[2] * y.shape[3] * y.shape[4])) from None
+            raise DiskFull(output, 3 * int(measured[0] * measured[1] * measured[2])) from None
         raise
-    return {"output": str(output), "problem": cfg.name, "frames": y.shape[2], "height": y.shape[3],
-            "width": y.shape[4], "fps": str(out_fps), "noise_std": noise}
+    return {"output": str(output), "problem": cfg.name, "frames": measured[0], "height": measured[1],
+            "width": measured[2], "fps": str(out_fps), "noise_std": noise}
+
+
+def measure_stream(physics, frames: DecodedFrames, rows: int, noise_std: float, seed: int,
+                   chunk: int = 32) -> Iterator[torch.Tensor]:
+    """y = A(x) + n, ``chunk`` signal frames' worth of measured frames at a time, in order.
+
+    Each block of measured frames reads only the clean frames it depends on; the
+    noise of measured frame j is drawn from (seed, j) alone.
+    """
+    step = max(1, chunk // physics.factors[0])
+    for j0 in range(0, rows, step):
+        block = torch.arange(j0, min(rows, j0 + step))
+        cols = physics.time_columns(block)
+        x = frames.get(cols.tolist(), keep_from=int(cols.min()))
+        part = physics.restrict_columns(block, cols)
+        _, h, w = part.output_shape((len(cols), x.shape[3], x.shape[4]))  # noise has the measurement's shape
+        noise = frame_noise(seed, block.tolist(), (x.shape[1], h, w)) if noise_std > 0 else None
+        yield part.measure(x, noise_std, noise=noise).float()

@@ -97,7 +97,8 @@ class RunState:
             raise
 
     def _remove_partials(self) -> None:
-        """Temporary files of processes that are gone (a kill before a rename)."""
+        """Temporary files of processes that are gone (a kill before a rename), and an old run's progress."""
+        (self.folder / "progress").unlink(missing_ok=True)
         for p in self.folder.glob("*.partial-*"):
             pid = p.name.rsplit("-", 1)[-1]
             if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
@@ -191,6 +192,36 @@ class RunState:
             log.info("%s: window %d's file is damaged; it will be restored again", self.output, index)
             self._path(index).unlink(missing_ok=True)
             return None
+
+    def discard(self, index: int) -> None:
+        """Window ``index`` is in closed segments now: its file goes (the scratch disk stays bounded)."""
+        self._path(index).unlink(missing_ok=True)
+
+    # -- several processes ---------------------------------------------------------------
+    def set_progress(self, position: int) -> None:
+        """How far the main process has joined (a position in the list of windows to restore)."""
+        write_text_atomic(self.folder / "progress", str(position))
+
+    def wait_progress(self, position: int, poll: float = 0.05) -> None:
+        """Block until the main process has joined up to ``position`` (other processes keep this far ahead)."""
+        import time
+
+        while position >= 0:
+            try:
+                if int((self.folder / "progress").read_text()) >= position:
+                    return
+            except (OSError, ValueError):
+                pass  # not written yet
+            time.sleep(poll)
+            poll = min(0.5, poll * 1.5)
+
+    def wait_window(self, index: int, shape: tuple[int, ...], poll: float = 0.02) -> None:
+        """Block until another process has saved window ``index``."""
+        import time
+
+        while not self._path(index).exists():
+            time.sleep(poll)
+            poll = min(0.5, poll * 1.5)
 
     # -- the end -------------------------------------------------------------------------
     def abandon(self) -> None:

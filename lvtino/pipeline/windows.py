@@ -13,13 +13,22 @@ overlap widened by the operator's reach) it adds the least-norm correction that
 acts on R's frames only and makes every measured frame touching R fit y:
 dx = A_R^T (A_R A_R^T + eps)^-1 (y - A x)_rows, with A_R the part of A acting
 on R. Frames leave the join as soon as no later window or seam needs them.
+
+A circular temporal boundary (Problem B's blur wraps the clip around) makes the
+first measured frames depend on the last signal frames: only a window that holds
+the whole video restores them, so such an operator is restored in one window and
+a video longer than that is refused in one line (``--window`` as long as the
+video, or a replicate boundary, are the ways out).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,6 +51,26 @@ class Plan:
     frames: int             # signal frames of the whole video
     windows: tuple[Window, ...]
     margin: int             # how far a seam region reaches beyond the overlap (the operator's reach)
+    physics: object = field(default=None, compare=False, repr=False)
+    _operators: OrderedDict = field(default_factory=OrderedDict, compare=False, repr=False)
+
+    def operator(self, w: Window) -> tuple[object, list[int]]:
+        """Window ``w``'s operator and the measured frames it explains (``restrict_time``), found once."""
+        if w.index not in self._operators:
+            self._operators[w.index] = self.physics.restrict_time(w.start, w.end)
+            while len(self._operators) > 8:  # the few windows around the join
+                self._operators.popitem(last=False)
+        return self._operators[w.index]
+
+    def first_needed(self, frame: int) -> int:
+        """The first window that output frames from ``frame`` on still need (len(windows): none)."""
+        if frame >= self.frames:
+            return len(self.windows)
+        ends = [w.end for w in self.windows]
+        i = bisect.bisect_right(ends, frame)  # the first window ending after the frame
+        if i > 0 and self.seam(i - 1)[1] > frame:  # the seam before it still reaches the frame
+            i -= 1
+        return i
 
     def seam(self, i: int) -> tuple[int, int]:
         """Seam region between windows i and i + 1: their overlap widened by ``margin``, inside the video."""
@@ -66,26 +95,35 @@ class Plan:
 
 
 def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: int, length: int,
-                 overlap: int) -> Plan:
+                 overlap: int, physics=None, names: tuple[str, str] = ("window.frames", "window.overlap")) -> Plan:
     """Cover ``frames`` signal frames with windows of ``length`` overlapping by ``overlap`` frames.
 
     ``supports`` gives, per measured frame, the signal frames it depends on (None
-    for one that wraps around the clip: only a single window holds it).
-    ``length`` is rounded down and ``overlap`` up to multiples of ``factor``, and
-    the overlap is raised to what the operator's reach needs. The last window
-    ends at the last frame and may be shorter than the rest.
+    for one that wraps around the clip: only a window holding the whole video
+    has it). ``length`` is rounded down and ``overlap`` up to multiples of
+    ``factor``, and the overlap is raised to what the operator's reach needs. The
+    last window ends at the last frame and may be shorter than the rest.
+    ``names`` are what the user called the two settings (flags or preset keys).
     """
+    frames_name, overlap_name = names
     if length < 1 or overlap < 0:
-        raise UserError(f"window.frames={length}, window.overlap={overlap}: need frames >= 1 and overlap >= 0")
+        raise UserError(f"{frames_name} {length}, {overlap_name} {overlap}: need frames >= 1 and overlap >= 0")
     if frames <= length:
-        return Plan(frames, (Window(0, 0, frames),), 0)
-    widths = [hi - lo for s in supports if s is not None for lo, hi in [s]]
-    reach = max(0, max(widths, default=1) - factor)  # frames a measured frame reaches beyond its own group
+        return Plan(frames, (Window(0, 0, frames),), 0, physics)
+    wraps = [row for row, s in enumerate(supports) if s is None]
+    if wraps:
+        raise UserError(f"the operator's temporal boundary is circular: measured frame {wraps[0]} mixes the first "
+                        f"and last frames of the video, which only one window holding all {frames} frames can "
+                        f"restore; use {frames_name} {frames} (memory grows with it), or a replicate boundary "
+                        "(--set operator.0.temporal_blur.boundary=replicate, as problem deblur-t7)")
+    lo = np.array([s[0] for s in supports], dtype=np.int64)
+    hi = np.array([s[1] for s in supports], dtype=np.int64)
+    reach = max(0, int((hi - lo).max(initial=1)) - factor)  # frames a measured frame reaches beyond its group
     length = max(factor, length // factor * factor)
     overlap = -(-max(overlap, reach) // factor) * factor
     if 2 * overlap + 2 * reach > length:
         need = 2 * overlap + 2 * reach
-        raise UserError(f"window.frames={length} is too short for window.overlap={overlap} with this operator "
+        raise UserError(f"{frames_name} {length} is too short for {overlap_name} {overlap} with this operator "
                         f"(reach {reach} frames): windows need at least {need} frames, or a smaller overlap")
     stride = length - overlap
     windows, start = [], 0
@@ -95,18 +133,21 @@ def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: in
         if end == frames:
             break
         start += stride
-    plan = Plan(frames, tuple(windows), reach)
-    _check_coverage(plan, supports)
+    plan = Plan(frames, tuple(windows), reach, physics)
+    _check_coverage(plan, lo, hi, overlap_name)
     return plan
 
 
-def _check_coverage(plan: Plan, supports) -> None:
-    for row, s in enumerate(supports):
-        if s is None:
-            continue
-        if not any(w.start <= s[0] and s[1] <= w.end for w in plan.windows):
-            raise UserError(f"measured frame {row} (signal frames {s[0]}..{s[1] - 1}) lies in no window whole: "
-                            "raise window.overlap")
+def _check_coverage(plan: Plan, lo: np.ndarray, hi: np.ndarray, overlap_name: str) -> None:
+    """Every measured frame lies whole in some window (the last window starting at or before its first frame)."""
+    starts = np.array([w.start for w in plan.windows])
+    ends = np.array([w.end for w in plan.windows])
+    i = np.searchsorted(starts, lo, side="right") - 1
+    bad = np.nonzero(ends[i] < hi)[0]
+    if bad.size:
+        row = int(bad[0])
+        raise UserError(f"measured frame {row} (signal frames {lo[row]}..{hi[row] - 1}) lies in no window whole: "
+                        f"raise {overlap_name}")
 
 
 def fade_weights(plan: Plan, w: Window) -> Tensor:
@@ -168,3 +209,18 @@ class Joiner:
     def _flush(self, upto: int) -> Iterator[tuple[int, Tensor]]:
         for t in sorted(t for t in self.held if t < upto):
             yield t, self.held.pop(t)
+
+
+def seam_step(physics, measured, eps: float) -> Callable[[int, int, int, int, Tensor], Tensor]:
+    """The join's seam correction: dx = A_R^T (A_R A_R^T + eps)^-1 (y - A x)_rows on the region R = [a, b),
+    fitting every measured frame that touches it; ``measured.get(rows)`` gives those frames of y."""
+    def step(a: int, b: int, lo: int, hi: int, x: Tensor) -> Tensor:
+        region, rows = physics.restrict_time(a, b, within=(lo, hi))
+        if not rows:
+            return x[:, :, a - lo:b - lo]
+        around, around_rows = physics.restrict_time(lo, hi)  # every row in [lo, hi), computable from x
+        index = {r: i for i, r in enumerate(around_rows)}
+        residual = measured.get(rows) - around.A(x)[:, :, [index[r] for r in rows]]
+        correction = region.linear_surrogate().A_dagger(residual, eps=eps)
+        return (x[:, :, a - lo:b - lo] + correction).clamp(-1, 1)
+    return step

@@ -175,34 +175,43 @@ class VideoWriter:
 
     def _add_audio_stream(self) -> None:
         """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
-        self._audio = None
-        if self.audio_from is None:
-            return
-        with av.open(str(self.audio_from)) as src:
+        self._audio = AudioTrack(self._container, self.kind, self.audio_from, self.path) if self.audio_from else None
+
+    def _copy_audio(self) -> None:
+        if self._audio is not None:
+            self._audio.copy(*(self.audio_range or (0.0, None)))
+
+
+class AudioTrack:
+    """The first audio stream of ``source``, declared in an output ``container`` and copied after the video:
+    as it is where the container takes its codec, else re-encoded to AAC (with a notice)."""
+
+    def __init__(self, container, kind: str, source: str | Path, path: Path):
+        self.container, self.source, self.how, self.stream = container, Path(source), None, None
+        with av.open(str(self.source)) as src:
             if not src.streams.audio:
                 return
             ain = src.streams.audio[0]
             name = ain.codec_context.name
-            if self.kind == "ffv1" or name in MP4_AUDIO:
-                self._audio = ("copy", self._container.add_stream_from_template(ain))
+            if kind == "ffv1" or name in MP4_AUDIO:
+                self.how, self.stream = "copy", container.add_stream_from_template(ain)
             else:
-                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC", self.path, name)
-                aout = self._container.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC", path, name)
+                aout = container.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
                 channels = len(ain.codec_context.layout.channels) if ain.codec_context.layout else 2
                 aout.layout = STANDARD_LAYOUTS.get(channels, "stereo")
-                self._audio = ("aac", aout)
+                self.how, self.stream = "aac", aout
 
-    def _copy_audio(self) -> None:
-        if self._audio is None:
+    def copy(self, t0: float = 0.0, t1: float | None = None) -> None:
+        """The audio from ``t0`` to ``t1`` seconds of the source's own timeline."""
+        if self.stream is None:
             return
-        how, aout = self._audio
-        t0, t1 = self.audio_range or (0.0, None)
-        with av.open(str(self.audio_from)) as src:
+        with av.open(str(self.source)) as src:
             ain = src.streams.audio[0]
-            if how == "copy":
-                _remux_audio(src, ain, aout, self._container, t0, t1)
+            if self.how == "copy":
+                _remux_audio(src, ain, self.stream, self.container, t0, t1)
             else:
-                _transcode_audio(src, ain, aout, self._container, t0, t1)
+                _transcode_audio(src, ain, self.stream, self.container, t0, t1)
 
 
 def _remux_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:

@@ -1,0 +1,232 @@
+"""What a restoration is, settled before any work: the operator, the output's size, rate and range, the windows.
+
+A measurement written by ``degrade`` records its degradation; that record is
+input, not trusted, and is checked like a preset and against the file itself.
+Every output path is checked here too, so a mistake found now leaves no file
+behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from lvtino.config import MAX_WINDOW, ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
+from lvtino.errors import UserError
+from lvtino.physics.problems import chain_factors, validate_chain
+from lvtino.pipeline.common import build_checked_physics
+from lvtino.pipeline.outputs import Output, check_outputs
+from lvtino.pipeline.priors import ModelOptions
+from lvtino.pipeline.state import input_identity, run_digest
+from lvtino.pipeline.windows import Plan, Window, plan_windows
+from lvtino.validation import Number, Text, whole
+from lvtino.video.reader import VideoInfo, probe
+from lvtino.video.writer import output_kind
+
+_TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+MAX_FRAMES = 10_000_000  # ~93 hours at 30 fps
+MAX_SIDE = 16_384
+log = logging.getLogger("lvtino")
+
+
+RECORDED = {"problem": Text(), "frames": whole(1, MAX_FRAMES), "height": whole(1, MAX_SIDE),
+            "width": whole(1, MAX_SIDE), "noise_std": Number(ge=0, le=1)}
+
+
+def read_recorded(info: VideoInfo, ignore: set[str] = frozenset()) -> dict:
+    """The degradation a measurement file records, checked like a preset: the file is input, not trusted.
+
+    Entries named in ``ignore`` (overridden by the user) are left out unchecked.
+    """
+    meta = info.metadata
+    out = {}
+    for key in [k for k in ("problem", "operator", *RECORDED) if k in meta and k not in ignore]:
+        try:
+            if key == "operator":
+                out[key] = validate_chain(meta[key], "operator")
+            elif key != "problem" or "problem" not in out:
+                out[key] = RECORDED[key].parse(meta[key], key)
+        except UserError as err:
+            hint = "--frames" if key == "frames" else "--problem (and --frames)"
+            raise UserError(f"{info.path}: its recorded degradation is not valid ({err}); pass {hint} to restore "
+                            "it without the recording") from None
+    return out
+
+
+def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, frames: int | None,
+                    ) -> tuple[ProblemConfig, tuple[int, int, int]]:
+    """The preset and the restored video's (T, H, W).
+
+    A measurement written by ``degrade`` records its problem, operator and the
+    clean video's size; those are used unless ``--problem``/``--config`` name
+    another degradation or ``--frames`` another length (each with a notice). The
+    result is checked against the frames and size the file actually holds.
+    """
+    named = _recorded_name(info)
+    explicit = config is not None or (problem is not None and problem != named)
+    ignore = set(RECORDED) | {"operator"} if explicit else ({"frames"} if frames is not None else set())
+    recorded = read_recorded(info, ignore)
+    name = recorded.get("problem")
+    if problem is None and config is None:
+        if name is None or "operator" not in recorded:
+            raise UserError(f"{info.path}: carries no lvtino metadata; name the degradation with --problem")
+        if name not in known_problems():
+            raise UserError(f"{info.path}: records problem {name!r}, which is not a packaged preset; give its "
+                            "preset with --config FILE")
+        problem = name
+    raw = load_raw(problem, config)
+    if "operator" in recorded:
+        raw["operator"] = recorded["operator"]
+    elif explicit and info.metadata:
+        given = f"--problem {problem}" if config is None else f"--config {config}"
+        log.info("%s overrides the degradation recorded in %s (problem %s) and the sizes it records", given,
+                 info.path, named)
+    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+    factors = chain_factors(cfg.operator)
+    if frames is not None and not explicit and info.metadata.get("frames") not in (None, frames):
+        log.info("--frames %d overrides the %s frames recorded in %s", frames, info.metadata["frames"], info.path)
+    t = frames or recorded.get("frames") or factors[0] * info.frames
+    h = recorded.get("height") or factors[1] * info.height
+    w = recorded.get("width") or factors[2] * info.width
+    return cfg, (t, h, w)
+
+
+def _recorded_name(info: VideoInfo) -> str | None:
+    name = info.metadata.get("problem")
+    return name if isinstance(name, str) else None
+
+
+def frame_position(value, job_fps: Fraction, info: VideoInfo, factor: int, what: str) -> int | None:
+    """An output frame index from ``--start``/``--end``: a whole number, or a time [HH:]MM:SS[.fff]."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    m = _TIMESTAMP.match(text)
+    if not m:
+        raise UserError(f"{what} {text}: expected a frame number or a time such as 00:01:02.5")
+    seconds = Fraction(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60) + Fraction(m.group(3))
+    if info.variable_rate:
+        return info.index_at(float(seconds)) * factor
+    return round(seconds * job_fps)
+
+
+def source_seconds(info: VideoInfo, factor: int, k: int) -> float:
+    """Where output frame ``k`` sits on the input's own timeline (its timestamps, for audio)."""
+    m, r = divmod(k, factor)
+    t0 = info.time_of(min(m, info.frames))
+    if r == 0:
+        return t0
+    return t0 + r * (info.time_of(min(m + 1, info.frames)) - t0) / factor
+
+
+@dataclass
+class Job:
+    """What a restoration is, once its inputs are checked: operator, sizes, range, windows."""
+
+    info: VideoInfo
+    cfg: ProblemConfig
+    physics: object
+    shape: tuple[int, int, int]
+    fps: Fraction
+    start: int
+    end: int
+    supports: list  # per measured frame, the signal frames [lo, hi) it depends on (None: wraps around)
+    plan: Plan
+    selected: list[Window]
+
+
+def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
+            overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
+            overlap: int | None = None) -> tuple[Job, Path]:
+    """Check the inputs and every output path; settle the operator, the output's size, the range and the windows.
+
+    Nothing is written here: a mistake found now leaves no file behind.
+    """
+    overrides = [*(overrides or []), *_window_overrides(window, overlap)]
+    if frames is not None:
+        frames = whole(1, MAX_FRAMES).parse(frames, "--frames")
+    info = probe(input, fps, accept_truncated=accept_truncated)
+    output = Path(output)
+    kind = output_kind(output)
+    check_outputs([Output("-o", output, "frames" if kind == "frames" else "video"),
+                   *([Output("--stats", Path(stats))] if stats is not None else [])],
+                  [("the input", input), ("--config", config),
+                   ("--models", models if models not in (None, "tiny") else None)], overwrite)
+    note = info.rate_note()
+    if note:
+        log.info("%s", note)
+    cfg, shape = resolve_problem(info, problem, config, overrides, frames)
+    physics = build_checked_physics(cfg, shape)
+    measured = physics.output_shape(shape)
+    held = (info.frames, info.height, info.width)
+    if measured != held:
+        source = "recorded in the file" if info.metadata and frames is None else "asked for"
+        raise UserError(f"{input}: holds {info.frames} frames of {info.width}x{info.height}, but problem {cfg.name} "
+                        f"on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures {measured[0]} frames of "
+                        f"{measured[2]}x{measured[1]}; check --problem and --frames")
+    return _plan(info, cfg, shape, start, end, physics, _names(window, overlap)), output
+
+
+def _names(window, overlap) -> tuple[str, str]:
+    """What the user called the window settings: the flags, or the preset's keys."""
+    return ("--window" if window is not None else "window.frames",
+            "--overlap" if overlap is not None else "window.overlap")
+
+
+def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
+          names: tuple[str, str] = ("window.frames", "window.overlap")) -> Job:
+    """The output's frame rate and range, and the windows it needs."""
+    physics = physics or build_checked_physics(cfg, shape)
+    factor = physics.factors[0]
+    out_fps = info.fps * factor
+    start = frame_position(start, out_fps, info, factor, "--start")
+    end = frame_position(end, out_fps, info, factor, "--end")
+    start = 0 if start is None else start
+    end = shape[0] if end is None else end
+    if not 0 <= start < end <= shape[0]:
+        raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
+                        "(output frames)")
+    supports = physics.time_supports(shape[0])
+    plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, physics, names)
+    return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))
+
+
+def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None) -> dict:
+    """Everything that decides the windows' pixels (what a resumed run must share with the first)."""
+    return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
+            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows]}
+
+
+def output_digest(job: Job, settings: dict, identity: dict) -> str:
+    """The digest an output records: its input, settings and frame range (``batch`` compares it to skip work)."""
+    return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
+
+
+def restore_digest(input, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
+                   frames=None, fps=None, models: ModelOptions | None = None, seed: int = 0, window=None,
+                   overlap=None) -> str:
+    """The digest that ``restore`` with these arguments would record in its output (nothing is written)."""
+    info = probe(input, fps)
+    cfg, shape = resolve_problem(info, problem, config, [*(overrides or []), *_window_overrides(window, overlap)],
+                                 frames)
+    job = _plan(info, cfg, shape, start, end, names=_names(window, overlap))
+    return output_digest(job, run_settings(job, prior, seed, models), input_identity(Path(input)))
+
+
+def _window_overrides(window, overlap) -> list[str]:
+    """``--window``/``--overlap`` as preset entries, checked under the flags' own names."""
+    out = []
+    if window is not None:
+        out.append(f"window.frames={whole(1, MAX_WINDOW).parse(window, '--window')}")
+    if overlap is not None:
+        out.append(f"window.overlap={whole(0, MAX_WINDOW).parse(overlap, '--overlap')}")
+    return out
+
+
+def window_shape(job: Job, w: Window) -> tuple[int, ...]:
+    return (1, 3, w.frames, job.shape[1], job.shape[2])

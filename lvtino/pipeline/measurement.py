@@ -1,0 +1,61 @@
+"""How well the restored frames explain the measurement, as frames become final.
+
+The measured frames come from ``video.frames.DecodedFrames`` (decoded in order
+on demand, forgotten once no window or seam reads them again).
+``ResidualMeter`` accumulates ||A x - y||^2 and ||y||^2 over the measured frames
+that depend on written frames only, as the frames become final. It takes the
+operator, its time supports and the range, not the whole run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lvtino.runtime import StageTimer
+from lvtino.video.frames import DecodedFrames
+
+
+class ResidualMeter:
+    """||A x - y|| / ||y|| over the measured frames that depend on written frames [start, end) only."""
+
+    def __init__(self, physics, supports: list, start: int, end: int, measured: DecodedFrames, timer: StageTimer,
+                 first: int | None = None):
+        """``first``: count only measured frames that start at or after this frame (a resumed run's first)."""
+        self.physics, self.measured, self.timer = physics, measured, timer
+        lo = start if first is None else first
+        self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
+                               if s is not None and lo <= s[0] and s[1] <= end), reverse=True)
+        self.frames: dict[int, torch.Tensor] = {}
+        self.num = self.den = 0.0
+        self.rows = 0
+
+    def add(self, final) -> None:
+        """Frames (index, (1, C, 1, H, W)) that became final, in order."""
+        with self.timer("residual"):
+            self._add(final)
+
+    def _add(self, final) -> None:
+        for t, frame in final:
+            self.frames[t] = frame
+        done = max(self.frames, default=-1)
+        ready = []
+        while self.pending and self.pending[-1][0] - 1 <= done:
+            ready.append(self.pending.pop())
+        ready = [r for r in ready if all(t in self.frames for t in range(r[1], r[0]))]
+        if ready:  # one operator application for every measured frame that became computable
+            lo, hi = min(r[1] for r in ready), max(r[0] for r in ready)
+            physics_r, rows = self.physics.restrict_time(lo, hi)
+            x = torch.cat([self.frames[t] for t in range(lo, hi)], dim=2)
+            index = {r: i for i, r in enumerate(rows)}
+            picked = [row for _, _, row in ready]
+            ax = physics_r.A(x)[:, :, [index[r] for r in picked]]
+            y = self.measured.get(picked)
+            self.num += float((ax - y).pow(2).sum())
+            self.den += float(y.pow(2).sum())
+            self.rows += len(picked)
+        low = min((lo for _, lo, _ in self.pending), default=done + 1)
+        for t in [t for t in self.frames if t < low]:
+            del self.frames[t]
+
+    def value(self) -> float | None:
+        return (self.num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 else None

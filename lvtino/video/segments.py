@@ -1,0 +1,272 @@
+"""The output as closed segments, joined at the end by stream copy: bounded scratch disk, resumable output.
+
+A segment is a complete file in the output's own container and codec settings
+(or, for a frame-folder output, a folder of PNG frames) that holds a run of
+consecutive final frames. It is written under a temporary name and renamed
+when closed, so a closed segment is never partial, and once closed the windows
+its frames came from are no longer needed. At the end every segment's packets
+are copied into the final file in order, without re-encoding: timestamps are
+rebuilt as one continuous stream (decode timestamps shifted by the largest
+B-frame delay of any segment, so they increase by one frame everywhere), the
+audio is copied and cut, the metadata and rotation set, and the file is renamed
+into place. A resumed run keeps every closed segment and encodes only what
+follows them. Each H.264 segment starts with a key frame: segments of one
+window's frames cost a few percent in file size.
+
+``Encoder`` converts and encodes segments on a background thread with a
+bounded queue, so that the next window is restored meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from lvtino.files import fsync_folder, partial_name, remove_stale_partials, remove_tree, replace_folder
+from lvtino.video.convert import tensor_to_frames
+from lvtino.video.reader import METADATA_KEY, SIDECAR
+from lvtino.video.writer import AudioTrack, VideoWriter, output_kind
+
+NAME = re.compile(r"^segment-(\d{9})-(\d{6})(\.\w+)?$")
+
+
+@dataclass(frozen=True)
+class Segment:
+    first: int  # output frame index of its first frame
+    count: int
+    path: Path
+
+    @property
+    def end(self) -> int:
+        return self.first + self.count
+
+
+class Segments:
+    """Closed segments of output frames [start, end) in ``folder``; ``write`` adds one, ``join`` makes the file."""
+
+    def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int, crf: int = 18,
+                 preset: str = "medium"):
+        self.folder, self.output = Path(folder), Path(output)
+        self.kind = output_kind(self.output)
+        self.suffix = "" if self.kind == "frames" else self.output.suffix
+        self.fps, self.crf, self.preset = Fraction(fps), crf, preset
+        self.start, self.end = start, end
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"start": start, "end": end, "output": self.output.suffix}
+        stamp = self.folder / "range.json"
+        if not stamp.is_file() or _read_json(stamp) != record:  # segments of another range or format: start over
+            for p in self.folder.iterdir():
+                remove_tree(p)
+            stamp.write_text(json.dumps(record))
+        for p in self.folder.glob(".*partial-*"):
+            pid = p.name.rsplit("-", 1)[-1].split(".")[0]
+            if pid.isdigit() and int(pid) != os.getpid():
+                remove_tree(p)
+
+    def closed(self) -> list[Segment]:
+        found = []
+        for p in self.folder.iterdir():
+            m = NAME.match(p.name)
+            if m and (m.group(3) or "") == self.suffix:
+                found.append(Segment(int(m.group(1)), int(m.group(2)), p))
+        return sorted(found, key=lambda s: s.first)
+
+    def covered(self) -> int:
+        """Output frames [start, covered) lie in whole closed segments; a damaged segment (a disk that lost what it
+        said it wrote) and every segment after a gap are removed, and their frames made again."""
+        at = self.start
+        for seg in self.closed():
+            if seg.first == at and seg.end <= self.end and self._whole(seg):
+                at = seg.end
+            else:
+                remove_tree(seg.path)
+        return at
+
+    def _whole(self, seg: Segment) -> bool:
+        if self.kind == "frames":
+            return all((seg.path / f"{k:06d}.png").is_file() and (seg.path / f"{k:06d}.png").stat().st_size > 0
+                       for k in range(seg.count))
+        try:
+            with av.open(str(seg.path)) as src:
+                return sum(1 for p in src.demux(src.streams.video[0]) if p.size > 0) == seg.count
+        except (av.error.FFmpegError, IndexError, OSError):
+            return False
+
+    def write(self, first: int, frames: np.ndarray) -> Segment:
+        """Encode frames (n, H, W, 3) uint8 as the segment starting at output frame ``first``; closed on return."""
+        seg = Segment(first, len(frames), self.folder / f"segment-{first:09d}-{len(frames):06d}{self.suffix}")
+        with VideoWriter(seg.path, self.fps, crf=self.crf, preset=self.preset) as writer:
+            for frame in frames:
+                writer.write(frame)
+        return seg
+
+    def size(self) -> int:
+        return sum(_size(s.path) for s in self.closed())
+
+    def join(self, metadata: dict | None = None, audio_from: str | Path | None = None,
+             audio_range: tuple[float, float | None] | None = None, rotation: int = 0) -> None:
+        """The final output from the closed segments (which must cover [start, end)), renamed into place."""
+        segments = [s for s in self.closed() if self.start <= s.first < self.end]
+        if self.covered() != self.end:
+            raise RuntimeError(f"segments cover frames up to {self.covered()}, not {self.end}")
+        remove_stale_partials(self.output)
+        if self.kind == "frames":
+            self._join_frames(segments, metadata or {})
+        else:
+            self._join_video(segments, metadata or {}, audio_from, audio_range, rotation)
+
+    def _join_frames(self, segments: list[Segment], metadata: dict) -> None:
+        tmp = partial_name(self.output)
+        remove_tree(tmp)
+        tmp.mkdir()
+        try:
+            for seg in segments:  # hard links: no second copy on disk, and the segments stay whole until the end
+                for k in range(seg.count):
+                    _link(seg.path / f"{k:06d}.png", tmp / f"{seg.first - self.start + k:06d}.png")
+            (tmp / SIDECAR).write_text(json.dumps({"fps": str(self.fps.limit_denominator(1_000_000)),
+                                                   "lvtino": metadata}, indent=1))
+            replace_folder(tmp, self.output)
+        except BaseException:
+            remove_tree(tmp)
+            raise
+
+    def _join_video(self, segments: list[Segment], metadata: dict, audio_from, audio_range, rotation) -> None:
+        fps = self.fps.limit_denominator(1_000_000)
+        delay = max(_delay(s.path, fps) for s in segments)  # the largest B-frame delay of any segment
+        tmp = partial_name(self.output, self.output.suffix)
+        try:
+            with av.open(str(tmp), mode="w") as out:
+                if metadata:
+                    out.metadata[METADATA_KEY] = json.dumps({"lvtino": metadata})
+                with av.open(str(segments[0].path)) as first:
+                    stream = out.add_stream_from_template(first.streams.video[0])
+                stream.codec_context.framerate = fps  # the muxer's average rate (Matroska's default duration)
+                if rotation:
+                    stream.set_display_rotation(rotation)
+                audio = AudioTrack(out, self.kind, audio_from, self.output) if audio_from else None
+                decode_index = 0
+                for seg in segments:
+                    with av.open(str(seg.path)) as src:
+                        vs = src.streams.video[0]
+                        packets = [p for p in src.demux(vs) if p.dts is not None]
+                        base = min(p.pts for p in packets)
+                        for p in packets:
+                            p.pts = round((p.pts - base) * vs.time_base * fps) + seg.first - self.start
+                            p.dts = decode_index - delay
+                            p.duration = 1
+                            p.time_base = 1 / fps
+                            p.stream = stream
+                            out.mux(p)
+                            decode_index += 1
+                if audio is not None:
+                    audio.copy(*(audio_range or (0.0, None)))
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.output)
+            fsync_folder(self.output.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _delay(path: Path, fps: Fraction) -> int:
+    """How many frames a segment's decode order runs ahead of its presentation order (B-frames)."""
+    with av.open(str(path)) as src:
+        vs = src.streams.video[0]
+        pts = [p.pts for p in src.demux(vs) if p.dts is not None]
+    base = min(pts)
+    return max(j - round((p - base) * vs.time_base * fps) for j, p in enumerate(pts))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
+
+
+class Encoder:
+    """Segments encoded on a background thread: ``submit`` queues float frames, at most ``depth`` waiting.
+
+    ``closed`` is the output frame up to which every frame lies in a closed segment;
+    an error of the worker (a full disk) is raised by the next ``submit`` or ``wait``.
+    """
+
+    def __init__(self, segments: Segments, covered: int, depth: int = 2):
+        self.segments = segments
+        self.closed = covered
+        self.segments_bytes = segments.size()
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="lvtino-encoder", daemon=True)
+        self._thread.start()
+
+    def submit(self, first: int, frames: torch.Tensor) -> None:
+        """Frames (1, 3, n, H, W) in [-1, 1], output frames first .. first + n - 1, as one segment."""
+        self._raise()
+        item = (first, frames.detach().cpu())
+        while True:  # wake up now and then to report a worker's failure instead of waiting forever
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._raise()
+
+    def wait(self) -> None:
+        """Until every submitted segment is closed."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """After a failure elsewhere: let the worker finish what it holds, and end it."""
+        if self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=60)
+            except queue.Full:
+                return
+            self._thread.join(timeout=60)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain: nothing more is written after a failure
+            first, frames = item
+            try:
+                seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames))))
+                self.segments_bytes += _size(seg.path)
+                self.closed = seg.end
+            except BaseException as err:  # noqa: BLE001  (handed to the main thread)
+                self._error = err
