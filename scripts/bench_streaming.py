@@ -1,17 +1,24 @@
-"""Streaming restore against video length: speed, peak memory, and the cost of everything but the prior.
+"""Streaming restore and degrade against video length: memory, scratch disk, speed, and the cost of all but the prior.
 
-For 1x, 2x, 4x and 8x a base length, makes a Problem A measurement (4x fewer
-frames at 4x lower resolution) of a moving pattern, restores it with
-``lvtino restore --prior pinv --stats`` in a fresh process (so each peak RSS is
-its own), and prints side by side in one run:
+For 1x to 64x a base length (Problem A measurements of a moving pattern,
+restored at 640x360 with ``--prior pinv``), and for an hour of video at a small
+frame size (27,000 measured frames of 8x8, restored to 108,000 frames of 32x32),
+each restore runs in a fresh process and prints side by side, in one run:
 
-- frames per second and peak RSS of each run (goal: 8x length within 1.2x the peak);
-- the seconds spent outside the prior (decode, windowing, joining, encoding, state
-  files; from the per-stage seconds of --stats) against plain PyAV decoding of
-  the same measurement plus encoding of the same output frames with the same
-  settings (goal: within 1.2x).
+- frames per second, peak RSS (the process's own high-water mark) and its ratio to 1x;
+- peak scratch disk: the state folder's size, sampled every 20 ms while the run goes,
+  next to the output's size and one window's size;
+- the seconds outside the prior (wall time minus the prior's seconds: decoding,
+  joining and seams, state files, the residual meter, encoding and the final join)
+  against plain PyAV decoding of the same measurement plus encoding of the same
+  output frames with the same settings;
+- the time to plan an hour's windows, and peak RSS of ``degrade`` of a short and of an
+  hour-long clean clip (streamed: flat).
 
-    python scripts/bench_streaming.py [--frames 100] [--size 360x640] [--keep DIR]
+Goals (issue "any length"): RSS and scratch flat (64x within 1.2x of 1x), an hour's
+plan under a second, time outside the prior within 1.2x of plain decode + encode.
+
+    python scripts/bench_streaming.py [--frames 100] [--size 360x640] [--scales 1,2,4,8,16,32,64] [--no-hour]
 """
 
 from __future__ import annotations
@@ -28,28 +35,52 @@ from pathlib import Path
 import av
 import numpy as np
 
-OUTSIDE = ("read", "join", "write", "state", "residual", "load")
-
 
 def pattern(frames: int, h: int, w: int, seed: int = 0):
     """Smooth moving colour fields plus mild noise, one frame at a time."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    s = max(1.0, w / 160)
     for t in range(frames):
-        img = np.stack([128 + 90 * np.sin((xx + 0.7 * t) / 9.0), 128 + 90 * np.cos((yy - 0.5 * t) / 7.0),
-                        128 + 60 * np.sin((xx + yy + t) / 15.0)], -1) + rng.normal(0, 2, (h, w, 3))
+        img = np.stack([128 + 90 * np.sin((xx + 0.7 * t) / (9.0 * s)), 128 + 90 * np.cos((yy - 0.5 * t) / (7.0 * s)),
+                        128 + 60 * np.sin((xx + yy + t) / (15.0 * s))], -1) + rng.normal(0, 2, (h, w, 3))
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_measurement(path: Path, frames: int, h: int, w: int, fps: Fraction) -> None:
+def write_video(path: Path, frames, h: int, w: int, fps: Fraction) -> None:
     with av.open(str(path), "w") as c:
         s = c.add_stream("ffv1", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "bgr0"
-        for f in pattern(frames, h, w):
+        for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="bgr0")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:
+            pass
+    return total
+
+
+def lvtino(args: list[str], state: Path | None = None) -> tuple[float, int]:
+    """Run ``lvtino ARGS`` in a process of its own; (wall seconds, peak size of ``state`` while it ran)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        if state is not None and state.is_dir():
+            peak = max(peak, folder_size(state))
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr.read())
+    return time.perf_counter() - t0, peak
 
 
 def plain_decode_encode(measured: Path, restored: Path, out: Path, fps: Fraction) -> float:
@@ -61,22 +92,45 @@ def plain_decode_encode(measured: Path, restored: Path, out: Path, fps: Fraction
         for f in c.decode(video=0):
             f.to_ndarray(format="rgb24")
     with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        s.options = {"crf": "18", "preset": "medium"}
+        kind = out.suffix
+        s = c.add_stream("libx264" if kind == ".mp4" else "ffv1", rate=fps)
+        s.width, s.height = frames[0].shape[1], frames[0].shape[0]
+        s.pix_fmt = "yuv420p" if kind == ".mp4" else "bgr0"
+        if kind == ".mp4":
+            s.options = {"crf": "18", "preset": "medium"}
         for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=s.pix_fmt)):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
     return time.perf_counter() - t0
 
 
+def restore_row(folder: Path, name: str, y: Path, suffix: str, fps: Fraction, extra: list[str]) -> dict:
+    x, stats = folder / f"x{name}{suffix}", folder / f"s{name}.json"
+    wall, scratch = lvtino(["restore", str(y), "-o", str(x), "--problem", "A", "--prior", "pinv", "--stats",
+                            str(stats), "-y", *extra], folder / f".x{name}{suffix}.lvtino-state")
+    s = json.loads(stats.read_text())
+    stages = s["seconds_per_stage"]
+    plain = plain_decode_encode(y, x, folder / f"plain{name}{suffix}", fps)
+    x_size = x.stat().st_size
+    window = 2 * 3 * s["window_frames"] * s["height"] * s["width"]
+    for p in (x, folder / f"plain{name}{suffix}"):
+        p.unlink()
+    return dict(name=name, frames=s["frames"], windows=s["windows"], seconds=s["seconds"], wall=wall,
+                rss=s["peak_memory_mb"], prior=stages["prior"], outside=s["seconds"] - stages["prior"], plain=plain,
+                scratch=scratch, output=x_size, window=window, stages=stages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100, help="output frames of the 1x video (default 100)")
     parser.add_argument("--size", default="360x640", help="output HxW (default 360x640)")
-    parser.add_argument("--scales", default="1,2,4,8")
+    parser.add_argument("--scales", default="1,2,4,8,16,32,64")
+    parser.add_argument("--suffix", default=".mp4", choices=[".mp4", ".mkv"])
+    parser.add_argument("--no-hour", action="store_true", help="leave out the hour at a small frame size")
+    parser.add_argument("--hour", type=int, default=108_000, help="frames of the 'hour' (default 108,000: an hour "
+                                                                   "at 30 fps)")
     parser.add_argument("--keep", default=None, help="keep the videos in this folder")
     args = parser.parse_args()
     H, W = (int(v) for v in args.size.split("x"))
@@ -86,34 +140,55 @@ def main() -> None:
     rows = []
     for scale in (int(s) for s in args.scales.split(",")):
         frames = args.frames * scale
-        y, x, stats = folder / f"y{scale}.mkv", folder / f"x{scale}.mp4", folder / f"s{scale}.json"
-        write_measurement(y, frames // 4, H // 4, W // 4, fps / 4)
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(x), "--problem", "A",
-                               "--prior", "pinv", "--stats", str(stats)], capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
-        s = json.loads(stats.read_text())
-        stages = s["seconds_per_stage"]
-        outside = sum(stages.get(k, 0.0) for k in OUTSIDE)
-        plain = plain_decode_encode(y, x, folder / f"plain{scale}.mp4", fps)
-        rows.append(dict(scale=scale, frames=s["frames"], windows=s["windows"], seconds=s["seconds"], wall=wall,
-                         rss=s["peak_memory_mb"], prior=stages["prior"], outside=outside, plain=plain,
-                         stages=stages))
-    print(f"Problem A, --prior pinv, {W}x{H} output, windows of 24 frames (overlap 8); one run each\n")
-    print(f"{'length':>6} {'frames':>6} {'windows':>7} {'fps':>7} {'peak RSS MB':>11} {'RSS/1x':>6} "
-          f"{'prior s':>7} {'outside s':>9} {'plain s':>7} {'outside/plain':>13}")
+        y = folder / f"y{scale}.mkv"
+        write_video(y, pattern(frames // 4, H // 4, W // 4), H // 4, W // 4, fps / 4)
+        rows.append(restore_row(folder, f"{scale}x", y, args.suffix, fps, []))
+        y.unlink()
+    hour = None
+    if not args.no_hour:
+        y = folder / "yhour.mkv"
+        write_video(y, pattern(args.hour // 4, 8, 8), 8, 8, Fraction(30, 4))
+        hour = restore_row(folder, "hour", y, args.suffix, Fraction(30), [])
+        rows.append(hour)
+    print(f"Problem A, --prior pinv, {args.suffix} output, windows of 24 frames (overlap 8); one run each; "
+          f"{W}x{H} output except 'hour' (32x32, {args.hour} frames)\n")
+    print(f"{'length':>6} {'frames':>7} {'windows':>7} {'fps':>7} {'peak RSS MB':>11} {'RSS/1x':>6} "
+          f"{'scratch MB':>10} {'output MB':>9} {'window MB':>9} {'prior s':>7} {'outside s':>9} {'plain s':>7} "
+          f"{'outside/plain':>13}")
     base = rows[0]["rss"]
     for r in rows:
-        print(f"{str(r['scale']) + 'x':>6} {r['frames']:>6} {r['windows']:>7} {r['frames'] / r['seconds']:>7.1f} "
-              f"{r['rss']:>11.0f} {r['rss'] / base:>6.2f} {r['prior']:>7.2f} {r['outside']:>9.2f} "
-              f"{r['plain']:>7.2f} {r['outside'] / r['plain']:>13.2f}")
-    last = rows[-1]
-    print(f"\nstages at {last['scale']}x: " + ", ".join(f"{k} {v:.2f} s" for k, v in last["stages"].items()))
-    print(f"peak RSS {last['scale']}x / 1x: {last['rss'] / base:.2f} (goal <= 1.2); "
-          f"outside the prior / plain decode+encode at {last['scale']}x: {last['outside'] / last['plain']:.2f} "
+        print(f"{r['name']:>6} {r['frames']:>7} {r['windows']:>7} {r['frames'] / r['seconds']:>7.1f} "
+              f"{r['rss']:>11.0f} {r['rss'] / base:>6.2f} {r['scratch'] / 2**20:>10.1f} {r['output'] / 2**20:>9.1f} "
+              f"{r['window'] / 2**20:>9.1f} {r['prior']:>7.2f} {r['outside']:>9.2f} {r['plain']:>7.2f} "
+              f"{r['outside'] / r['plain']:>13.2f}")
+    last = [r for r in rows if r["name"] != "hour"][-1]
+    print(f"\nstages at {last['name']}: " + ", ".join(f"{k} {v:.2f} s" for k, v in last["stages"].items()))
+    print(f"peak RSS {last['name']} / 1x: {last['rss'] / base:.2f} (goal <= 1.2); scratch {last['name']}: "
+          f"{last['scratch'] / 2**20:.1f} MB <= output {last['output'] / 2**20:.1f} MB + 3 windows "
+          f"{3 * last['window'] / 2**20:.1f} MB: {last['scratch'] <= last['output'] + 3 * last['window']}; "
+          f"outside the prior / plain decode+encode at {last['name']}: {last['outside'] / last['plain']:.2f} "
           "(goal <= 1.2)")
+    # the plan of an hour, and degrade's memory
+    code = ("import time; from lvtino.config import load_problem; from lvtino.physics.problems import build_physics;"
+            "from lvtino.pipeline.windows import plan_windows; t=time.perf_counter();"
+            "p=build_physics(load_problem('A').operator,(108000,720,1280));"
+            "plan_windows(p.time_supports(108000),108000,4,25,8,p); print(time.perf_counter()-t)")
+    plan = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    print(f"plan of an hour of 720p (108,000 frames, Problem A): {plan:.3f} s (goal < 1 s)")
+    if hour is not None:
+        rss = {}
+        for name, frames in (("short", 400), ("hour", args.hour)):
+            clean = folder / f"clean-{name}.mkv"
+            write_video(clean, pattern(frames, 32, 32), 32, 32, Fraction(30))
+            stats_code = (f"import resource, sys; from lvtino.cli import main; main(['degrade', '{clean}', '-o', "
+                          f"'{folder / f'd-{name}.mkv'}', '--problem', 'A', '-y']);"
+                          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", stats_code], capture_output=True, text=True, check=True)
+            rss[name] = (float(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0)
+        print(f"degrade, Problem A, 32x32: {rss['short'][0]:.0f} MB peak RSS for 400 frames "
+              f"({rss['short'][1]:.1f} s), {rss['hour'][0]:.0f} MB for {args.hour} frames ({rss['hour'][1]:.1f} s): "
+              f"ratio {rss['hour'][0] / rss['short'][0]:.2f}")
     if not args.keep:
         for p in folder.iterdir():
             p.unlink()

@@ -130,17 +130,17 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(measure
 def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp_path, capsys, monkeypatch):
     """A write that raises ENOSPC: one line naming the path and the space needed, no partial file, and a resume
     gives the uninterrupted output."""
-    import lvtino.pipeline.state as state_module
+    from lvtino.pipeline.state import RunState
     y, reference = measured
     out = tmp_path / "x.mkv"
-    real_save, calls = np.save, []
+    real_write, calls = RunState._write, []
 
-    def save(fh, array):
+    def write(self, index, array):
         calls.append(1)
         if len(calls) == 4:
-            raise OSError(errno.ENOSPC, "No space left on device", "window-000003.npy.partial")
-        real_save(fh, array)
-    monkeypatch.setattr(state_module.np, "save", save)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "window-000003.npy.partial"))
+        real_write(self, index, array)
+    monkeypatch.setattr(RunState, "_write", write)
     rc, _, err = run(["restore", y, "-o", out, *SLOW], capsys)
     assert rc == 1
     lines = err.strip().splitlines()
@@ -149,7 +149,7 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
     state = tmp_path / ".x.mkv.lvtino-state"
     assert list((state / "segments").glob("segment-*.mkv")) and not list(state.rglob("*partial*"))
     assert not out.exists() and leftovers(tmp_path) == []
-    monkeypatch.setattr(state_module.np, "save", real_save)
+    monkeypatch.setattr(RunState, "_write", real_write)
     rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume", "--stats", tmp_path / "s.json"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "s.json").read_text())["resumed_at_frame"] > 0

@@ -23,5 +23,6 @@ def test_gpu_timing_runs_the_whole_sampler_with_tiny_networks():
 
 
 def test_bench_streaming_prints_its_table():
-    out = script("bench_streaming.py", "--frames", "48", "--size", "32x48", "--scales", "1,2")
+    out = script("bench_streaming.py", "--frames", "48", "--size", "32x48", "--scales", "1,2", "--hour", "400")
     assert "peak RSS 2x / 1x" in out and "outside the prior / plain decode+encode" in out
+    assert "plan of an hour" in out and "degrade, Problem A" in out

@@ -205,7 +205,12 @@ class Band:
 
 
 def _along(x: Tensor, M: Tensor, axis: int) -> Tensor:
-    """Multiply axis ``axis`` of x by the dense matrix M."""
+    """Multiply axis ``axis`` of x by the dense matrix M (one batched product over a contiguous view)."""
+    if x.is_contiguous():
+        shape = x.shape
+        lead, n = int(torch.tensor(shape[:axis]).prod()) if axis else 1, shape[axis]
+        flat = x.reshape(lead, n, -1)
+        return (M @ flat).reshape(*shape[:axis], M.shape[0], *shape[axis + 1:])
     moved = x.movedim(axis, -1)
     return (moved @ M.transpose(0, 1)).movedim(-1, axis)
 

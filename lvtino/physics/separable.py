@@ -23,6 +23,7 @@ Three consequences make this module worth its name:
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import torch
 from torch import Tensor
@@ -133,6 +134,10 @@ class SeparableLinear(LinearPhysics):
         return SeparableLinear(part.subset(torch.nonzero(touching).flatten()), mh, mw, self.factors), \
             rows[touching].tolist()
 
+    def split_time(self) -> tuple[Band | None, "SeparableLinear"]:
+        """(M_t, the per-frame operator M_h (x) M_w): A x = M_t applied to the frames' per-frame measurements."""
+        return self.time, SeparableLinear(None, self.matrices[1], self.matrices[2], (1, *self.factors[1:]))
+
     def time_columns(self, rows: Tensor) -> Tensor:
         if self.time is None:
             return torch.as_tensor(rows, dtype=torch.long)
@@ -203,21 +208,24 @@ class SeparableLinear(LinearPhysics):
 
     # -- closed forms through the eigenvectors of A A^T -------------------------
     def _gram_eig(self, like: Tensor):
-        """Per axis: (eigenvalues, eigenvectors) of K_a = M_a M_a^T, or None."""
+        """Per axis: (eigenvalues, eigenvectors) of K_a = M_a M_a^T, or None.
+
+        The spatial matrices are shared by every window's operator, so their
+        eigenvectors are found once per matrix (``_shared_eig``).
+        """
         key = (like.dtype, like.device)
         if key not in self._eig:
             out = []
             for M in self.matrices:
                 if M is None:
                     out.append(None)
-                    continue
-                if isinstance(M, Band):
+                elif isinstance(M, Band):
                     if M.rows * M.rows > 4 * DENSE_LIMIT:
                         raise ValueError(f"a closed-form solve over {M.rows} measured frames at once is too large; "
                                          "restore long videos in windows")
-                    M = M.dense()
-                lam, V = torch.linalg.eigh(M @ M.transpose(0, 1))
-                out.append((lam.clamp_min(0).to(like.device, like.dtype), V.to(like.device, like.dtype)))
+                    out.append(_eig(M.dense(), like))
+                else:
+                    out.append(_shared_eig(M, like))
             self._eig[key] = tuple(out)
         return self._eig[key]
 
@@ -260,6 +268,23 @@ class SeparableLinear(LinearPhysics):
                 keep = lam > 1e-6 * lam.max()
                 return torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))
         return self.A_adjoint(self._spectral(y, fn))
+
+
+def _eig(M: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    lam, V = torch.linalg.eigh(M @ M.transpose(0, 1))
+    return lam.clamp_min(0).to(like.device, like.dtype), V.to(like.device, like.dtype)
+
+
+_EIG: dict = {}  # (id of a matrix, dtype, device) -> (weak reference to it, eigenvalues, eigenvectors)
+
+
+def _shared_eig(M: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    """``_eig`` of a matrix many operators share, kept while the matrix lives."""
+    key = (id(M), like.dtype, like.device)
+    hit = _EIG.get(key)
+    if hit is None or hit[0]() is not M:
+        _EIG[key] = (weakref.ref(M, lambda _, k=key: _EIG.pop(k, None)), *_eig(M, like))
+    return _EIG[key][1:]
 
 
 class Identity(SeparableLinear):

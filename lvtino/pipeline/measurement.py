@@ -16,12 +16,19 @@ from lvtino.video.frames import DecodedFrames
 
 
 class ResidualMeter:
-    """||A x - y|| / ||y|| over the measured frames that depend on written frames [start, end) only."""
+    """||A x - y|| / ||y|| over the measured frames that depend on written frames [start, end) only.
+
+    For a separable operator each final frame is measured in space once, as it
+    arrives (a small frame), and a measured frame is the time band's weighted sum
+    of those: no frame is copied or measured twice.
+    """
 
     def __init__(self, physics, supports: list, start: int, end: int, measured: DecodedFrames, timer: StageTimer,
                  first: int | None = None):
         """``first``: count only measured frames that start at or after this frame (a resumed run's first)."""
         self.physics, self.measured, self.timer = physics, measured, timer
+        split = getattr(physics, "split_time", None)
+        self.band, self.spatial = split() if split is not None else (None, None)
         lo = start if first is None else first
         self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
                                if s is not None and lo <= s[0] and s[1] <= end), reverse=True)
@@ -36,19 +43,15 @@ class ResidualMeter:
 
     def _add(self, final) -> None:
         for t, frame in final:
-            self.frames[t] = frame
+            self.frames[t] = self.spatial.A(frame) if self.spatial is not None else frame
         done = max(self.frames, default=-1)
         ready = []
         while self.pending and self.pending[-1][0] - 1 <= done:
             ready.append(self.pending.pop())
         ready = [r for r in ready if all(t in self.frames for t in range(r[1], r[0]))]
-        if ready:  # one operator application for every measured frame that became computable
-            lo, hi = min(r[1] for r in ready), max(r[0] for r in ready)
-            physics_r, rows = self.physics.restrict_time(lo, hi)
-            x = torch.cat([self.frames[t] for t in range(lo, hi)], dim=2)
-            index = {r: i for i, r in enumerate(rows)}
+        if ready:  # every measured frame that became computable, at once
             picked = [row for _, _, row in ready]
-            ax = physics_r.A(x)[:, :, [index[r] for r in picked]]
+            ax = self._measure(ready)
             y = self.measured.get(picked)
             self.num += float((ax - y).pow(2).sum())
             self.den += float(y.pow(2).sum())
@@ -56,6 +59,25 @@ class ResidualMeter:
         low = min((lo for _, lo, _ in self.pending), default=done + 1)
         for t in [t for t in self.frames if t < low]:
             del self.frames[t]
+
+    def _measure(self, ready) -> torch.Tensor:
+        if self.spatial is not None:  # the band's weighted sums of the per-frame measurements
+            if self.band is None:
+                return torch.cat([self.frames[row] for _, _, row in ready], dim=2)
+            out = []
+            for _, _, row in ready:
+                index, weight = self.band.index[row].tolist(), self.band.weight[row].tolist()
+                acc = None
+                for t, wt in zip(index, weight):
+                    if wt != 0:
+                        acc = self.frames[t] * wt if acc is None else acc.add_(self.frames[t], alpha=wt)
+                out.append(acc)
+            return torch.cat(out, dim=2)
+        lo, hi = min(r[1] for r in ready), max(r[0] for r in ready)
+        physics_r, rows = self.physics.restrict_time(lo, hi)
+        x = torch.cat([self.frames[t] for t in range(lo, hi)], dim=2)
+        index = {r: i for i, r in enumerate(rows)}
+        return physics_r.A(x)[:, :, [index[row] for _, _, row in ready]]
 
     def value(self) -> float | None:
         return (self.num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 else None

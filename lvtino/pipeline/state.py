@@ -14,7 +14,6 @@ resumed, a sharded and an uninterrupted run join the very same numbers.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -152,22 +151,25 @@ class RunState:
 
     def save(self, index: int, x: Tensor) -> Tensor:
         """Store window ``index`` (in the background) and return what ``load`` will give back:
-        the float16-rounded values, as float32."""
+        the float16-rounded values, as float32 (rounded in place when ``x`` is a float32 CPU tensor)."""
         half = x.detach().to("cpu", torch.float16)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvtino-state")
         while len(self._pending) >= 2:  # at most two windows wait for the disk: memory stays flat
             self._pending.pop(0).result()
         self._pending.append(self._writer.submit(self._write, index, half.numpy()))
+        if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
+            return x.detach().copy_(half)
         return half.float()
 
     def _write(self, index: int, array: np.ndarray) -> None:
         tmp = self.folder / f"window-{index:06d}.npy.partial-{os.getpid()}"
         try:
-            buffer = io.BytesIO()
-            np.save(buffer, array)  # numpy's own file writes report a full disk without its errno
             with open(tmp, "wb") as fh:
-                fh.write(buffer.getbuffer())
+                # the header, then the data straight from the array: a plain file write, which releases the
+                # interpreter during the copy and reports a full disk with its errno (numpy's own writer does not)
+                np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(array))
+                fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
                 fh.flush()
                 os.fsync(fh.fileno())  # on disk before it counts
             os.replace(tmp, self._path(index))

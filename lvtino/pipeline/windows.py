@@ -180,17 +180,21 @@ class Joiner:
         self.previous: Window | None = None
 
     def add(self, w: Window, x: Tensor) -> Iterator[tuple[int, Tensor]]:
-        """Blend window ``w``'s frames (1, C, T, H, W) in; yield (frame index, (1, C, 1, H, W)) of final frames."""
+        """Blend window ``w``'s frames (1, C, T, H, W) in; yield (frame index, (1, C, 1, H, W)) of final frames.
+
+        Frames outside any overlap are kept as views of ``x`` (no copy); an overlapping frame is the sum of the
+        two windows' weighted frames.
+        """
         if self.previous is not None and w.index != self.previous.index + 1:
             yield from self.finish()  # a gap in the selected windows: everything held so far is final
             self.previous = None
-        part = x * fade_weights(self.plan, w).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
+        weights = fade_weights(self.plan, w).tolist()
         for k in range(w.frames):
-            t = w.start + k
+            t, weight, frame = w.start + k, weights[k], x[:, :, k:k + 1]
             if t in self.held:
-                self.held[t] += part[:, :, k:k + 1]
+                self.held[t] = torch.add(self.held[t], frame, alpha=weight)
             else:
-                self.held[t] = part[:, :, k:k + 1]
+                self.held[t] = frame if weight == 1.0 else frame * weight
         a, b = self.plan.seam(self.previous.index) if self.previous is not None else (0, 0)
         if self.seam_step is not None and b > a:  # (no seam region: abutting windows of an operator of no reach)
             lo, hi = self.plan.seam_context(self.previous.index)

@@ -210,17 +210,20 @@ def _size(path: Path) -> int:
 
 
 class Encoder:
-    """Segments encoded on a background thread: ``submit`` queues float frames, at most ``depth`` waiting.
+    """Segments encoded on a background thread: ``submit`` hands over float frames while the caller goes on.
 
-    ``closed`` is the output frame up to which every frame lies in a closed segment;
-    an error of the worker (a full disk) is raised by the next ``submit`` or ``wait``.
+    At most ``depth`` segments are open (queued or being encoded) at a time, so
+    the windows kept for them stay few. ``closed`` is the output frame up to which
+    every frame lies in a closed segment; an error of the worker (a full disk) is
+    raised by the next ``submit`` or ``wait``.
     """
 
-    def __init__(self, segments: Segments, covered: int, depth: int = 2):
+    def __init__(self, segments: Segments, covered: int, depth: int = 1):
         self.segments = segments
         self.closed = covered
         self.segments_bytes = segments.size()
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._open = threading.Semaphore(depth)
+        self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="lvtino-encoder", daemon=True)
         self._thread.start()
@@ -228,13 +231,9 @@ class Encoder:
     def submit(self, first: int, frames: torch.Tensor) -> None:
         """Frames (1, 3, n, H, W) in [-1, 1], output frames first .. first + n - 1, as one segment."""
         self._raise()
-        item = (first, frames.detach().cpu())
-        while True:  # wake up now and then to report a worker's failure instead of waiting forever
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                self._raise()
+        while not self._open.acquire(timeout=0.5):  # wake up now and then to report a worker's failure
+            self._raise()
+        self._queue.put((first, frames.detach().cpu()))
 
     def wait(self) -> None:
         """Until every submitted segment is closed."""
@@ -245,10 +244,7 @@ class Encoder:
     def stop(self) -> None:
         """After a failure elsewhere: let the worker finish what it holds, and end it."""
         if self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=60)
-            except queue.Full:
-                return
+            self._queue.put(None)
             self._thread.join(timeout=60)
 
     def _raise(self) -> None:
@@ -270,3 +266,5 @@ class Encoder:
                 self.closed = seg.end
             except BaseException as err:  # noqa: BLE001  (handed to the main thread)
                 self._error = err
+            finally:
+                self._open.release()
