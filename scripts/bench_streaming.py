@@ -180,9 +180,9 @@ def main() -> None:
         for name, frames in (("short", 400), ("hour", args.hour)):
             clean = folder / f"clean-{name}.mkv"
             write_video(clean, pattern(frames, 32, 32), 32, 32, Fraction(30))
-            stats_code = (f"import resource, sys; from lvtino.cli import main; main(['degrade', '{clean}', '-o', "
-                          f"'{folder / f'd-{name}.mkv'}', '--problem', 'A', '-y']);"
-                          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            stats_code = (f"from lvtino.cli import main; from lvtino.pipeline.common import peak_memory_mb;"
+                          f"main(['degrade', '{clean}', '-o', '{folder / f'd-{name}.mkv'}', '--problem', 'A', '-y']);"
+                          "print(peak_memory_mb())")  # the process's own peak (VmHWM), not its launcher's
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", stats_code], capture_output=True, text=True, check=True)
             rss[name] = (float(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0)

@@ -56,9 +56,10 @@ def start_restore(y: Path, out: Path, *extra) -> subprocess.Popen:
 
 
 def wait_for_windows(state: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the run has kept ``n`` windows: window files, and the closed segments that took their place."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        if len(list(state.glob("window-*.npy"))) >= n:
+        if len(list(state.glob("window-*.npy"))) + len(list(state.glob("segments/segment-*"))) >= n:
             return
         time.sleep(0.01)
     raise AssertionError(f"no {n} windows in {state} (exit {proc.poll()})")
@@ -135,11 +136,11 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
     out = tmp_path / "x.mkv"
     real_write, calls = RunState._write, []
 
-    def write(self, index, array):
+    def write(self, index, array, before=None):
         calls.append(1)
         if len(calls) == 4:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "window-000003.npy.partial"))
-        real_write(self, index, array)
+        real_write(self, index, array, before)
     monkeypatch.setattr(RunState, "_write", write)
     rc, _, err = run(["restore", y, "-o", out, *SLOW], capsys)
     assert rc == 1
@@ -158,12 +159,12 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare for a private tmpfs")
 def test_disk_full_on_a_small_tmpfs(measured, tmp_path):
-    """A real full disk: a 1.5 MB tmpfs in a private mount namespace (nothing on the system changes)."""
+    """A real full disk: a 1 MB tmpfs in a private mount namespace (nothing on the system changes)."""
     y, reference = measured
     mnt, copy = tmp_path / "mnt", tmp_path / "resumed.mkv"
     mnt.mkdir()
     lvtino = f"{sys.executable} -m lvtino restore {y} -o {mnt}/x.mkv {' '.join(SLOW)}"
-    script = (f"mount -t tmpfs -o size=1536k tmpfs {mnt} || exit 77\n"
+    script = (f"mount -t tmpfs -o size=1024k tmpfs {mnt} || exit 77\n"
               f"{lvtino} 2>{tmp_path}/err1; echo $? > {tmp_path}/rc1\n"
               f"ls -a {mnt} > {tmp_path}/ls1; ls {mnt}/.x.mkv.lvtino-state > {tmp_path}/ls2\n"
               f"mount -o remount,size=64m {mnt}\n"

@@ -98,19 +98,20 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(long_clip, tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(resumed), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(state.glob("window-*.npy"))) < 2:
+    while time.time() < deadline and len(list(state.glob("segments/segment-*"))) < 3:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = len(list(state.glob("window-*.npy")))
-    assert 2 <= finished < 9 and not resumed.exists()  # killed partway, no output that looks complete
+    closed = len(list(state.glob("segments/segment-*")))
+    assert 3 <= closed < 9 and not resumed.exists()  # killed partway, no output that looks complete
     code, _, err = run(["restore", y, "-o", resumed, *args], capsys)  # without --resume: refused
     assert code == 2 and "--resume" in err
     code, _, err = run(["restore", y, "-o", resumed, "--resume", "--set", "tv.iterations=61"], capsys)
     assert code == 2 and "other settings (config differ)" in err
     code, _, err = run(["restore", y, "-o", resumed, "--resume", "--stats", tmp_path / "s.json", *args], capsys)
     assert code == 0, err
-    assert json.loads((tmp_path / "s.json").read_text())["windows_reused"] >= finished
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["resumed_at_frame"] >= 3 * 16 and stats["windows"] < 9  # from the last closed segment on
     assert np.array_equal(frames_of(resumed), frames_of(clean_run))
     assert not state.exists()
 
@@ -227,3 +228,21 @@ def test_two_nodes_sharing_the_state_folder_give_the_output_of_one(long_clip, tm
     assert all(p.returncode == 0 for p in nodes), outs
     assert json.loads((tmp_path / "s.json").read_text())["processes"] == 2
     assert np.array_equal(frames_of(two), frames_of(one))
+
+
+def test_many_segments_are_merged_and_join_to_the_same_frames(tmp_path, capsys):
+    """100 windows: closed segments are merged 32 at a time along the way; the video equals the frame folder
+    (whose frames are never merged), and an H.264 output keeps its count and rate."""
+    clean = write_video(tmp_path / "c.mp4", smooth_frames(400, 24, 32), fps=FPS)
+    y = tmp_path / "y.mkv"
+    run(["degrade", clean, "-o", y, "--problem", "A"], capsys)
+    small = ["--window", "8", "--overlap", "4", "--prior", "pinv"]
+    for out in ("x.mkv", "x", "x.mp4"):
+        code, _, err = run(["restore", y, "-o", tmp_path / out, *small], capsys)
+        assert code == 0, err
+    assert np.array_equal(frames_of(tmp_path / "x.mkv"), frames_of(tmp_path / "x"))
+    info = probe(tmp_path / "x.mp4")
+    assert (info.frames, info.fps, info.expected_frames) == (400, FPS, 400)
+    lossy, exact = frames_of(tmp_path / "x.mp4").astype(int), frames_of(tmp_path / "x.mkv").astype(int)
+    aligned, shifted = np.abs(lossy - exact).mean(), np.abs(lossy[1:] - exact[:-1]).mean()
+    assert aligned < 8 and aligned < 0.5 * shifted  # every frame in its place (H.264 loses a little)

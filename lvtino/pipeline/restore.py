@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class WindowRestorer:
         self.prior = None
         self.count = 0
         self.iterations: list[int] = []
+        self.before_save = None  # (window) -> callable run before its file is written; see _Run.make_room
 
     def __call__(self, w: Window) -> torch.Tensor:
         job = self.job
@@ -72,7 +74,7 @@ class WindowRestorer:
             self.iterations.append(facts["solver_iterations"])
         self.count += 1
         with self.timer("state"):
-            return self.state.save(w.index, x)
+            return self.state.save(w.index, x, self.before_save(w) if self.before_save else None)
 
     def facts(self) -> dict:
         if self.prior is None:
@@ -157,6 +159,8 @@ class _Run:
         self.reused: list[int] = []
         self.restored: list[int] = []
         self.scratch_peak = 0
+        self._dropped = 0  # windows before this one have no file any more
+        self._discard_lock = threading.Lock()
         # what is left: decided by the main process, the same list for every process
         self.covered, todo, self.needed, self.reused = procs.broadcast(self._left() if procs.is_main else None)
         self.todo = [job.plan.windows[i] for i in todo]
@@ -184,15 +188,36 @@ class _Run:
             self.state.flush()
         self.procs.wait()
 
+    def make_room(self, w: Window):
+        """Before window ``w``'s file is written: wait until the frames joined so far (through window w - 1) lie in
+        closed segments, and drop the files no later frame needs. The folder then holds two windows, and a third
+        only while it is being written."""
+        target = self.job.plan.seam_context(w.index - 1)[0] if 0 < w.index < len(self.job.plan.windows) else 0
+        target = min(target, self.job.end)
+
+        def wait():
+            encoder = self.encoder
+            if encoder is None:
+                return
+            encoder.wait_closed(target)
+            self.discard_upto(self.job.plan.first_needed(max(encoder.closed, self.job.start)))
+        return wait
+
+    def discard_upto(self, first_needed: int) -> None:
+        with self._discard_lock:
+            for i in range(self._dropped, first_needed):
+                self.state.discard(i)
+            self._dropped = max(self._dropped, first_needed)
+
     def main(self, segments: Segments) -> None:
         job = self.job
         self.encoder = Encoder(segments, self.covered)
+        self.restore_window.before_save = self.make_room
         self.meter = ResidualMeter(job.physics, job.supports, job.start, job.end, self.measured, self.timer,
                                    first=self.covered)
         seam = seam_step(job.physics, self.measured, job.cfg.pinv.eps) if job.physics.linear else None
         joiner = Joiner(job.plan, seam)
         bar = _progress(job.end - self.covered, self.procs)
-        dropped = 0  # windows whose files are gone
         for w in (job.plan.windows[i] for i in self.needed):
             x = self._window(w)
             with self.timer("join"):
@@ -200,11 +225,8 @@ class _Run:
             self._emit(final, bar)
             if self.procs.count > 1 and w.index in self.position:
                 self.state.set_progress(self.position[w.index])
-            first_needed = job.plan.first_needed(max(self.encoder.closed, job.start))
-            for i in range(dropped, first_needed):
-                self.state.discard(i)
-            dropped = max(dropped, first_needed)
-            self._measure_scratch(dropped, w.index)
+            self.discard_upto(job.plan.first_needed(max(self.encoder.closed, job.start)))
+            self._measure_scratch(self._dropped, w.index)
         with self.timer("join"):
             final = list(joiner.finish())
         self._emit(final, bar)

@@ -39,6 +39,7 @@ from lvtino.video.reader import METADATA_KEY, SIDECAR
 from lvtino.video.writer import AudioTrack, VideoWriter, output_kind
 
 NAME = re.compile(r"^segment-(\d{9})-(\d{6})(\.\w+)?$")
+MERGE = 32  # closed segments merged into one, to keep the per-file overhead small
 
 
 @dataclass(frozen=True)
@@ -142,42 +143,66 @@ class Segments:
             raise
 
     def _join_video(self, segments: list[Segment], metadata: dict, audio_from, audio_range, rotation) -> None:
-        fps = self.fps.limit_denominator(1_000_000)
-        delay = max(_delay(s.path, fps) for s in segments)  # the largest B-frame delay of any segment
         tmp = partial_name(self.output, self.output.suffix)
         try:
-            with av.open(str(tmp), mode="w") as out:
-                if metadata:
-                    out.metadata[METADATA_KEY] = json.dumps({"lvtino": metadata})
-                with av.open(str(segments[0].path)) as first:
-                    stream = out.add_stream_from_template(first.streams.video[0])
-                stream.codec_context.framerate = fps  # the muxer's average rate (Matroska's default duration)
-                if rotation:
-                    stream.set_display_rotation(rotation)
-                audio = AudioTrack(out, self.kind, audio_from, self.output) if audio_from else None
-                decode_index = 0
-                for seg in segments:
-                    with av.open(str(seg.path)) as src:
-                        vs = src.streams.video[0]
-                        packets = [p for p in src.demux(vs) if p.dts is not None]
-                        base = min(p.pts for p in packets)
-                        for p in packets:
-                            p.pts = round((p.pts - base) * vs.time_base * fps) + seg.first - self.start
-                            p.dts = decode_index - delay
-                            p.duration = 1
-                            p.time_base = 1 / fps
-                            p.stream = stream
-                            out.mux(p)
-                            decode_index += 1
-                if audio is not None:
-                    audio.copy(*(audio_range or (0.0, None)))
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            self._remux(segments, tmp, self.start, metadata, (audio_from, audio_range), rotation)
             os.replace(tmp, self.output)
             fsync_folder(self.output.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def merge(self, segments: list[Segment]) -> Segment:
+        """One closed segment from consecutive ones, by stream copy (then the small ones go): per-file container
+        overhead stays small however long the video."""
+        first, count = segments[0].first, sum(s.count for s in segments)
+        merged = Segment(first, count, self.folder / f"segment-{first:09d}-{count:06d}{self.suffix}")
+        tmp = partial_name(merged.path, self.suffix)
+        try:
+            self._remux(segments, tmp, first)
+            os.replace(tmp, merged.path)
+            fsync_folder(self.folder)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        for seg in segments:
+            remove_tree(seg.path)
+        return merged
+
+    def _remux(self, segments: list[Segment], path: Path, start: int, metadata: dict | None = None,
+               audio: tuple | None = None, rotation: int = 0) -> None:
+        """The segments' packets into one file, timestamps rebuilt as one stream starting at frame ``start``:
+        presentation times from each segment's own order and first frame, decode times one frame apart, shifted
+        by the largest B-frame delay of any segment."""
+        fps = self.fps.limit_denominator(1_000_000)
+        delay = max(_delay(s.path, fps) for s in segments)
+        with av.open(str(path), mode="w") as out:
+            if metadata:
+                out.metadata[METADATA_KEY] = json.dumps({"lvtino": metadata})
+            with av.open(str(segments[0].path)) as first:
+                stream = out.add_stream_from_template(first.streams.video[0])
+            stream.codec_context.framerate = fps  # the muxer's average rate (Matroska's default duration)
+            if rotation:
+                stream.set_display_rotation(rotation)
+            track = AudioTrack(out, self.kind, audio[0], self.output) if audio and audio[0] else None
+            decode_index = 0
+            for seg in segments:
+                with av.open(str(seg.path)) as src:
+                    vs = src.streams.video[0]
+                    packets = [p for p in src.demux(vs) if p.dts is not None]
+                    base = min(p.pts for p in packets)
+                    for p in packets:
+                        p.pts = round((p.pts - base) * vs.time_base * fps) + seg.first - start
+                        p.dts = decode_index - delay
+                        p.duration = 1
+                        p.time_base = 1 / fps
+                        p.stream = stream
+                        out.mux(p)
+                        decode_index += 1
+            if track is not None:
+                track.copy(*(audio[1] or (0.0, None)))
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -223,6 +248,8 @@ class Encoder:
         self.closed = covered
         self.segments_bytes = segments.size()
         self._open = threading.Semaphore(depth)
+        self._small: list[Segment] = []  # closed segments not merged yet
+        self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="lvtino-encoder", daemon=True)
@@ -234,6 +261,12 @@ class Encoder:
         while not self._open.acquire(timeout=0.5):  # wake up now and then to report a worker's failure
             self._raise()
         self._queue.put((first, frames.detach().cpu()))
+
+    def wait_closed(self, frame: int) -> None:
+        """Until every output frame before ``frame`` lies in a closed segment (or the worker failed)."""
+        with self._changed:
+            while self.closed < frame and self._error is None and self._thread.is_alive():
+                self._changed.wait(timeout=0.5)
 
     def wait(self) -> None:
         """Until every submitted segment is closed."""
@@ -263,8 +296,16 @@ class Encoder:
             try:
                 seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames))))
                 self.segments_bytes += _size(seg.path)
+                self._small.append(seg)
+                if len(self._small) >= MERGE and self.segments.kind != "frames":
+                    small = sum(_size(s.path) for s in self._small)
+                    merged = self.segments.merge(self._small)
+                    self.segments_bytes += _size(merged.path) - small
+                    self._small = []
                 self.closed = seg.end
             except BaseException as err:  # noqa: BLE001  (handed to the main thread)
                 self._error = err
             finally:
                 self._open.release()
+                with self._changed:
+                    self._changed.notify_all()
