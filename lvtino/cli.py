@@ -63,7 +63,7 @@ def _seed(text: str) -> int:
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=_fraction, default=None,
+    p.add_argument("--input-fps", dest="input_fps", type=_fraction, default=None, metavar="FPS",
                    help="frame rate of a folder of frames (default: recorded by lvtino, else 30)")
     p.add_argument("--accept-truncated", action="store_true",
                    help="use the frames a truncated or damaged input holds, instead of refusing it")
@@ -75,6 +75,37 @@ def _add_overwrite_options(p: argparse.ArgumentParser) -> None:
                        help="replace outputs that exist (without -y or -n an existing output is refused)")
     group.add_argument("-n", "--no-overwrite", dest="overwrite", action="store_const", const="no",
                        help="never replace an output that exists")
+
+
+def _add_words_options(p: argparse.ArgumentParser, restoring: bool) -> None:
+    from lvtino.physics.resample import RESAMPLERS
+    from lvtino.pipeline.words import FPS_MODES
+
+    larger = "larger" if restoring else "smaller"
+    p.add_argument("--scale", type=int, default=None, metavar="N",
+                   help=f"the video is {'to be ' if restoring else ''}{'N times larger' if restoring else 'shrunk N times'}"
+                        " in width and height (instead of --problem)")
+    p.add_argument("--fps-factor", dest="fps_factor", type=int, default=None, metavar="K",
+                   help="the frame rate " + ("times K: K frames for every input frame" if restoring else
+                                             "divided by K: one frame kept (or averaged) in K"))
+    p.add_argument("--size", default=None, metavar="WxH",
+                   help=f"the {larger} video's size, instead of --scale (a whole factor of the "
+                        f"{'input' if restoring else 'clean'} size)")
+    p.add_argument("--fps", type=_fraction, default=None,
+                   help=f"the {'restored' if restoring else 'measured'} frame rate, instead of --fps-factor (a whole "
+                        "factor of the input's)")
+    p.add_argument("--resampler", default="ffmpeg", choices=list(RESAMPLERS), metavar="NAME",
+                   help="the tool that shrank the video: " + ", ".join(RESAMPLERS) + " (default ffmpeg: its default "
+                        "bicubic scaler)")
+    p.add_argument("--fps-mode", dest="fps_mode", default="drop", choices=list(FPS_MODES),
+                   help="how the lower frame rate was made: drop (one frame kept in K, as ffmpeg's fps filter and "
+                        "most cameras; default) or average (a long exposure)")
+
+
+def _words(args):
+    from lvtino.pipeline.words import Words
+
+    return Words(args.scale, args.fps_factor, args.size, args.fps, args.resampler, args.fps_mode)
 
 
 def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -110,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="clean video file or folder of numbered frames")
     p.add_argument("-o", "--output", required=True, help="measurement: .mkv, .mp4 or a folder")
     _add_problem_options(p, required=False)
+    _add_words_options(p, restoring=False)
     p.add_argument("--noise-std", type=float, default=None,
                    help="Gaussian noise std in [0, 1] units (default: the preset's, 0.001 as the paper; 0: none)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise (default 0)")
@@ -128,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="restored video: .mp4 (H.264), .mkv (lossless FFV1) or a folder (PNG frames)")
     _add_problem_options(p, required=False)
+    _add_words_options(p, restoring=True)
     p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
                    help="pinv: measurement-consistent least squares; tv: spatio-temporal TV (default); lvtino: the "
                         "video + image consistency models (needs their weights, see `lvtino download`); "
@@ -250,12 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_fit(fit: dict) -> None:
+    """One line on how the result explains its input (re-degraded, against a player's picture), one warning when
+    even the player's picture does not fit: the operator is then likely not how the video was made."""
+    rms, noise = fit.get("rms_grey") or {}, fit.get("compression")
+    if "restored" not in rms:
+        return
+    line = f"fit to the input, re-degraded: {rms['restored']:.2f} grey levels RMS"
+    if "naive" in rms:
+        line += f" (a player's upscale: {rms['naive']:.2f})"
+    if noise:
+        line += f"; its compression noise: ~{noise['noise_grey']:.1f} (mean QP {noise['mean_qp']:.0f})"
+    print(line)
+    if fit.get("suspect_operator"):
+        print("warning: even a player's upscale fits the input poorly through this operator: was the video made "
+              "another way? (try another --resampler, or --scale instead of a paper's problem)", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "degrade":
         from lvtino.pipeline.degrade import degrade
         r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
-                    noise_std=args.noise_std, seed=args.seed, fps=args.fps, no_audio=args.no_audio,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated)
+                    noise_std=args.noise_std, seed=args.seed, fps=args.input_fps, no_audio=args.no_audio,
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args))
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']})")
     elif args.command == "restore":
@@ -263,14 +313,15 @@ def _run(args: argparse.Namespace) -> None:
         from lvtino.pipeline.restore import restore
         r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
-                    fps=args.fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
+                    fps=args.input_fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
                     models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed,
                     resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated)
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args))
         if r is None:  # another process of a multi-process launch: the main process reports
             return
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
+        _print_fit(r["fit"])
         if "models_note" in r:
             print(f"note: {r['models_note']}")
     elif args.command == "batch":
@@ -317,7 +368,7 @@ def _run(args: argparse.Namespace) -> None:
                       [("the restored video", args.restored), ("--reference", args.reference), ("--degraded", args.degraded),
                        ("--stats", args.stats)], args.overwrite)
         run_stats = _read_stats(args.stats)
-        r = evaluate(args.restored, args.reference, fps=args.fps, resize=args.resize,
+        r = evaluate(args.restored, args.reference, fps=args.input_fps, resize=args.resize,
                      accept_truncated=args.accept_truncated)
         if args.json:
             write_json(args.json, r)
@@ -334,7 +385,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "demo":
         from lvtino.demo import run_demo
         run_demo(args.output, problem=args.problem, input=args.input, frames=args.frames, start=args.start,
-                 seed=args.seed, fps=args.fps)
+                 seed=args.seed, fps=args.input_fps, accept_truncated=args.accept_truncated)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from lvtino.validation import FINITE, WHOLE, Choice, Flag, Number, Text, read_te
 
 DATA_STEP_METHODS = ("prox", "tv_time", "tv3d", "normal", "jpeg")
 INIT_METHODS = ("prox", "interpolate")
+START_METHODS = ("motion", "linear")
 MAX_ITERATIONS = 100_000
 MAX_WINDOW = 10_000  # frames of one window: its operator's temporal matrix is dense
 NON_NEGATIVE = Number(ge=0)
@@ -52,6 +53,7 @@ class TVConfig:
     sigma: float = setting(0.25, POSITIVE)
     theta: float = setting(1.0, Number(ge=0, le=1))
     tol: float = setting(1e-4, NON_NEGATIVE)
+    start: str = setting("motion", Choice(START_METHODS))  # frames between measured ones: from motion, or blended
 
 
 @dataclass
@@ -77,10 +79,12 @@ class DataStepConfig:
 
 @dataclass
 class InitConfig:
-    """Where the sampler starts: ``prox`` from zero with weight gamma, or ``interpolate`` y."""
+    """Where the sampler starts: ``prox`` from zero with weight gamma, or ``interpolate`` y (frames between the
+    measured ones from ``motion`` or a ``linear`` blend, made measurement-consistent)."""
 
     method: str = setting("prox", Choice(INIT_METHODS))
     gamma: float = setting(200.0, POSITIVE)
+    motion: str = setting("motion", Choice(START_METHODS))
 
 
 @dataclass

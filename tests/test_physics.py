@@ -10,8 +10,9 @@ from lvtino.physics.base import ComposedLinearPhysics, LinearPhysics
 from lvtino.physics.jpeg import JPEG
 from lvtino.physics.problems import build_physics, chain_factors
 from lvtino.physics.separable import Identity
-from lvtino.physics.spatial import FILTERS, Downsampling
-from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur
+from lvtino.physics.resample import RESAMPLERS
+from lvtino.physics.spatial import FILTERS, Downsampling, Resize
+from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur, TemporalSample
 
 SHAPE = (9, 37, 29)  # odd frame count and sizes: tails, padding and ceil all exercised
 
@@ -26,6 +27,10 @@ OPERATORS = {
     **{f"down{f}-{flt}-{pad}": (lambda s, f=f, flt=flt, pad=pad: Downsampling(s[1:], f, flt, pad))
        for f in (2, 4, 8) for flt in FILTERS for pad in ("reflect", "circular", "replicate", "zeros")},
     "generic-composition": lambda s: ComposedLinearPhysics(Downsampling(s[1:], 2), TemporalAveragePool(s[0], 4)),
+    **{f"resize{f}-{name}": (lambda s, f=f, name=name: Resize(s[1:], f, name))
+       for f in (2, 3, 4) for name in RESAMPLERS},
+    **{f"sample{k}-{e}-{p}": (lambda s, k=k, e=e, p=p: TemporalSample(s[0], k, e, p))
+       for k in (2, 4) for e in (0.0, 0.5, 1.0) for p in (0, 1)},
     **{f"problem-{name}": (lambda s, name=name: build_physics(load_problem(name).operator, s).linear_surrogate())
        for name in known_problems()},
 }

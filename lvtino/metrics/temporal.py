@@ -18,48 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _grey(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) uint8 grey, contiguous (what DIS needs)."""
-    import cv2
-
-    return np.ascontiguousarray(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY))
-
-
-class FlowEstimator:
-    """DIS optical flow, one instance reused for every pair (DIS keeps scratch buffers)."""
-
-    def __init__(self):
-        import cv2
-
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow (H, W, 2) in pixels (dx, dy) such that a(p) ~ b(p + flow(p))."""
-        return self._dis.calc(_grey(a), _grey(b), None)
-
-
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """image sampled at p + flow(p), bilinear; float32."""
-    import cv2
-
-    h, w = flow.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
-    coords = grid + flow
-    return cv2.remap(image.astype(np.float32), coords[..., 0], coords[..., 1], interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
-
-
-def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """Pixels whose motion is seen in both frames: forward-backward consistent and landing inside the frame."""
-    h, w = forward.shape[:2]
-    back = warp(backward, forward)  # the backward flow at p + forward(p)
-    diff = ((forward + back) ** 2).sum(-1)
-    bound = 0.01 * ((forward ** 2).sum(-1) + (back ** 2).sum(-1)) + 0.5
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    x1, y1 = xs + forward[..., 0], ys + forward[..., 1]
-    inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
-    return (diff <= bound) & inside
+from lvtino.flow import FlowEstimator, valid_mask, warp
 
 
 class TemporalMeter:

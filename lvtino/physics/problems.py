@@ -15,8 +15,9 @@ from lvtino.errors import UserError
 from lvtino.physics.base import Physics, Shape
 from lvtino.physics.jpeg import JPEG
 from lvtino.physics.separable import PADDINGS
-from lvtino.physics.spatial import FILTERS, Downsampling
-from lvtino.physics.temporal import BOUNDARIES, KERNELS, TemporalAveragePool, TemporalBlur
+from lvtino.physics.resample import RESAMPLERS
+from lvtino.physics.spatial import FILTERS, Downsampling, Resize
+from lvtino.physics.temporal import BOUNDARIES, KERNELS, TemporalAveragePool, TemporalBlur, TemporalSample
 from lvtino.validation import Choice, Number, Optional, whole
 
 MAX_FACTOR = 64    # frames or pixels one measured sample may stand for, per axis
@@ -28,15 +29,24 @@ class OperatorSpec:
     cls: type
     sized_by: str | None        # how the class is told the signal's size: "frames", "size" or nothing
     params: dict[str, Any]      # parameter -> its rule (lvtino.validation)
+    scales: str | None = None   # which factors its "factor" parameter sets: "time", "space" or none
+
+    def factors(self, params: dict) -> Shape:
+        f = params.get("factor", 1)
+        return (f, 1, 1) if self.scales == "time" else (1, f, f) if self.scales == "space" else (1, 1, 1)
 
 
 OPERATORS: dict[str, OperatorSpec] = {
-    "temporal_pool": OperatorSpec(TemporalAveragePool, "frames", {"factor": whole(1, MAX_FACTOR)}),
+    "temporal_pool": OperatorSpec(TemporalAveragePool, "frames", {"factor": whole(1, MAX_FACTOR)}, "time"),
     "temporal_blur": OperatorSpec(TemporalBlur, "frames", {
         "size": whole(1, MAX_KERNEL, odd=True), "kernel": Choice(KERNELS),
         "sigma": Optional(Number(gt=0, le=MAX_KERNEL)), "boundary": Choice(BOUNDARIES)}),
+    "temporal_sample": OperatorSpec(TemporalSample, "frames", {
+        "factor": whole(1, MAX_FACTOR), "exposure": Number(ge=0, le=1), "phase": whole(0, MAX_FACTOR - 1)}, "time"),
     "downsample": OperatorSpec(Downsampling, "size", {
-        "factor": whole(1, MAX_FACTOR), "filter": Choice(FILTERS), "padding": Choice(PADDINGS)}),
+        "factor": whole(1, MAX_FACTOR), "filter": Choice(FILTERS), "padding": Choice(PADDINGS)}, "space"),
+    "resize": OperatorSpec(Resize, "size", {"factor": whole(1, MAX_FACTOR), "resampler": Choice(tuple(RESAMPLERS))},
+                           "space"),
     "jpeg": OperatorSpec(JPEG, None, {"quality": whole(1, 95)}),
 }
 
@@ -95,4 +105,8 @@ def build_physics(chain: list[dict[str, Any]], shape: Shape) -> Physics:
 
 def chain_factors(chain: list[dict[str, Any]]) -> Shape:
     """(temporal, height, width) factors of a chain, which do not depend on the signal's size."""
-    return build_physics(chain, (1, 1, 1)).factors
+    factors = (1, 1, 1)
+    for entry in validate_chain(chain):
+        (name, params), = entry.items()
+        factors = tuple(a * b for a, b in zip(factors, OPERATORS[name].factors(params)))
+    return factors

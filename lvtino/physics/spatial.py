@@ -1,14 +1,19 @@
-"""Spatial downsampling of every frame: low-pass filter, then keep one pixel in ``factor``.
+"""Spatial downsampling of every frame, one matrix per axis (the 2-D filters are separable).
 
-Matches deepinv's ``Downsampling(filter=..., factor=..., padding=...)`` sample for
-sample: the same filters, the same alignment of even-length filters, the same
-padding. The 2-D filters are separable, so the operator is one matrix per axis.
+- ``Downsampling``: low-pass filter, then keep one pixel in ``factor``; matches
+  deepinv's ``Downsampling(filter=..., factor=..., padding=...)`` sample for sample
+  (the same filters, alignment of even-length filters and padding): the paper's
+  problems.
+- ``Resize``: what ffmpeg, PIL, OpenCV and torch do when they shrink a video or
+  image (centre-aligned grid, antialiasing kernel, the tool's edge rule): the
+  operator for footage shrunk by ordinary tools.
 """
 
 from __future__ import annotations
 
 import torch
 
+from lvtino.physics.resample import RESAMPLERS, resample_matrix
 from lvtino.physics.separable import SeparableLinear, conv_matrix
 
 FILTERS = ("bicubic", "bilinear", "box", "gaussian")
@@ -61,3 +66,27 @@ class Downsampling(SeparableLinear):
 
     def __repr__(self) -> str:
         return f"Downsampling(size={self.size}, factor={self.factor}, filter={self.filter!r}, padding={self.padding!r})"
+
+
+class Resize(SeparableLinear):
+    r"""y = frames shrunk by ``factor`` as a real tool does it (``physics.resample``): centre-aligned grid,
+    antialiasing kernel stretched by the factor, the tool's edge rule.
+
+    (H, W) -> (H // f, W // f), the size ``ffmpeg -vf scale=iw/f:ih/f`` gives;
+    ``resampler`` names the tool (``RESAMPLERS``: ffmpeg's default bicubic, PIL,
+    torch, OpenCV's area, ...).
+    """
+
+    def __init__(self, size: tuple[int, int], factor: int, resampler: str = "ffmpeg"):
+        if factor < 1:
+            raise ValueError(f"factor={factor} must be a positive integer")
+        if resampler not in RESAMPLERS:
+            raise ValueError(f"resampler={resampler!r} is not one of {', '.join(RESAMPLERS)}")
+        self.size, self.factor, self.resampler = tuple(size), factor, resampler
+        if min(self.size) < factor:
+            raise ValueError(f"a frame of {self.size[1]}x{self.size[0]} cannot shrink by {factor}")
+        mh, mw = (resample_matrix(n, n // factor, resampler) for n in self.size)
+        super().__init__(None, mh, mw, factors=(1, factor, factor))
+
+    def __repr__(self) -> str:
+        return f"Resize(size={self.size}, factor={self.factor}, resampler={self.resampler!r})"

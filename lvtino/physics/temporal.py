@@ -1,4 +1,4 @@
-"""Temporal degradations: frame averaging (low frame rate) and temporal blur."""
+"""Temporal degradations: frame averaging and dropping (low frame rate), and temporal blur."""
 
 from __future__ import annotations
 
@@ -30,6 +30,34 @@ class TemporalAveragePool(SeparableLinear):
 
     def __repr__(self) -> str:
         return f"TemporalAveragePool(frames={self.frames}, factor={self.factor})"
+
+
+class TemporalSample(SeparableLinear):
+    r"""A lower frame rate as cameras and tools make it: every ``factor`` frames, one measured frame that
+    averages ``max(1, round(exposure * factor))`` consecutive frames from ``phase`` on.
+
+    ``exposure=0`` keeps one frame in ``factor`` (frames dropped, a short shutter:
+    what ``ffmpeg -vf fps=...`` or ``select`` does); ``exposure=1`` averages them all
+    (a long shutter, as ``temporal_pool``); values between are a partly open
+    shutter (0.5: 180 degrees). Frames past the end repeat the last one.
+    """
+
+    def __init__(self, frames: int, factor: int, exposure: float = 0.0, phase: int = 0):
+        if factor < 1:
+            raise ValueError(f"factor={factor} must be a positive integer")
+        if not 0 <= phase < factor:
+            raise ValueError(f"phase={phase} must lie in [0, factor={factor})")
+        if not 0 <= exposure <= 1:
+            raise ValueError(f"exposure={exposure} must lie in [0, 1]")
+        self.frames, self.factor, self.exposure, self.phase = frames, factor, exposure, phase
+        taps = max(1, round(exposure * factor))
+        kernel = torch.full((taps,), 1.0 / taps, dtype=torch.float64)
+        mt = Band.conv(frames, kernel, stride=factor, pad_left=-phase, mode="replicate")
+        super().__init__(mt, None, None, factors=(factor, 1, 1))
+
+    def __repr__(self) -> str:
+        return (f"TemporalSample(frames={self.frames}, factor={self.factor}, exposure={self.exposure}, "
+                f"phase={self.phase})")
 
 
 def temporal_kernel(size: int, kind: str = "uniform", sigma: float | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from lvtino.errors import DiskFull, UserError, is_disk_full
 from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
+from lvtino.pipeline.words import PRESET, Words
 from lvtino.validation import Number
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames
@@ -32,18 +33,26 @@ log = logging.getLogger("lvtino")
 
 def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
             overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
-            no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False) -> dict:
+            no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False,
+            words: Words | None = None) -> dict:
     """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata."""
-    if problem is None and config is None:
-        raise UserError(f"--problem is required (known: {', '.join(known_problems())})")
+    said = words is not None and words.given()
+    if said and problem is not None:
+        raise UserError(f"--problem {problem} and --scale/--fps-factor: give one of them")
+    if problem is None and config is None and not said:
+        raise UserError(f"--problem is required, or --scale/--fps-factor (known problems: "
+                        f"{', '.join(known_problems())})")
     if noise_std is not None:
         noise_std = Number(ge=0, le=1).parse(noise_std, "--noise-std")
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
     check_outputs([Output("-o", output, "frames" if output_kind(output) == "frames" else "video")],
                   [("the input", input), ("--config", config)], overwrite)
-    raw = apply_overrides(load_raw(problem, config), overrides or [])
-    cfg = from_dict(ProblemConfig, raw).validate()
+    raw = load_raw(PRESET if said and config is None else problem, config)
+    if said:
+        raw["operator"] = words.chain(None, (info.width, info.height, info.fps))
+        raw["name"] = PRESET if config is None else raw["name"]
+    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
     noise = cfg.noise_std if noise_std is None else noise_std
     if info.rate_note():
         log.info("%s", info.rate_note())

@@ -22,6 +22,7 @@ from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.priors import ModelOptions
 from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
+from lvtino.pipeline.words import PRESET, Words
 from lvtino.validation import Number, Text, whole
 from lvtino.video.reader import VideoInfo, probe
 from lvtino.video.writer import output_kind
@@ -57,14 +58,17 @@ def read_recorded(info: VideoInfo, ignore: set[str] = frozenset()) -> dict:
 
 
 def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, frames: int | None,
-                    ) -> tuple[ProblemConfig, tuple[int, int, int]]:
+                    words: Words | None = None) -> tuple[ProblemConfig, tuple[int, int, int]]:
     """The preset and the restored video's (T, H, W).
 
     A measurement written by ``degrade`` records its problem, operator and the
     clean video's size; those are used unless ``--problem``/``--config`` name
-    another degradation or ``--frames`` another length (each with a notice). The
-    result is checked against the frames and size the file actually holds.
+    another degradation, the plain words (``--scale``, ``--fps-factor``, ...) say
+    it, or ``--frames`` another length (each with a notice). The result is
+    checked against the frames and size the file actually holds.
     """
+    if words is not None and words.given():
+        return _from_words(info, words, problem, config, overrides, frames)
     named = _recorded_name(info)
     explicit = config is not None or (problem is not None and problem != named)
     ignore = set(RECORDED) | {"operator"} if explicit else ({"frames"} if frames is not None else set())
@@ -92,6 +96,21 @@ def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, fra
     h = recorded.get("height") or factors[1] * info.height
     w = recorded.get("width") or factors[2] * info.width
     return cfg, (t, h, w)
+
+
+def _from_words(info: VideoInfo, words: Words, problem, config, overrides, frames):
+    if problem is not None:
+        raise UserError(f"--problem {problem} and --scale/--fps-factor: the words build the operator; leave out "
+                        "--problem (--config FILE takes other settings)")
+    if info.metadata.get("operator") is not None:
+        log.info("--scale/--fps-factor override the degradation recorded in %s", info.path)
+    raw = load_raw(PRESET if config is None else None, config)
+    raw["operator"] = words.chain((info.width, info.height, info.fps))
+    if config is None:
+        raw["name"] = "scale"
+    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+    factors = chain_factors(cfg.operator)
+    return cfg, (frames or factors[0] * info.frames, factors[1] * info.height, factors[2] * info.width)
 
 
 def _recorded_name(info: VideoInfo) -> str | None:
@@ -142,7 +161,7 @@ class Job:
 
 def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
             overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
-            overlap: int | None = None) -> tuple[Job, Path]:
+            overlap: int | None = None, words: Words | None = None) -> tuple[Job, Path]:
     """Check the inputs and every output path; settle the operator, the output's size, the range and the windows.
 
     Nothing is written here: a mistake found now leaves no file behind.
@@ -160,7 +179,7 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
     note = info.rate_note()
     if note:
         log.info("%s", note)
-    cfg, shape = resolve_problem(info, problem, config, overrides, frames)
+    cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
     physics = build_checked_physics(cfg, shape)
     measured = physics.output_shape(shape)
     held = (info.frames, info.height, info.width)
@@ -209,11 +228,11 @@ def output_digest(job: Job, settings: dict, identity: dict) -> str:
 
 def restore_digest(input, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
                    frames=None, fps=None, models: ModelOptions | None = None, seed: int = 0, window=None,
-                   overlap=None) -> str:
+                   overlap=None, words: Words | None = None) -> str:
     """The digest that ``restore`` with these arguments would record in its output (nothing is written)."""
     info = probe(input, fps)
     cfg, shape = resolve_problem(info, problem, config, [*(overrides or []), *_window_overrides(window, overlap)],
-                                 frames)
+                                 frames, words)
     job = _plan(info, cfg, shape, start, end, names=_names(window, overlap))
     return output_digest(job, run_settings(job, prior, seed, models), input_identity(Path(input)))
 

@@ -21,6 +21,12 @@ class ResidualMeter:
     For a separable operator each final frame is measured in space once, as it
     arrives (a small frame), and a measured frame is the time band's weighted sum
     of those: no frame is copied or measured twice.
+
+    Beside it, the same for what a player shows (each measured frame bicubic-
+    upscaled and held until the next): ``naive()``. A restoration that explains
+    its input better than that has used the measurement; an operator under which
+    even the player's picture fits the input poorly is likely the wrong one (a
+    wrong resampler or grid).
     """
 
     def __init__(self, physics, supports: list, start: int, end: int, measured: DecodedFrames, timer: StageTimer,
@@ -33,8 +39,9 @@ class ResidualMeter:
         self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
                                if s is not None and lo <= s[0] and s[1] <= end), reverse=True)
         self.frames: dict[int, torch.Tensor] = {}
-        self.num = self.den = 0.0
-        self.rows = 0
+        self.num = self.den = self.naive_num = 0.0
+        self.rows = self.values = 0
+        self._naive: dict[int, torch.Tensor] = {}  # measured frame -> its upscale, measured in space
 
     def add(self, final) -> None:
         """Frames (index, (1, C, 1, H, W)) that became final, in order."""
@@ -56,6 +63,9 @@ class ResidualMeter:
             self.num += float((ax - y).pow(2).sum())
             self.den += float(y.pow(2).sum())
             self.rows += len(picked)
+            self.values += y.numel()
+            if self.band is not None or self.spatial is not None:
+                self.naive_num += float((self._naive_measure(picked) - y).pow(2).sum())
         low = min((lo for _, lo, _ in self.pending), default=done + 1)
         for t in [t for t in self.frames if t < low]:
             del self.frames[t]
@@ -79,5 +89,51 @@ class ResidualMeter:
         index = {r: i for i, r in enumerate(rows)}
         return physics_r.A(x)[:, :, [index[row] for _, _, row in ready]]
 
+    def _naive_measure(self, rows: list[int]) -> torch.Tensor:
+        """A of the player's picture for measured frames ``rows``: a signal frame t shows measured frame
+        t // k, upscaled; A's time band then weighs those."""
+        from lvtino.solvers.baselines import upscale_frames
+
+        kt, kh, kw = self.physics.factors
+        out = []
+        for row in rows:
+            if self.band is None:
+                shown = [(row, 1.0)]
+            else:
+                index, weight = self.band.index[row].tolist(), self.band.weight[row].tolist()
+                shown = [(min(t // kt, self.band.rows - 1), wt) for t, wt in zip(index, weight) if wt != 0]
+            acc = None
+            for j, wt in shown:
+                if j not in self._naive:
+                    up = upscale_frames(self.measured.get([j]), (kh, kw))
+                    self._naive[j] = self.spatial.A(up[..., :self._height, :self._width])
+                    for old in [m for m in self._naive if m < j - 2 * max(kt, 4)]:
+                        del self._naive[old]
+                acc = self._naive[j] * wt if acc is None else acc + self._naive[j] * wt
+            out.append(acc)
+        return torch.cat(out, dim=2)
+
+    @property
+    def _height(self) -> int:
+        return self.spatial.matrices[1].shape[1] if self.spatial.matrices[1] is not None else 10**9
+
+    @property
+    def _width(self) -> int:
+        return self.spatial.matrices[2].shape[1] if self.spatial.matrices[2] is not None else 10**9
+
     def value(self) -> float | None:
         return (self.num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 else None
+
+    def naive(self) -> float | None:
+        """The same measure for the player's picture (bicubic upscale, frames held)."""
+        return (self.naive_num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 and self.spatial is not None else None
+
+    def rms(self) -> dict:
+        """Root mean square of A x - y, of the player's picture's, and of y, in grey levels (0-255)."""
+        if not self.values:
+            return {}
+        grey = lambda total: round(127.5 * (total / self.values) ** 0.5, 3)  # noqa: E731
+        out = {"restored": grey(self.num), "input": grey(self.den)}
+        if self.spatial is not None:
+            out["naive"] = grey(self.naive_num)
+        return out

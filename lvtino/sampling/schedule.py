@@ -66,7 +66,7 @@ def _init(cfg: InitConfig) -> DataStep:
     """The start: the prox from zero (gamma), or the measurement-consistent temporal interpolation."""
     if cfg.method == "prox":
         return lambda physics, y, x: physics.linear_surrogate().prox_l2(x, y, cfg.gamma)
-    return lambda physics, y, x: interpolation_start(physics, y, eps=1e-4)
+    return lambda physics, y, x: interpolation_start(physics, y, eps=1e-4, motion=cfg.motion == "motion")
 
 
 @dataclass(frozen=True)

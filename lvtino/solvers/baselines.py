@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from lvtino.config import PinvConfig, TVConfig
+from lvtino.solvers.motion import centroids, flow_interpolate
 from lvtino.solvers.tv import tv_pdhg
 
 
@@ -17,46 +18,48 @@ def pinv_restore(physics, y: Tensor, cfg: PinvConfig) -> tuple[Tensor, dict]:
     return physics.linear_surrogate().A_dagger(y, eps=cfg.eps), {"iterations": 0}
 
 
-def interpolate_in_time(x: Tensor, factor: int) -> Tensor:
-    r"""Replace each group of ``factor`` frames by a linear interpolation of the group means.
-
-    Group j (frames j*factor .. j*factor + factor - 1) is taken to stand for the
-    instant j*factor + (factor - 1) / 2; every frame gets the linear interpolation
-    of the two nearest group means (the nearest one beyond the first and last
-    centres). A piecewise-constant-in-time video becomes piecewise linear.
-    """
-    T = x.shape[2]
-    groups = -(-T // factor)
-    pad = groups * factor - T
-    padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2) if pad else x
-    means = padded.unflatten(2, (groups, factor)).mean(dim=3)
-    pos = ((torch.arange(T, dtype=torch.float64) - (factor - 1) / 2) / factor).clamp(0, groups - 1)
-    i0 = pos.floor().long()
-    i1 = (i0 + 1).clamp(max=groups - 1)
-    w = (pos - i0).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
-    return means[:, :, i0] * (1 - w) + means[:, :, i1] * w
+def linear_interpolate(keys: Tensor, times: list[float], frames: int) -> Tensor:
+    """Frames 0 .. frames-1 from key frames (B, C, K, H, W) at instants ``times``: linear between the two
+    nearest keys, the nearest one held before the first and after the last."""
+    pos = torch.tensor(times, dtype=torch.float64)
+    t = torch.arange(frames, dtype=torch.float64)
+    i1 = torch.searchsorted(pos, t).clamp(1, len(times) - 1) if len(times) > 1 else torch.zeros(frames).long()
+    i0 = (i1 - 1).clamp_min(0)
+    span = (pos[i1] - pos[i0]).clamp_min(1e-12)
+    w = ((t - pos[i0]) / span).clamp(0, 1) if len(times) > 1 else torch.zeros(frames, dtype=torch.float64)
+    w = w.to(keys.dtype).to(keys.device).view(1, 1, -1, 1, 1)
+    return keys[:, :, i0] * (1 - w) + keys[:, :, i1] * w
 
 
-def interpolation_start(physics, y: Tensor, eps: float) -> Tensor:
-    r"""A measurement-consistent start that moves smoothly in time.
+def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> Tensor:
+    r"""A measurement-consistent start that moves in time between the measured frames.
 
-    u0 = A^+ y, then interpolated in time over the operator's temporal factor,
-    then projected back onto the measurements: u = v + A^+ (y - A v). For an
-    operator with no temporal factor this is A^+ y.
+    Each measured frame, brought to full size (the spatial part's A^+), is a key
+    frame at its instant (the weighted mean of the frames it depends on); the
+    frames between keys come from motion (``solvers.motion``: optical flow,
+    occlusion-aware) or, with ``motion=False``, from a linear blend. The result v
+    is then projected back onto the measurements: u = v + A^+ (y - A v). An
+    operator with no temporal factor gives A^+ y.
     """
     linear = physics.linear_surrogate()
-    u = linear.A_dagger(y, eps=eps)
-    factor = linear.factors[0]
-    if factor == 1:
-        return u
-    v = interpolate_in_time(u, factor)
+    split = getattr(linear, "split_time", None)
+    band = split()[0] if split is not None else None
+    if linear.factors[0] == 1 or band is None:
+        return linear.A_dagger(y, eps=eps)
+    _, spatial = split()
+    keys = spatial.A_dagger(y, eps=eps).clamp(-1, 1)
+    times = centroids(band, band.rows)
+    if motion:
+        v = torch.cat([flow_interpolate(keys[b:b + 1], times, band.cols) for b in range(keys.shape[0])])
+    else:
+        v = linear_interpolate(keys, times, band.cols)
     return v + linear.A_dagger(y - linear.A(v), eps=eps)
 
 
 def tv_restore(physics, y: Tensor, cfg: TVConfig, pinv: PinvConfig) -> tuple[Tensor, dict]:
     r"""argmin_u 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1, from ``interpolation_start``."""
     linear = physics.linear_surrogate()
-    init = interpolation_start(linear, y, pinv.eps)
+    init = interpolation_start(linear, y, pinv.eps, motion=cfg.start == "motion")
     return tv_pdhg(linear, y, init, lam_space=cfg.lam_space, lam_time=cfg.lam_time, iterations=cfg.iterations,
                    tau=cfg.tau, sigma=cfg.sigma, theta=cfg.theta, tol=cfg.tol, return_info=True)
 
@@ -68,9 +71,13 @@ def naive_upsample(y: Tensor, factors: tuple[int, int, int], shape: tuple[int, i
     the (T, H, W) to crop to. Not measurement-consistent: the comparison baseline.
     """
     kt, kh, kw = factors
+    T, H, W = shape
+    return upscale_frames(y, (kh, kw))[:, :, :, :H, :W].repeat_interleave(kt, dim=2)[:, :, :T]
+
+
+def upscale_frames(y: Tensor, factors: tuple[int, int]) -> Tensor:
+    """Each frame of (B, C, t, h, w) bicubic-upscaled by (kh, kw), as a player does; clamped to [-1, 1]."""
     B, C, t, h, w = y.shape
     frames = y.permute(0, 2, 1, 3, 4).reshape(B * t, C, h, w)
-    up = torch.nn.functional.interpolate(frames, scale_factor=(kh, kw), mode="bicubic", align_corners=False)
-    up = up.reshape(B, t, C, h * kh, w * kw).permute(0, 2, 1, 3, 4)
-    T, H, W = shape
-    return up.repeat_interleave(kt, dim=2)[:, :, :T, :H, :W].clamp(-1, 1)
+    up = torch.nn.functional.interpolate(frames, scale_factor=factors, mode="bicubic", align_corners=False)
+    return up.reshape(B, t, C, up.shape[-2], up.shape[-1]).permute(0, 2, 1, 3, 4).clamp(-1, 1)

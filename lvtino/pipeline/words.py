@@ -1,0 +1,91 @@
+"""A degradation said in plain words: ``--scale 4 --fps-factor 4`` instead of a paper's problem name.
+
+The words build the operator chain of a real low-quality video: frames dropped
+(or averaged) by ``--fps-factor`` (or to ``--fps``), then shrunk by ``--scale``
+(or to ``--size``) with the resampler of the tool that made it (default: ffmpeg's
+scaler). The other settings (solvers, sampler, windows) come from the ``scale``
+preset, or from ``--config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from lvtino.errors import UserError
+from lvtino.physics.resample import RESAMPLERS
+from lvtino.validation import whole
+
+FPS_MODES = {"drop": 0.0, "average": 1.0}  # the shutter: one frame kept, or all averaged
+PRESET = "scale"
+
+
+@dataclass(frozen=True)
+class Words:
+    scale: int | None = None
+    fps_factor: int | None = None
+    size: str | None = None        # WIDTHxHEIGHT of the larger video
+    fps: Fraction | None = None    # frame rate of the faster video
+    resampler: str = "ffmpeg"
+    fps_mode: str = "drop"
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.scale, self.fps_factor, self.size, self.fps))
+
+    def chain(self, small: tuple[int, int, Fraction] | None,
+              large: tuple[int, int, Fraction] | None = None) -> list[dict]:
+        """The operator chain from the large (clean or restored) video to the small (measured) one.
+
+        Restore knows ``small``, (width, height, fps) of the measured video, and the
+        words say the large one; degrade knows ``large``, the clean video, and the
+        words say the small one.
+        """
+        if self.scale is not None and self.size is not None:
+            raise UserError("--scale and --size: give one of them")
+        if self.fps_factor is not None and self.fps is not None:
+            raise UserError("--fps-factor and --fps: give one of them")
+        if self.resampler not in RESAMPLERS:
+            raise UserError(f"--resampler {self.resampler}: unknown (known: {', '.join(RESAMPLERS)})")
+        if self.fps_mode not in FPS_MODES:
+            raise UserError(f"--fps-mode {self.fps_mode}: expected one of {', '.join(FPS_MODES)}")
+        scale = whole(1, 64).parse(self.scale, "--scale") if self.scale is not None else None
+        factor = whole(1, 64).parse(self.fps_factor, "--fps-factor") if self.fps_factor is not None else None
+        if self.size is not None:
+            scale = _size_factor(self.size, small, large)
+        if self.fps is not None:
+            factor = _rate_factor(self.fps, small, large)
+        chain = []
+        if factor is not None and factor > 1:
+            chain.append({"temporal_sample": {"factor": factor, "exposure": FPS_MODES[self.fps_mode]}})
+        if scale is not None and scale > 1:
+            chain.append({"resize": {"factor": scale, "resampler": self.resampler}})
+        if not chain:
+            raise UserError("--scale/--fps-factor of 1: nothing to restore (give a factor above 1)")
+        return chain
+
+
+def _size_factor(text: str, small, large) -> int:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if large is None:  # restore: the size of the restored video
+        big, little, what = (w, h), small[:2], "the input's"
+    else:  # degrade: the size of the measurement
+        big, little, what = large[:2], (w, h), "the clean video's"
+    ratios = {b / s if s else 0 for b, s in zip(big, little)}
+    ratio = next(iter(ratios))
+    if len(ratios) != 1 or not float(ratio).is_integer() or ratio < 1:
+        known = little if large is None else big
+        raise UserError(f"--size {text}: {what} {known[0]}x{known[1]} does not scale to it by one whole factor "
+                        "(use --scale)")
+    return int(ratio)
+
+
+def _rate_factor(fps: Fraction, small, large) -> int:
+    base = small[2] if large is None else large[2]
+    ratio = Fraction(fps) / base if large is None else base / Fraction(fps)
+    if ratio.denominator != 1 or ratio < 1:
+        relation = "a whole multiple of" if large is None else "a whole fraction of"
+        raise UserError(f"--fps {fps}: not {relation} the input's {float(base):g} fps (use --fps-factor)")
+    return int(ratio)

@@ -1,0 +1,91 @@
+"""``--scale``, ``--fps-factor``, ``--size``, ``--fps``: the operator said in plain words."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.config import load_problem
+from lvtino.errors import UserError
+from lvtino.pipeline.words import Words
+from lvtino.video.reader import probe, read_frames
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+SMALL = (12, 10, Fraction(15, 2))  # width, height, fps of a measured video
+
+
+@pytest.mark.parametrize("words,chain", [
+    (Words(scale=4), [{"resize": {"factor": 4, "resampler": "ffmpeg"}}]),
+    (Words(fps_factor=4), [{"temporal_sample": {"factor": 4, "exposure": 0.0}}]),
+    (Words(scale=4, fps_factor=4, resampler="pil-bicubic", fps_mode="average"),
+     [{"temporal_sample": {"factor": 4, "exposure": 1.0}}, {"resize": {"factor": 4, "resampler": "pil-bicubic"}}]),
+    (Words(size="48x40", fps=Fraction(30)),
+     [{"temporal_sample": {"factor": 4, "exposure": 0.0}}, {"resize": {"factor": 4, "resampler": "ffmpeg"}}]),
+])
+def test_words_build_the_chain(words, chain):
+    assert words.chain(SMALL) == chain
+
+
+@pytest.mark.parametrize("words,message", [
+    (Words(size="50x40"), "--size 50x40: the input's 12x10 does not scale to it by one whole factor"),
+    (Words(fps=Fraction(20)), "--fps 20: not a whole multiple of the input's 7.5 fps"),
+    (Words(scale=4, size="48x40"), "--scale and --size: give one of them"),
+    (Words(scale=1), "nothing to restore"),
+    (Words(scale=0), "--scale 0: expected a whole number from 1 to 64"),
+    (Words(scale=4, resampler="magic"), "--resampler magic: unknown"),
+])
+def test_words_mistakes(words, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        words.chain(SMALL)
+
+
+def test_words_give_the_operator_of_the_equivalent_preset(tmp_path, capsys):
+    """`--scale 4 --fps-mode average` with the paper's... resampler equals a preset chain; the output records the
+    operator, and degrade then restore with the same words round-trip."""
+    clean = write_video(tmp_path / "c.mp4", smooth_frames(24, 40, 48), fps=Fraction(30), audio_seconds=0.8)
+    low = tmp_path / "low.mkv"
+    code, _, err = run(["degrade", clean, "-o", low, "--scale", 4, "--fps-factor", 4], capsys)
+    assert code == 0, err
+    info = probe(low)
+    assert (info.frames, info.width, info.height, info.fps) == (6, 12, 10, Fraction(15, 2))
+    recorded = info.metadata["operator"]
+    assert recorded == [{"temporal_sample": {"factor": 4, "exposure": 0.0}},
+                        {"resize": {"factor": 4, "resampler": "ffmpeg"}}]
+    # the same video without lvtino's metadata, as a user's file: the words say what the metadata said
+    plain = tmp_path / "plain.mkv"
+    write_video(plain, np.stack(list(read_frames(info))), fps=Fraction(15, 2), codec="ffv1")
+    a, b, stats = tmp_path / "a.mkv", tmp_path / "b.mkv", tmp_path / "s.json"
+    assert run(["restore", low, "-o", a, "--prior", "pinv"], capsys)[0] == 0
+    code, out, err = run(["restore", plain, "-o", b, "--prior", "pinv", "--scale", 4, "--fps-factor", 4,
+                          "--stats", stats], capsys)
+    assert code == 0, err
+    assert np.array_equal(np.stack(list(read_frames(probe(a)))), np.stack(list(read_frames(probe(b)))))
+    made = probe(b)
+    assert (made.frames, made.width, made.height, made.fps) == (24, 48, 40, Fraction(30))
+    assert made.metadata["restored_by"]["operator"] == recorded
+    assert json.loads(stats.read_text())["config"]["operator"] == recorded
+    code, _, err = run(["restore", plain, "-o", tmp_path / "c.mkv", "--problem", "A", "--scale", 4], capsys)
+    assert code == 2 and "--problem A and --scale/--fps-factor" in err
+
+
+def test_fps_mode_average_is_problem_as_paper_pooling(tmp_path, capsys):
+    """`--fps-factor 4 --fps-mode average --scale 4 --resampler ...` on frames whose count is a multiple of 4 is
+    the same temporal matrix as the fps4 preset's averaging."""
+    import torch
+
+    from lvtino.physics.problems import build_physics
+    words = Words(scale=4, fps_factor=4, fps_mode="average").chain(SMALL)
+    mine = build_physics(words, (24, 40, 48))
+    pooled = build_physics(load_problem("fps4").operator, (24, 40, 48))
+    assert torch.allclose(mine.time.dense(), pooled.time.dense())
