@@ -24,8 +24,11 @@ import yaml
 from lvtino.errors import UserError
 from lvtino.validation import FINITE, WHOLE, Choice, Flag, Number, Text, read_text_file, rule_of, setting, whole
 
-DATA_STEP_METHODS = ("prox", "tv_time", "tv3d", "normal", "jpeg")
+DATA_STEP_METHODS = ("prox", "tv_time", "tv3d", "normal", "jpeg", "project")
+FINAL_STEP_METHODS = ("none", *DATA_STEP_METHODS)
 INIT_METHODS = ("prox", "interpolate")
+INIT_ORIGINS = ("black", "grey")
+SAMPLER_OUTPUTS = ("data", "prior")
 START_METHODS = ("motion", "linear")
 MAX_ITERATIONS = 100_000
 MAX_WINDOW = 10_000  # frames of one window: its operator's temporal matrix is dense
@@ -65,9 +68,10 @@ class DataStepConfig:
     - tv3d: smoothed 3-D TV by Adam with weight lam, ``iterations``, lr, eps
     - normal: CG on (A^T A + eps I) u = A^T y + eps x, ``iterations`` steps
     - jpeg: ``iterations`` surrogate-gradient steps with weight gamma
+    - project: u = x + A^T (A A^T + eps I)^-1 (y - A u), the nearest frames that fit y (exact for separable A)
     """
 
-    method: str = setting("prox", Choice(DATA_STEP_METHODS))
+    method: str = setting("prox", Choice(FINAL_STEP_METHODS))  # "none": only as final_step
     gamma: list[float] = setting(rule=POSITIVE, factory=list)
     lam: list[float] = setting(rule=NON_NEGATIVE, factory=list)
     iterations: int = setting(0, ITERATIONS)
@@ -79,11 +83,13 @@ class DataStepConfig:
 
 @dataclass
 class InitConfig:
-    """Where the sampler starts: ``prox`` from zero with weight gamma, or ``interpolate`` y (frames between the
-    measured ones from ``motion`` or a ``linear`` blend, made measurement-consistent)."""
+    """Where the sampler starts: ``prox`` with weight gamma from ``origin`` (black frames, as the published code's
+    zero in [0, 1] units; or grey, zero in [-1, 1]), or ``interpolate`` y (frames between the measured ones from
+    ``motion`` or a ``linear`` blend, made measurement-consistent)."""
 
     method: str = setting("prox", Choice(INIT_METHODS))
     gamma: float = setting(200.0, POSITIVE)
+    origin: str = setting("black", Choice(INIT_ORIGINS))
     motion: str = setting("motion", Choice(START_METHODS))
 
 
@@ -96,6 +102,10 @@ class SamplerConfig:
     init: InitConfig = field(default_factory=InitConfig)
     data_step_1: DataStepConfig = field(default_factory=DataStepConfig)
     data_step_2: DataStepConfig = field(default_factory=DataStepConfig)
+    # what the sampler returns: ``data``, the last data step then ``final_step`` (frames that fit the measurement);
+    # ``prior``, the last video-model estimate as the published code does (its last data step is skipped)
+    output: str = setting("data", Choice(SAMPLER_OUTPUTS))
+    final_step: DataStepConfig = field(default_factory=lambda: DataStepConfig(method="none"))
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 
 from lvtino.config import load_problem
 from lvtino.models.architectures import FULL, TINY
-from lvtino.models.base import DTYPES, OFFLOAD_MODES, Placement
+from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES, Placement
 from lvtino.models.image import ImageConsistencyModel
 from lvtino.models.video import VideoConsistencyModel
 from lvtino.physics.problems import build_physics
@@ -47,13 +47,12 @@ def build(arch: dict, tiny: bool, placement: Placement, timer: StageTimer):
         video_vae = AutoencoderKLWan(**arch["video_vae"])
         unet = UNet2DConditionModel(**arch["image_unet"])
         image_vae = AutoencoderKL(**arch["image_vae"])
-    video_vae.enable_tiling()
-    image_vae.enable_tiling()
     video = VideoConsistencyModel(transformer, video_vae, torch.randn((1, *video_prompt), generator=g), 8.0,
                                   placement, timer)
     alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
+    image_placement = placement.with_dtype(torch.float16) if placement.dtype == torch.bfloat16 and not tiny else placement
     image = ImageConsistencyModel(unet, image_vae, torch.randn((1, *image_prompt), generator=g),
-                                  torch.randn((1, pooled), generator=g), alphas, placement, 8, timer)
+                                  torch.randn((1, pooled), generator=g), alphas, image_placement, 8, timer)
     return video, image
 
 
@@ -61,8 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny networks on the CPU at a small size")
     parser.add_argument("--device", default=None, help="default: cuda if present, else cpu")
-    parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default bfloat16 (float32 with --tiny)")
+    parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default bfloat16, SDXL float16 (float32 with --tiny)")
     parser.add_argument("--offload", default="none", choices=OFFLOAD_MODES)
+    parser.add_argument("--vae-tiling", default="off", choices=TILING_MODES, help="as restore's (default off)")
     parser.add_argument("--problem", default="B")
     parser.add_argument("--frames", type=int, default=None, help="default 25 (9 with --tiny)")
     parser.add_argument("--size", default=None, help="HxW, default 768x1280 (64x96 with --tiny)")
@@ -73,7 +73,7 @@ def main() -> None:
     dtype = DTYPES[args.dtype or ("float32" if args.tiny else "bfloat16")]
     frames = args.frames or (9 if args.tiny else 25)
     h, w = (int(v) for v in (args.size or ("64x96" if args.tiny else "768x1280")).split("x"))
-    placement = Placement(device, dtype, args.offload)
+    placement = Placement(device, dtype, args.offload, args.vae_tiling)
     timer = StageTimer(device)
     t0 = time.perf_counter()
     video, image = build(TINY if args.tiny else FULL, args.tiny, placement, timer)

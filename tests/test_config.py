@@ -70,7 +70,7 @@ def test_overrides_set_values_by_dotted_path():
     ("operator=[]", "operator: expected a list of one or more operators"),
     ("operator.5.downsample.factor=2", "not an index"),
     ("noequals", "expected key=value"),
-    ("sampler.data_step_1.method=magic", "method=magic: expected one of prox, tv_time"),
+    ("sampler.data_step_1.method=magic", "method=magic: expected one of none, prox, tv_time"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(UserError, match=message):

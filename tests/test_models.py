@@ -40,11 +40,11 @@ def test_flow_sigma_table_is_wans_shifted_table():
     assert torch.all(s[1:] < s[:-1])
 
 
-def test_video_timestep_snaps_to_the_nearest_table_entry(tiny):
+def test_video_noise_is_the_nearest_table_sigma_and_the_network_gets_the_integer(tiny):
     sigma, t = tiny.video.sigma_at(757)
     table = 1000 * flow_sigmas(8.0)
-    assert abs(t - 757) == float((table - 757).abs().min())
-    assert sigma == pytest.approx(t / 1000)
+    assert t == 757.0  # the schedule's integer, as the published sampler passes it
+    assert 1000 * sigma == pytest.approx(float(table[(table - 757).abs().argmin()]))
 
 
 def test_padding_reaches_the_multiples_and_keeps_content():
@@ -229,3 +229,35 @@ def test_packaged_models_file_names_the_papers_weights():
     assert spec.image.weights.filename == "dmd2_sdxl_4step_unet_fp16.bin"
     assert spec.image.vae.repo == "madebyollin/sdxl-vae-fp16-fix"
     assert "non-commercial" in spec.video.weights.license and "non-commercial" in spec.image.weights.license
+
+
+class _FakeVAE:
+    use_tiling = False
+
+    def enable_tiling(self):
+        self.use_tiling = True
+
+    def disable_tiling(self):
+        self.use_tiling = False
+
+
+def test_vae_tiling_is_off_by_default_as_published(tiny):
+    assert Placement(torch.device("cpu"), torch.float32).vae_tiling == "off"
+    assert not getattr(tiny.video.vae, "use_tiling", False) and not getattr(tiny.image.vae, "use_tiling", False)
+    vae = _FakeVAE()
+    for mode, want in (("on", True), ("off", False), ("auto", False)):  # auto on a CPU: never tiles
+        assert Placement(torch.device("cpu"), torch.float32, vae_tiling=mode).tile(vae, "video", 10**9) is want
+        assert vae.use_tiling is want
+    with pytest.raises(UserError, match="--vae-tiling sometimes: unknown"):
+        Placement(torch.device("cpu"), torch.float32, vae_tiling="sometimes")
+
+
+def test_sdxl_runs_in_float16_where_the_published_code_does():
+    from lvtino.config import load_problem
+    from lvtino.pipeline.priors import GenerativePrior, ModelOptions
+
+    prior = GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny"), torch.device("cpu"))
+    assert (prior.dtype, prior.image_dtype) == (torch.float32, torch.float32)  # a CPU: float32 for both
+    assert prior.facts()["image_dtype"] == "float32" and prior.facts()["vae_tiled_calls"] == 0
+    with pytest.raises(UserError):
+        GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))

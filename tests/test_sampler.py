@@ -98,8 +98,10 @@ def test_no_gradient_flows_through_a_network(models):
 
 
 def test_output_is_the_last_data_step_of_the_last_video_estimate(models):
-    """Problem B ends with a prox: x = argmin 0.5||Au - y||^2 + ||u - x1||^2 / (2 gamma), x1 the last VCM output."""
+    """Problem B ends with a prox: x = argmin 0.5||Au - y||^2 + ||u - x1||^2 / (2 gamma), x1 the last VCM output;
+    in data mode the final projection then makes it fit y."""
     cfg, physics, _, y = problem("B", (25, 32, 48))
+    cfg = load_problem("B", overrides=["sampler.final_step.method=none"])
     schedule = Schedule.from_config(cfg.sampler)
     video = Spy(models.video, "transformer")
     try:
@@ -113,18 +115,76 @@ def test_output_is_the_last_data_step_of_the_last_video_estimate(models):
     assert grad.abs().max() < 1e-4 * (u - x1).abs().max()
     residual = lambda u: float((physics.A(u) - y).norm() / y.norm())
     assert residual(out) < 0.25 * residual(x1)
+    final = sample(physics, y, Schedule.from_config(load_problem("B").sampler), models.video, models.image,
+                   torch.Generator().manual_seed(0))
+    eps = load_problem("B").sampler.final_step.eps
+    assert torch.allclose(final, (out + physics.A_dagger(y - physics.A(out), eps=eps)).clamp(-1, 1), atol=1e-5)
 
 
-def test_temporal_tv_ending_reduces_the_residual_of_the_video_estimate(models):
-    cfg, physics, _, y = problem("A", (25, 32, 48))
-    video = Spy(models.video, "transformer")
+@pytest.mark.parametrize("name,shape", [("A", (25, 32, 48)), ("B", (25, 32, 48)), ("C", (17, 32, 48)),
+                                        ("jpeg", (9, 32, 48))])
+def test_data_output_fits_the_measurement_to_its_noise(models, name, shape):
+    """Data mode: ||A x - y|| / ||y|| at the noise level (that of the clean frames: Gaussian noise, and for JPEG
+    the quantisation too), where the last scheduled data step alone leaves A at ~0.5."""
+    cfg, physics, x, y = problem(name, shape)
+    out = sample(physics, y, Schedule.from_config(cfg.sampler), models.video, models.image,
+                 torch.Generator().manual_seed(0))
+    residual = lambda u: float((physics.A(u) - y).norm() / y.norm())
+    noise = residual(x)  # the clean frames' misfit: the noise the measurement carries
+    assert residual(out) <= 1.5 * noise, (residual(out), noise)
+
+
+def test_prior_output_is_the_last_video_estimate_as_published(models):
+    """``sampler.output=prior``: the decode of the last video-model call, the last data step skipped; NFE 9."""
+    cfg, physics, _, y = problem("A", (9, 32, 48))
+    cfg = load_problem("A", overrides=["sampler.output=prior"])
+    video, image = Spy(models.video, "transformer"), Spy(models.image, "unet")
+    steps = []
     try:
-        out = sample(physics, y, Schedule.from_config(cfg.sampler), video, models.image,
-                     torch.Generator().manual_seed(0))
+        out = sample(physics, y, Schedule.from_config(cfg.sampler), video, image, torch.Generator().manual_seed(0),
+                     callback=lambda k, x: steps.append(k))
     finally:
         video.close()
+        image.close()
+    assert torch.equal(out, video.last)
+    assert (video.calls, image.calls, video.forward_calls) == (5, 4, 5)  # NFE 9: an image sweep counts once
     residual = lambda u: float((physics.A(u) - y).norm() / y.norm())
-    assert residual(out) < 0.7 * residual(video.last)
+    data = sample(physics, y, Schedule.from_config(load_problem("A").sampler), models.video, models.image,
+                  torch.Generator().manual_seed(0))
+    assert residual(data) < 0.05 * residual(out)
+
+
+def test_start_from_black_is_the_published_prox_in_unit_range():
+    """The published start: prox from zero with gamma 200 on frames in [0, 1]; lvtino's, mapped back, equals it."""
+    cfg, physics, _, y = problem("A", (8, 16, 16))
+    schedule = Schedule.from_config(cfg.sampler)
+    zero = torch.zeros_like(physics.A_adjoint(y))
+    mine = schedule.init(physics, y, zero)
+    y01 = (y + 1) / 2
+    published = physics.prox_l2(torch.zeros_like(zero), y01, cfg.sampler.init.gamma)  # in [0, 1]
+    assert torch.allclose((mine + 1) / 2, published, atol=1e-6)
+    grey = Schedule.from_config(load_problem("A", overrides=["sampler.init.origin=grey"]).sampler)
+    assert torch.allclose(grey.init(physics, y, zero), physics.prox_l2(zero, y, cfg.sampler.init.gamma))
+    assert (published.mean() - 0.5).abs() > 0.01  # black and grey starts differ on this example
+
+
+def test_the_network_is_given_the_schedules_integer_timestep(models):
+    cfg, physics, _, y = problem("B", (9, 32, 48))
+    seen = []
+    net = models.video.transformer
+    forward = net.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["timestep"].tolist())
+        return forward(*args, **kwargs)
+    net.forward = spy
+    try:
+        sample(physics, y, Schedule.from_config(cfg.sampler), models.video, None, torch.Generator().manual_seed(0))
+    finally:
+        net.forward = forward
+    assert seen == [[float(t)] for t in cfg.sampler.video_timesteps]
+    sigma, _ = models.video.sigma_at(125)
+    assert sigma == pytest.approx(float(models.video.sigmas[(1000 * models.video.sigmas - 125).abs().argmin()]))
 
 
 def test_callback_sees_every_outer_step(models):

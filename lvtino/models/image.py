@@ -25,6 +25,7 @@ class ImageConsistencyModel(ConsistencyModel):
         super().__init__(placement, timer)
         self.unet = placement.adopt(unet)
         self.vae = placement.adopt(vae)
+        self.tiled = 0  # batches whose VAE ran tile by tile
         self.prompt_embeds, self.pooled_embeds = prompt_embeds, pooled_embeds
         self.alphas_cumprod = alphas_cumprod.double()
         self.batch_size = max(1, batch_size)
@@ -49,6 +50,7 @@ class ImageConsistencyModel(ConsistencyModel):
         out = []
         for chunk in frames.split(self.batch_size):
             n = chunk.shape[0]
+            self.tiled += p.tile(self.vae, "image", n * hp * wp)
             with self.timer("image_vae_encode"), p.running(self.vae) as vae:
                 z0 = vae.encode(chunk.to(p.device, p.dtype)).latent_dist.mean.float()
                 z0 = (z0 - self.shift) * self.scaling

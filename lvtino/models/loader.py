@@ -54,7 +54,6 @@ class VideoSpec:
     shift: float = setting(8.0, Number(gt=0, le=100))
     prompt: str = "a high resolution video"
     max_sequence_length: int = setting(512, whole(1, 4096))
-    vae_tiling: bool = True
 
 
 @dataclass
@@ -64,7 +63,6 @@ class ImageSpec:
     vae: Source = field(default_factory=Source)
     prompt: str = "a high resolution photo"
     batch_size: int = setting(8, whole(1, 1024))
-    vae_tiling: bool = True
 
 
 @dataclass
@@ -312,8 +310,6 @@ def _video_model(spec: VideoSpec, placement: Placement, timer: StageTimer) -> Vi
     embeds = encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)
     del encoder
     vae = AutoencoderKLWan.from_pretrained(base, subfolder="vae", local_files_only=True)
-    if spec.vae_tiling:
-        vae.enable_tiling()
     return VideoConsistencyModel(_load_wan_transformer(spec), vae, embeds, spec.shift, placement, timer)
 
 
@@ -341,14 +337,12 @@ def _image_model(spec: ImageSpec, placement: Placement, timer: StageTimer) -> Im
             unet = UNet2DConditionModel.from_config(config)
         _load_exact(unet, read_state_dict(locate(w.repo, w.filename)), f"{w.repo}/{w.filename}")
     vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder or None, local_files_only=True)
-    if spec.vae_tiling:
-        vae.enable_tiling()
     return ImageConsistencyModel(unet, vae, embeds, pooled, scheduler.alphas_cumprod, placement, spec.batch_size,
                                  timer)
 
 
 def tiny_models(spec: ModelsSpec, kinds: list[str], placement: Placement, timer: StageTimer,
-                seed: int = 0) -> Models:
+                seed: int = 0, image_placement: Placement | None = None) -> Models:
     """Small randomly initialised networks of the real classes (METHOD.md section 5), seeded."""
     from diffusers import AutoencoderKL, AutoencoderKLWan, DDPMScheduler, UNet2DConditionModel, WanTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, UMT5Config, UMT5EncoderModel
@@ -371,15 +365,18 @@ def tiny_models(spec: ModelsSpec, kinds: list[str], placement: Placement, timer:
             alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                    num_train_timesteps=1000).alphas_cumprod
             image = ImageConsistencyModel(UNet2DConditionModel(**TINY["image_unet"]),
-                                          AutoencoderKL(**TINY["image_vae"]), embeds, pooled, alphas, placement,
-                                          spec.image.batch_size, timer)
+                                          AutoencoderKL(**TINY["image_vae"]), embeds, pooled, alphas,
+                                          image_placement or placement, spec.image.batch_size, timer)
     return Models(video, image, "tiny", TINY_NOTE)
 
 
-def load_models(models: str | None, kinds: list[str], placement: Placement, timer: StageTimer) -> Models:
-    """The adapters for ``kinds`` ("video", "image"): ``models`` is None (packaged file), a YAML path or "tiny"."""
+def load_models(models: str | None, kinds: list[str], placement: Placement, timer: StageTimer,
+                image_placement: Placement | None = None) -> Models:
+    """The adapters for ``kinds`` ("video", "image"): ``models`` is None (packaged file), a YAML path or "tiny".
+    ``image_placement``: the image model's, where it differs (SDXL in float16 as published)."""
+    image_placement = image_placement or placement
     if models == "tiny":
-        return tiny_models(load_models_spec(None), kinds, placement, timer)
+        return tiny_models(load_models_spec(None), kinds, placement, timer, image_placement=image_placement)
     spec = load_models_spec(models)
     check_available(spec, kinds)
     video = image = None
@@ -387,7 +384,7 @@ def load_models(models: str | None, kinds: list[str], placement: Placement, time
         if "video" in kinds:
             video = _video_model(spec.video, placement, timer)
         if "image" in kinds:
-            image = _image_model(spec.image, placement, timer)
+            image = _image_model(spec.image, image_placement, timer)
     except OSError as err:  # a file the quick check does not name (a weight shard) is missing
         raise UserError(f"model weights missing: {str(err).splitlines()[0]}; run `lvtino download` on a machine "
                         "with network access, or restore with --prior tv") from None

@@ -2,7 +2,8 @@
 
 Flow matching: z_t = (1 - sigma) z_0 + sigma eps, the transformer predicts
 v = eps - z_0, so z_0 = z_t - sigma v. The sigma table is Wan's: 1000 training
-steps, shifted by ``shift``; a timestep is served by the nearest table entry.
+steps, shifted by ``shift``. The noise of a timestep is the nearest table entry's sigma; the network is given
+the schedule's own integer timestep (as the published sampler does), not the table's.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ class VideoConsistencyModel(ConsistencyModel):
         self.latents_std = torch.tensor(cfg.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self.spatial_multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
         self.temporal_stride = cfg.scale_factor_temporal
+        self.tiled = 0  # calls whose VAE ran tile by tile
 
     def sigma_at(self, timestep: float) -> tuple[float, float]:
-        """(sigma, timestep) of the table entry nearest to ``timestep``."""
+        """(sigma of the table entry nearest to ``timestep``, the timestep the network is given: ``timestep``)."""
         table = 1000.0 * self.sigmas
         i = int(torch.argmin((table - timestep).abs()))
-        return float(self.sigmas[i]), float(table[i])
+        return float(self.sigmas[i]), float(timestep)
 
     @torch.inference_mode()
     def denoise(self, x: Tensor, timestep: float, generator: torch.Generator) -> Tensor:
@@ -50,6 +52,7 @@ class VideoConsistencyModel(ConsistencyModel):
         p = self.placement
         clip = pad_time(pad_frames(x, self.spatial_multiple), self.temporal_stride)
         mean, std = self.latents_mean.to(p.device), self.latents_std.to(p.device)
+        self.tiled += p.tile(self.vae, "video", clip.shape[-1] * clip.shape[-2])
         with self.timer("video_vae_encode"), p.running(self.vae) as vae:
             z0 = (vae.encode(clip.to(p.device, p.dtype)).latent_dist.mean.float() - mean) / std
         sigma, tstep = self.sigma_at(timestep)

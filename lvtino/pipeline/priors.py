@@ -8,15 +8,16 @@ made, so that a run over many windows or clips pays for loading once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from lvtino.config import ProblemConfig
+from lvtino.config import SAMPLER_OUTPUTS, ProblemConfig
 from lvtino.errors import UserError
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
 from lvtino.runtime import StageTimer
+from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
 from lvtino.solvers.baselines import pinv_restore, tv_restore
@@ -37,8 +38,10 @@ class ModelOptions:
     """``--models``, ``--dtype``, ``--offload`` (the generative priors only)."""
 
     models: str | None = None  # None: the packaged models.yaml; a YAML path; or "tiny"
-    dtype: str = "auto"        # auto: bfloat16 on CUDA, float32 on the CPU
+    dtype: str = "auto"        # auto: on CUDA bfloat16 (video) and float16 (image, as published); float32 on the CPU
     offload: str = "none"
+    vae_tiling: str = "off"    # off (as published), on, or auto: only when a decode would not fit free memory
+    output: str | None = None  # the sampler's output, data or prior, over the preset's (benchmarks, reproduction)
 
 
 class ClassicalPrior:
@@ -58,28 +61,34 @@ class GenerativePrior:
 
     def __init__(self, name: str, cfg: ProblemConfig, options: ModelOptions, device: torch.device):
         self.name = name
+        if options.output is not None:
+            cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
+                                                                                                "sampler.output")))
         self.schedule = Schedule.from_config(cfg.sampler)
-        if options.dtype == "auto":
+        if options.dtype == "auto":  # the published code: Wan in bfloat16, SDXL in float16 (with the fp16-fix VAE)
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            image_dtype = torch.float16 if device.type == "cuda" else torch.float32
         elif options.dtype in DTYPES:
-            dtype = DTYPES[options.dtype]
+            dtype = image_dtype = DTYPES[options.dtype]
         else:
             raise UserError(f"--dtype {options.dtype}: unknown (known: auto, {', '.join(DTYPES)})")
         if options.models == "tiny":
             log.warning("--models tiny: %s", TINY_NOTE)
         self.timer = StageTimer(device)
-        key = (options.models, GENERATIVE[name], str(device), dtype, options.offload)
+        key = (options.models, GENERATIVE[name], str(device), dtype, image_dtype, options.offload,
+               options.vae_tiling)
         if key not in _LOADED:  # a batch loads its networks once
             _LOADED.clear()
-            _LOADED[key] = load_models(options.models, list(GENERATIVE[name]),
-                                       Placement(device, dtype, options.offload), self.timer)
+            placement = Placement(device, dtype, options.offload, options.vae_tiling)
+            _LOADED[key] = load_models(options.models, list(GENERATIVE[name]), placement, self.timer,
+                                       image_placement=placement.with_dtype(image_dtype))
         self.models = _LOADED[key]
         for model in (self.models.video, self.models.image):
             if model is not None:
                 model.timer = self.timer
         self.calls_before = {k: getattr(self.models, k).calls if getattr(self.models, k) else 0
                              for k in ("video", "image")}
-        self.dtype = dtype
+        self.dtype, self.image_dtype = dtype, image_dtype
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
@@ -91,6 +100,8 @@ class GenerativePrior:
         image = self.models.image.calls - self.calls_before["image"] if self.models.image else 0
         facts = {"nfe": {"video": video, "image": image, "total": video + image},
                  "models": self.models.label, "dtype": str(self.dtype).removeprefix("torch."),
+                 "image_dtype": str(self.image_dtype).removeprefix("torch."),
+                 "vae_tiled_calls": sum(m.tiled for m in (self.models.video, self.models.image) if m is not None),
                  "seconds_per_stage": self.timer.rounded()}
         if self.models.note:
             facts["models_note"] = self.models.note

@@ -87,6 +87,7 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
     folder.mkdir(parents=True, exist_ok=True)
     key = {"clip": input_identity(cell.clip)["digest"], "problem": cell.problem, "prior": cell.prior,
            "models": models.models if cell.prior.startswith("lvtino") else None, "seed": seed,
+           "output": models.output if cell.prior.startswith("lvtino") else None,
            "noise_std": noise_std, "window": "whole clip"}
     done = folder / f"{cell.prior}.json"
     if done.exists():
@@ -117,6 +118,8 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
             "--dtype", models.dtype, "--offload", models.offload, "-y"]
     if models.models:
         args += ["--models", models.models]
+    if models.output and prior.startswith("lvtino"):
+        args += ["--set", f"sampler.output={models.output}"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
@@ -125,6 +128,8 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
 
 
 def _method(prior: str, models: ModelOptions) -> str:
+    if prior.startswith("lvtino") and models.output:
+        prior = f"{prior}, output {models.output}" + (" (as published)" if models.output == "prior" else "")
     if prior.startswith("lvtino") and models.models == "tiny":
         return f"{prior} (tiny random models: code-path check, not quality)"
     return prior

@@ -21,10 +21,14 @@ from lvtino.sampling.schedule import Schedule
 def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | None,
            image: ConsistencyModel | None, generator: torch.Generator, timer: StageTimer | None = None,
            callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
-    """The restored clip (B, 3, T, H, W) in [-1, 1], consistent with y through the last data step.
+    """The restored clip (B, 3, T, H, W) in [-1, 1].
 
-    ``callback(k, x)`` sees the estimate after each outer step (for previews or
-    debugging); nothing is written from inside the loop.
+    ``schedule.output`` "data": the last data step's result, then the schedule's
+    final solve if it has one (frames that fit y). "prior": the last network
+    estimate (the video model's, or the image model's without it), as the
+    published code returns; the last data step, whose result it would discard,
+    is skipped. ``callback(k, x)`` sees the estimate after each outer step (for
+    previews or debugging); nothing is written from inside the loop.
     """
     if video is None and image is None:
         raise ValueError("sample needs at least one prior")
@@ -32,16 +36,27 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
     with timer("data_steps"):
         zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
         x = schedule.init(physics, y, zero).clamp(-1, 1)
+    estimate = x
     for step in schedule.steps:
+        last = step is schedule.steps[-1]
         x1 = video.denoise(x, step.video_timestep, generator) if video is not None else x
-        with timer("data_steps"):
-            x2 = step.data_step_1(physics, y, x1).clamp(-1, 1)
-        if step.image_timestep is not None and image is not None:
-            x3 = image.denoise(x2, step.image_timestep, generator)
-            with timer("data_steps"):
-                x = step.data_step_2(physics, y, x3).clamp(-1, 1)
+        if video is not None:
+            estimate = x1
+        if last and schedule.output == "prior":
+            x = estimate
         else:
-            x = x2
+            with timer("data_steps"):
+                x2 = step.data_step_1(physics, y, x1).clamp(-1, 1)
+            if step.image_timestep is not None and image is not None:
+                x3 = image.denoise(x2, step.image_timestep, generator)
+                estimate = x3 if video is None else estimate
+                with timer("data_steps"):
+                    x = step.data_step_2(physics, y, x3).clamp(-1, 1)
+            else:
+                x = x2
         if callback is not None:
             callback(step.k, x)
+    if schedule.output == "data" and schedule.final is not None:
+        with timer("data_steps"):
+            x = schedule.final(physics, y, x).clamp(-1, 1)
     return x

@@ -44,9 +44,16 @@ def _jpeg(physics, y, x, gamma, iterations):
     return surrogate_gradient_steps(physics, y, x, gamma=gamma, iterations=iterations)
 
 
+def _project(physics, y, x, eps):
+    linear = physics.linear_surrogate()
+    return x + linear.A_dagger(y - linear.A(x), eps=eps)
+
+
 def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
     """The data step ``cfg`` with its parameters for outer step k."""
     m = cfg.method
+    if m == "none":
+        raise UserError(f"{what}.method=none: only sampler.final_step may be none")
     if m == "prox":
         return partial(_prox, gamma=per_step(cfg.gamma, k, f"{what}.gamma"))
     if m == "tv_time":
@@ -59,13 +66,23 @@ def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
         return partial(_normal, eps=cfg.eps, iterations=cfg.iterations)
     if m == "jpeg":
         return partial(_jpeg, gamma=per_step(cfg.gamma, k, f"{what}.gamma"), iterations=cfg.iterations)
+    if m == "project":
+        return partial(_project, eps=cfg.eps)
     raise UserError(f"{what}.method={m!r} is not a data step")
 
 
 def _init(cfg: InitConfig) -> DataStep:
-    """The start: the prox from zero (gamma), or the measurement-consistent temporal interpolation."""
+    r"""The start: the prox (gamma) from black or grey frames, or the measurement-consistent interpolation.
+
+    The published code takes the prox from zero on frames in [0, 1]: black. For an
+    operator that keeps constants (every row of A sums to one, as averaging,
+    resampling and the JPEG surrogate do), argmin 0.5 ||A u' - y'||^2 + ||u'||^2 /
+    (2 gamma) over u' = (u + 1) / 2, y' = (y + 1) / 2 is the same problem in [-1, 1]
+    units, scaled by 1/4, with the origin at u = -1: the prox from -1 with the same gamma.
+    """
     if cfg.method == "prox":
-        return lambda physics, y, x: physics.linear_surrogate().prox_l2(x, y, cfg.gamma)
+        origin = -1.0 if cfg.origin == "black" else 0.0
+        return lambda physics, y, x: physics.linear_surrogate().prox_l2(x + origin, y, cfg.gamma)
     return lambda physics, y, x: interpolation_start(physics, y, eps=1e-4, motion=cfg.motion == "motion")
 
 
@@ -82,6 +99,8 @@ class OuterStep:
 class Schedule:
     init: DataStep
     steps: tuple[OuterStep, ...]
+    output: str = "data"            # "data": the last data step (then ``final``); "prior": the last model estimate
+    final: DataStep | None = None   # in "data" mode, after the last data step: a solve that fits y
 
     @classmethod
     def from_config(cls, cfg: SamplerConfig) -> "Schedule":
@@ -101,4 +120,7 @@ class Schedule:
                 k=k, video_timestep=float(tv), data_step_1=_bind(cfg.data_step_1, k, "sampler.data_step_1"),
                 image_timestep=None if last else float(cfg.image_timesteps[k]),
                 data_step_2=None if last else _bind(cfg.data_step_2, k, "sampler.data_step_2")))
-        return cls(_init(cfg.init), tuple(steps))
+        final = None
+        if cfg.output == "data" and cfg.final_step.method != "none":
+            final = _bind(cfg.final_step, n - 1, "sampler.final_step")
+        return cls(_init(cfg.init), tuple(steps), cfg.output, final)
