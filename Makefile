@@ -4,6 +4,9 @@ VENV ?= .venv
 # torch and torchvision as a pair (the tests' reference, deepinv, imports torchvision).
 # A CPU-only machine can use TORCH="torch==2.13.0" for the demo alone.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# A package index for torch alone, e.g. PyTorch's CPU wheels: TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
@@ -20,16 +23,16 @@ bench: $(VENV)/.installed-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) $(TORCH)
+	$(PIP) $(TORCH) $(TORCH_FROM)
 	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) $(TORCH) -e '.[test]'
-	@# Debian's Chromium renders the HTML report in a test; without it (no root, no apt) that test is skipped
-	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || \
-		(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) || \
-		echo "notice: chromium could not be installed; the report's browser test will be skipped"
+	$(PIP) $(TORCH) $(TORCH_FROM)
+	$(PIP) -e '.[test]'
+	@# the original Wan code, for the equivalence tests only: without its dependencies (it pins a CUDA-only
+	@# attention package); the tests load two of its files and never import the package
+	$(PIP) --no-deps wan22==2.2.11
 	touch $@
 
 clean:

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from lvtino.config import known_problems
 from lvtino.errors import DiskFull, UserError, is_disk_full
-from lvtino.models.base import DTYPES, OFFLOAD_MODES
+from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
 from lvtino.pipeline.priors import PRIORS
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
 
@@ -122,19 +122,38 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "configs/models.yaml), or 'tiny' for small random networks (a code-path check: the output "
                         "is meaningless for quality)")
     p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
-                   help="dtype of the networks (default auto: bfloat16 on CUDA, float32 on the CPU); "
+                   help="dtype of the networks (default auto: on CUDA bfloat16 for Wan and float16 for SDXL, as the "
+                        "published code; float32 on the CPU); "
                         "data-consistency steps always run in float32")
+    p.add_argument("--vae-tiling", dest="vae_tiling", default="off", choices=TILING_MODES,
+                   help="decode (and encode) with the VAEs tile by tile: off (default, as the published code: tiles "
+                        "can shift tones and leave seams), on, or auto: only when a frame would not fit the GPU's "
+                        "free memory")
     p.add_argument("--offload", default="none", choices=OFFLOAD_MODES,
                    help="none (default); model: each network on the GPU only for its call; group: diffusers' "
                         "block-by-block group offloading (least GPU memory, slowest)")
 
 
+def _common() -> argparse.ArgumentParser:
+    """-v and -q, accepted before or after the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    loud = common.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="debug messages too")
+    loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="no progress bars or notices: errors and warnings only")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lvtino", description=(
+    from lvtino import __version__
+
+    parser = _Parser(prog="lvtino", parents=[_common()], description=(
         "Zero-shot video restoration: simulate a degradation, restore a degraded video, measure the result."))
+    parser.add_argument("--version", action="version", version=f"lvtino {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("degrade", help="simulate y = A(x) + n from a clean video (written losslessly)",
+    p = sub.add_parser("degrade", parents=[_common()], help="simulate y = A(x) + n from a clean video (written losslessly)",
                        description="Simulate a measurement of a clean video. The output is lossless (.mkv: FFV1, "
                                    ".mp4: H.264 RGB at qp 0, a folder: PNG frames) and records the problem, its "
                                    "parameters and the original frame count and size for `lvtino restore`.")
@@ -149,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_options(p)
     _add_input_options(p)
 
-    p = sub.add_parser("restore", help="restore a degraded video",
+    p = sub.add_parser("restore", parents=[_common()], help="restore a degraded video",
                        description="Restore a degraded video of any length, streamed in overlapping windows "
                                    "whose seams are cross-faded and made measurement-consistent. The output has the "
                                    "measurement's size times the spatial factor, its frame rate times the temporal "
@@ -186,15 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
     p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
+    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=["yuv420p", "yuv444p"],
+                   help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
+                        "one pixel) or yuv444p (exact colour and size, fewer players)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
+                                                    "cuda, cuda:1")
     _add_model_options(p)
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the sampler's noise (default 0): same seed, same output")
     _add_overwrite_options(p)
     _add_input_options(p)
 
-    p = sub.add_parser("batch", help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
+    p = sub.add_parser("batch", parents=[_common()], help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
                        description="Restore every item of a manifest (.csv with columns input, output and "
                                    "optionally problem, prior, start, end, set (KEY=VALUE;KEY=VALUE); or .yaml: a "
                                    "list of such mappings, or 'defaults' and 'items'; paths relative to the "
@@ -213,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(p, required=False)
     p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
                    help="prior of items that name none (default tv)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
     _add_model_options(p)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the sampler's noise (default 0)")
     p.add_argument("--window", type=int, default=None, metavar="N", help="output frames per window")
@@ -227,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-truncated", action="store_true",
                    help="use the frames a truncated or damaged input holds, instead of failing the item")
 
-    p = sub.add_parser("benchmark", help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
+    p = sub.add_parser("benchmark", parents=[_common()], help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
                        description="For every clean clip, problem and prior: degrade (noise 0.001), restore, "
                                    "evaluate; write benchmark.csv, .md and .html (means over clips) beside the "
                                    "paper's published numbers, labelled as such. Finished cells are reused when "
@@ -241,11 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="first frame of each clip (default 0)")
     p.add_argument("--size", default=None, metavar="HxW", help="resize the clips (bicubic), e.g. 768x1280 as the "
                                                                  "paper")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
     _add_model_options(p)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise and the sampler (default 0)")
 
-    p = sub.add_parser("download", help="fetch the networks' weights into the Hugging Face cache (needs network)",
+    p = sub.add_parser("download", parents=[_common()], help="fetch the networks' weights into the Hugging Face cache (needs network)",
                        description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
                                    "printing each model's licence (the CausVid and DMD2 weights are "
                                    "non-commercial). Restoring never downloads.")
@@ -253,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a models YAML file (default: the packaged configs/models.yaml)")
     p.add_argument("--only", choices=["video", "image"], default=None, help="fetch one model only")
 
-    p = sub.add_parser("evaluate", help="fidelity and temporal metrics of a restored video, and an HTML report",
+    p = sub.add_parser("evaluate", parents=[_common()], help="fidelity and temporal metrics of a restored video, and an HTML report",
                        description="PSNR and SSIM (RGB in [0, 1] and the Y channel), LPIPS (VGG) when its weights "
                                    "are on this machine, warping error, flicker and tOF (optical flow of the "
                                    "reference, occlusions masked), per frame and over the clip.")
@@ -269,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_options(p)
     _add_input_options(p)
 
-    p = sub.add_parser("demo", help="degrade and restore a clip end to end, offline, on the CPU",
+    p = sub.add_parser("demo", parents=[_common()], help="degrade and restore a clip end to end, offline, on the CPU",
                        description="Make a procedural clip (or take --input), degrade it with a problem, restore "
                                    "it with the TV prior, and write reference, degraded, naive and restored videos "
                                    "with a JSON of PSNR/SSIM.")
@@ -313,8 +336,9 @@ def _run(args: argparse.Namespace) -> None:
         from lvtino.pipeline.restore import restore
         r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
-                    fps=args.input_fps, crf=args.crf, preset=args.preset, no_audio=args.no_audio, device=args.device,
-                    models=ModelOptions(args.models, args.dtype, args.offload), seed=args.seed,
+                    fps=args.input_fps, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                    no_audio=args.no_audio, device=args.device,
+                    models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling), seed=args.seed,
                     resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
                     overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args))
         if r is None:  # another process of a multi-process launch: the main process reports
@@ -337,7 +361,7 @@ def _run(args: argparse.Namespace) -> None:
                                    else source.with_name(source.stem + "-summary.csv"))
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
                          device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
-                         models=ModelOptions(args.models, args.dtype, args.offload),
+                         models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling),
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
                          accept_truncated=args.accept_truncated)
         if any(r["status"] == "failed" for r in rows):
@@ -351,7 +375,7 @@ def _run(args: argparse.Namespace) -> None:
         size = _size(args.size) if args.size else None
         rows, tables = run_benchmark(args.clips, args.problems, args.priors, args.output, frames=args.frames,
                                      size=size, start=args.start, device=args.device, seed=args.seed,
-                                     models=ModelOptions(args.models, args.dtype, args.offload))
+                                     models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling))
         print(open(tables["md"]).read().split("\n\nThe paper")[0])
         print(f"tables: {tables['csv']}, {tables['md']}, {tables['html']}")
     elif args.command == "download":
@@ -433,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage mistake already reported in one line
         log.removeHandler(handler)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    if getattr(args, "quiet", False):
+        log.setLevel(logging.WARNING)
+    elif getattr(args, "verbose", False):
+        log.setLevel(logging.DEBUG)
     try:
         with stop_on_signals():
             code = _run(args)

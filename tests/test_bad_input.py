@@ -202,7 +202,7 @@ CASES = {
                                               "last frames of the video, which only one window holding all 24 frames "
                                               "can restore; use --window 24"),
     "restore: empty range": Case("restore {y} -o {d}/o.mkv --start 5 --end 5", 2, "0 <= start < end"),
-    "restore: bad time": Case("restore {y} -o {d}/o.mkv --start 1:xx", 2, "expected a frame number or a time"),
+    "restore: bad time": Case("restore {y} -o {d}/o.mkv --start 1:xx", 2, "expected a frame number, seconds"),
     "restore: frames 0": Case("restore {y} -o {d}/o.mkv --frames 0", 2, "--frames 0: expected a whole number"),
     "restore: recorded frames huge": Case("restore {t_huge} -o {d}/o.mkv", 2,
                                           "recorded degradation is not valid (frames=1000000000000"),

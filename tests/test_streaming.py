@@ -85,8 +85,14 @@ def test_frame_and_time_ranges_restore_only_what_is_asked(long_clip, tmp_path, c
     assert code == 0, err
     first, stop = round(1 * FPS), round(Fraction(5, 2) * FPS)
     assert np.array_equal(frames_of(timed), frames_of(full)[first:stop])
+    # seconds as ffmpeg's -ss (12.5 or 12.5s), and an --end past the video clamped to its end with a notice
+    secs = tmp_path / "secs.mkv"
+    code, _, err = run(["restore", y, "-o", secs, "--start", "1.5", "--end", "99999s", *FAST], capsys)
+    assert code == 0, err
+    assert "past the video's" in err
+    assert np.array_equal(frames_of(secs), frames_of(full)[round(Fraction(3, 2) * FPS):])
     code, _, err = run(["restore", y, "-o", tmp_path / "bad.mkv", "--start", "1:xx"], capsys)
-    assert code == 2 and "expected a frame number or a time" in err
+    assert code == 2 and "expected a frame number, seconds (12.5 or 12.5s) or a time" in err
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_output(long_clip, tmp_path, capsys):

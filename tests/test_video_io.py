@@ -45,12 +45,23 @@ def test_h264_keeps_count_fps_and_bt709_tags(tmp_path):
     assert np.abs(error.mean(axis=(0, 1, 2))).max() < 2.0
 
 
-def test_odd_sizes_encode_at_their_size(tmp_path, caplog):
+def test_odd_sizes_are_playable_by_default_or_exact_with_yuv444p(tmp_path, caplog):
+    """yuv420p (what players decode) pads an odd side by one repeated pixel, and says so; yuv444p keeps the size."""
     frames = smooth_frames(4, 21, 33)
-    with caplog.at_level(logging.WARNING, logger="lvtino"):
-        info = probe(_write(tmp_path / "odd.mp4", frames))
-    assert (info.width, info.height, info.frames) == (33, 21, 4)
-    assert "yuv444p" in caplog.text
+    with caplog.at_level(logging.INFO, logger="lvtino"):
+        path = _write(tmp_path / "odd.mp4", frames)
+    info = probe(path)
+    assert (info.width, info.height, info.frames) == (34, 22, 4)
+    assert "padded to 34x22" in caplog.text and "--pix-fmt yuv444p" in caplog.text
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    decoded = np.stack(list(read_frames(info))).astype(float)
+    assert np.abs(decoded[:, :21, :33] - frames).mean() < 4.0
+    assert np.abs(decoded[:, :21, 33] - decoded[:, :21, 32]).mean() < 4.0  # the edge repeated, not black
+    exact = probe(_write(tmp_path / "exact.mp4", frames, pix_fmt="yuv444p"))
+    assert (exact.width, exact.height) == (33, 21)
+    with av.open(str(exact.path)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
 
 
 def test_frame_range_equals_the_same_frames_of_a_full_decode(tmp_path):

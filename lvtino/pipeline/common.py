@@ -60,7 +60,10 @@ def reset_peak_memory() -> None:
 
 
 def check_device(device: str) -> torch.device:
-    """The torch device named by ``--device``, refused in one line when this machine lacks it."""
+    """The torch device named by ``--device`` (``auto``: CUDA when present, else the CPU), refused in one line
+    when this machine lacks it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:

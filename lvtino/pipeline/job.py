@@ -119,16 +119,20 @@ def _recorded_name(info: VideoInfo) -> str | None:
 
 
 def frame_position(value, job_fps: Fraction, info: VideoInfo, factor: int, what: str) -> int | None:
-    """An output frame index from ``--start``/``--end``: a whole number, or a time [HH:]MM:SS[.fff]."""
+    """An output frame index from ``--start``/``--end``: a whole number is a frame; seconds as ``12.5`` or
+    ``12.5s`` (ffmpeg's ``-ss``), or a time [HH:]MM:SS[.fff]."""
     if value is None or isinstance(value, int):
         return value
     text = str(value).strip()
     if re.fullmatch(r"-?\d+", text):
         return int(text)
-    m = _TIMESTAMP.match(text)
-    if not m:
-        raise UserError(f"{what} {text}: expected a frame number or a time such as 00:01:02.5")
-    seconds = Fraction(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60) + Fraction(m.group(3))
+    if m := re.fullmatch(r"(\d+\.\d*|\.\d+|\d+)s|(\d+\.\d*|\.\d+)", text):
+        seconds = Fraction(m.group(1) or m.group(2))
+    elif m := _TIMESTAMP.match(text):
+        seconds = Fraction(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60) + Fraction(m.group(3))
+    else:
+        raise UserError(f"{what} {text}: expected a frame number, seconds (12.5 or 12.5s) or a time such as "
+                        "00:01:02.5")
     if info.variable_rate:
         return info.index_at(float(seconds)) * factor
     return round(seconds * job_fps)
@@ -207,6 +211,9 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
     end = frame_position(end, out_fps, info, factor, "--end")
     start = 0 if start is None else start
     end = shape[0] if end is None else end
+    if end > shape[0] and 0 <= start < shape[0]:  # as ffmpeg's -to past the end: up to the last frame
+        log.info("--end %d is past the video's %d output frames: restoring up to its end", end, shape[0])
+        end = shape[0]
     if not 0 <= start < end <= shape[0]:
         raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")

@@ -39,6 +39,7 @@ from lvtino.pipeline.words import Words
 from lvtino.runtime import StageTimer
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.segments import Encoder, Segments
+from lvtino.video.writer import PIX_FMTS
 
 log = logging.getLogger("lvtino")
 AHEAD = 2  # windows each other process may restore ahead of the main process's join
@@ -94,7 +95,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
             seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
             overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
-            accept_truncated: bool = False, words: Words | None = None) -> dict | None:
+            accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p") -> dict | None:
     """Restore a degraded video with ``prior`` and write output frames [start, end).
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
@@ -105,6 +106,8 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     # 1. Check inputs and outputs; settle the operator, sizes, range and windows
     if prior not in PRIORS:
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
+    if pix_fmt not in PIX_FMTS:
+        raise UserError(f"--pix-fmt {pix_fmt}: expected one of {', '.join(PIX_FMTS)}")
     procs = processes or Processes(check_device(device))
     job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
                           models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
@@ -123,7 +126,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             run.others()
             return None
         # 3b. Main process: its turns, every needed window joined in order, final frames into closed segments
-        segments = Segments(state.folder / "segments", output, job.fps, job.start, job.end, crf, preset)
+        segments = Segments(state.folder / "segments", output, job.fps, job.start, job.end, crf, preset, pix_fmt)
         run.main(segments)
         audio = None if no_audio or not job.info.has_audio else input
         factor = job.physics.factors[0]
@@ -310,7 +313,8 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
     from lvtino.video.quality import compression_noise
 
     fit = {"rms_grey": meter.rms() if meter else {}, "compression": None, "suspect_operator": False}
-    if meter is not None and meter.naive() is not None:
+    if meter is not None and meter.naive() is not None and "operator" not in job.info.metadata:
+        # a measurement lvtino made records its operator: only a guessed one (words, a preset) can be wrong
         fit["suspect_operator"] = meter.naive() > SUSPECT_NAIVE
     if job.info.kind == "video":
         found = compression_noise(job.info.path)
@@ -327,7 +331,7 @@ def _config(job: Job) -> dict:
 
 
 def _progress(total: int, procs: Processes):
-    if not (procs.is_main and sys.stderr.isatty()):
+    if not (procs.is_main and sys.stderr.isatty()) or log.getEffectiveLevel() > logging.INFO:  # -q: no bar
         return None
     from tqdm import tqdm
 

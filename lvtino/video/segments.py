@@ -57,11 +57,11 @@ class Segments:
     """Closed segments of output frames [start, end) in ``folder``; ``write`` adds one, ``join`` makes the file."""
 
     def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int, crf: int = 18,
-                 preset: str = "medium"):
+                 preset: str = "medium", pix_fmt: str = "yuv420p"):
         self.folder, self.output = Path(folder), Path(output)
         self.kind = output_kind(self.output)
         self.suffix = "" if self.kind == "frames" else self.output.suffix
-        self.fps, self.crf, self.preset = Fraction(fps), crf, preset
+        self.fps, self.crf, self.preset, self.pix_fmt = Fraction(fps), crf, preset, pix_fmt
         self.start, self.end = start, end
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"start": start, "end": end, "output": self.output.suffix}
@@ -107,7 +107,7 @@ class Segments:
     def write(self, first: int, frames: np.ndarray) -> Segment:
         """Encode frames (n, H, W, 3) uint8 as the segment starting at output frame ``first``; closed on return."""
         seg = Segment(first, len(frames), self.folder / f"segment-{first:09d}-{len(frames):06d}{self.suffix}")
-        with VideoWriter(seg.path, self.fps, crf=self.crf, preset=self.preset) as writer:
+        with VideoWriter(seg.path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt) as writer:
             for frame in frames:
                 writer.write(frame)
         return seg

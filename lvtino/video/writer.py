@@ -1,8 +1,8 @@
 """Streaming video output, written to a temporary name and renamed only when complete.
 
 The output kind follows the path: ``.mp4``/``.mov``/``.m4v`` encode H.264
-(libx264, yuv420p, BT.709 tags; yuv444p when a side is odd, since 4:2:0 needs
-even sizes; ``lossless=True`` gives libx264rgb at qp 0), ``.mkv`` encodes lossless
+(libx264, yuv420p by default with an odd side padded by one pixel, or yuv444p;
+BT.709 tags; ``lossless=True`` gives libx264rgb at qp 0), ``.mkv`` encodes lossless
 FFV1 RGB, and a path without a suffix becomes a folder of PNG frames. The audio of
 ``audio_from`` is copied in (re-encoded to AAC where the container refuses its
 codec), optionally cut to a time range.
@@ -27,6 +27,7 @@ from lvtino.files import fsync_folder, partial_name, remove_stale_partials, repl
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
+PIX_FMTS = ("yuv420p", "yuv444p")
 
 H264_SUFFIXES = (".mp4", ".mov", ".m4v")
 FFV1_SUFFIXES = (".mkv",)
@@ -53,13 +54,20 @@ def output_kind(path: str | Path) -> str:
 class VideoWriter:
     """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames.
 
+    H.264 outputs are ``pix_fmt`` yuv420p (what browsers, phones and QuickTime play; an
+    odd size is padded by one pixel) or yuv444p (any size, fewer players).
+
     Nothing appears at ``path`` until the block ends without an error; then the
     complete file (or folder) is renamed into place in one step.
     """
 
     def __init__(self, path: str | Path, fps: Fraction, crf: int = 18, preset: str = "medium",
                  lossless: bool = False, metadata: dict | None = None, audio_from: str | Path | None = None,
-                 audio_range: tuple[float, float | None] | None = None, rotation: int = 0):
+                 audio_range: tuple[float, float | None] | None = None, rotation: int = 0,
+                 pix_fmt: str = "yuv420p"):
+        if pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {pix_fmt}: expected one of {', '.join(PIX_FMTS)}")
+        self.pix_fmt, self._pad = pix_fmt, (0, 0)
         self.path = Path(path)
         self.kind = output_kind(self.path)
         self.fps = Fraction(fps).limit_denominator(1_000_000)
@@ -104,6 +112,8 @@ class VideoWriter:
         else:
             if self._stream is None:
                 self._open(frame.shape[1], frame.shape[0])
+            if any(self._pad):  # 4:2:0 of an odd size: the last row or column repeated
+                frame = np.pad(frame, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             if self._stream.pix_fmt.startswith("yuv"):
                 vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt, dst_colorspace="itu709")
@@ -128,12 +138,14 @@ class VideoWriter:
             stream.options = {"qp": "0", "preset": self.preset}
         else:
             stream = self._container.add_stream("libx264", rate=self.fps)
-            if width % 2 or height % 2:
-                log.warning("%s: odd frame size %dx%d, encoding yuv444p (4:2:0 needs even sizes)",
-                            self.path, width, height)
-                stream.pix_fmt = "yuv444p"
-            else:
-                stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = self.pix_fmt
+            if self.pix_fmt == "yuv420p" and (width % 2 or height % 2):
+                # 4:2:0 needs even sizes and H.264 crops only by 2 pixels: pad by one, or --pix-fmt yuv444p
+                self._pad = (width % 2, height % 2)
+                width, height = width + self._pad[0], height + self._pad[1]
+                log.info("%s: odd frame size %dx%d padded to %dx%d for yuv420p (what players decode); "
+                         "--pix-fmt yuv444p keeps the exact size", self.path, width - self._pad[0],
+                         height - self._pad[1], width, height)
             stream.options = {"crf": str(self.crf), "preset": self.preset}
             cc = stream.codec_context
             cc.color_primaries = cc.color_trc = cc.colorspace = BT709

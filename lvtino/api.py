@@ -1,0 +1,118 @@
+"""lvtino from Python: the three commands on files, and a pipeline object for tensors.
+
+    import lvtino
+    lvtino.restore("low.mp4", "up.mp4", scale=4, fps_factor=4)           # as `lvtino restore`
+    restorer = lvtino.Restorer.from_preset("A", prior="tv")
+    video = restorer(measured)   # (T, H, W, C) uint8 or (B, C, T, H, W) float in [0, 1], same layout back
+
+The functions take the command line's options as keywords (``overwrite=True`` is
+``-y``); they return the facts ``--stats``/``--json`` would write. The pipeline
+object runs the same streaming restoration as the command (windows, seams, the
+measured frames' own operator), on a lossless copy of the tensor in a temporary
+folder: a float input is measured at 8 bits, as a video file is, and the result
+comes back at 8 bits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lvtino.errors import UserError
+
+
+def _overwrite(flag: bool | None) -> str:
+    return {True: "yes", False: "no", None: "ask"}[flag]
+
+
+def _words(scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="drop"):
+    from lvtino.pipeline.words import Words
+
+    words = Words(scale, fps_factor, size, None if fps is None else Fraction(fps), resampler, fps_mode)
+    return words if words.given() else None
+
+
+def restore(input, output, *, problem=None, prior="tv", scale=None, fps_factor=None, size=None, fps=None,
+            resampler="ffmpeg", fps_mode="drop", models=None, dtype="auto", offload="none", vae_tiling="off",
+            device="auto", overwrite: bool | None = None, **options) -> dict:
+    """``lvtino restore``: ``overwrite`` True replaces an existing output (-y), False never does (-n), None refuses
+    it in one line. Other keywords: config, overrides, start, end, frames, stats, crf, preset, no_audio, seed,
+    resume, keep_state, window, overlap, accept_truncated."""
+    from lvtino.pipeline.priors import ModelOptions
+    from lvtino.pipeline.restore import restore as run
+
+    return run(input, output, problem=problem, prior=prior, device=device,
+               models=ModelOptions(models, dtype, offload, vae_tiling), overwrite=_overwrite(overwrite),
+               words=_words(scale, fps_factor, size, fps, resampler, fps_mode), **options)
+
+
+def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg",
+            fps_mode="drop", overwrite: bool | None = None, **options) -> dict:
+    """``lvtino degrade``; other keywords: config, overrides, noise_std, seed, no_audio, accept_truncated."""
+    from lvtino.pipeline.degrade import degrade as run
+
+    return run(input, output, problem=problem, overwrite=_overwrite(overwrite),
+               words=_words(scale, fps_factor, size, fps, resampler, fps_mode), **options)
+
+
+def evaluate(restored, reference, **options) -> dict:
+    """``lvtino evaluate``: clip means and per-frame values (keywords: fps, resize, lpips, temporal)."""
+    from lvtino.metrics.evaluate import evaluate as run
+
+    return run(restored, reference, **options)
+
+
+class Restorer:
+    """A restoration set up once and called on videos, in the manner of a diffusers pipeline."""
+
+    def __init__(self, problem: str | None = None, prior: str = "tv", **options):
+        self.problem, self.prior, self.options = problem, prior, options
+
+    @classmethod
+    def from_preset(cls, problem: str | None = None, prior: str = "tv", *, models: str | None = None,
+                    device: str = "auto", seed: int = 0, **options) -> "Restorer":
+        """``problem``: a preset (A, B, C, sr4, ...) or None with ``scale=``/``fps_factor=``; ``models``: a
+        models YAML, None for the packaged one, or "tiny". Other keywords as ``lvtino.restore``."""
+        from lvtino.config import load_problem
+        from lvtino.pipeline.priors import PRIORS
+
+        if prior not in PRIORS:
+            raise UserError(f"prior {prior}: unknown (known: {', '.join(PRIORS)})")
+        if problem is not None:
+            load_problem(problem, options.get("config"), options.get("overrides"))  # a mistake shows here
+        return cls(problem, prior, models=models, device=device, seed=seed, **options)
+
+    def __call__(self, video, fps: float | Fraction = 30) -> np.ndarray | torch.Tensor:
+        """Restore ``video``: (T, H, W, C) uint8, or (B, C, T, H, W) float in [0, 1] with B = 1; the result in the
+        same layout. A measurement lvtino degraded needs the ``problem`` its preset names."""
+        from lvtino.video.reader import probe, read_frames
+        from lvtino.video.writer import VideoWriter
+
+        frames, as_tensor = _to_frames(video)
+        with tempfile.TemporaryDirectory(prefix="lvtino-") as tmp:
+            measured, restored = Path(tmp) / "measured.mkv", Path(tmp) / "restored"
+            with VideoWriter(measured, Fraction(fps).limit_denominator(1001), lossless=True) as writer:
+                for f in frames:
+                    writer.write(f)
+            restore(measured, restored, problem=self.problem, prior=self.prior, **self.options)
+            out = np.stack(list(read_frames(probe(restored))))
+        if not as_tensor:
+            return out
+        return torch.from_numpy(out).permute(3, 0, 1, 2).unsqueeze(0).float() / 255
+
+
+def _to_frames(video) -> tuple[np.ndarray, bool]:
+    if isinstance(video, torch.Tensor):
+        if video.dim() != 5 or video.shape[0] != 1 or video.shape[1] != 3 or not video.is_floating_point():
+            raise UserError(f"a tensor video must be (1, 3, T, H, W) float in [0, 1], got {tuple(video.shape)} "
+                            f"{video.dtype}")
+        frames = (video[0].permute(1, 2, 3, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return frames, True
+    frames = np.asarray(video)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise UserError(f"an array video must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    return frames, False

@@ -1,0 +1,89 @@
+"""The Python API: the commands on files, and the Restorer on arrays and tensors, equal to the CLI."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+import lvtino
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.errors import UserError
+from lvtino.video.reader import probe, read_frames
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A 2x-shrunk H.264 clip (a user's file, no lvtino metadata) and its frames."""
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("api")
+    big = smooth_frames(9, 48, 64)
+    small = np.stack([np.asarray(Image.fromarray(f).resize((32, 24), Image.BICUBIC)) for f in big])
+    path = write_video(tmp / "low.mkv", small, fps=Fraction(30), codec="ffv1")
+    return path, np.stack(list(read_frames(probe(path))))
+
+
+def test_functions_are_the_commands(measured, tmp_path, capsys):
+    path, _ = measured
+    stats = lvtino.restore(path, tmp_path / "api.mkv", scale=2, prior="pinv", resampler="pil-bicubic")
+    assert main(["restore", str(path), "-o", str(tmp_path / "cli.mkv"), "--scale", "2", "--prior", "pinv",
+                 "--resampler", "pil-bicubic"]) == 0
+    api, cli = (np.stack(list(read_frames(probe(tmp_path / f"{n}.mkv")))) for n in ("api", "cli"))
+    assert np.array_equal(api, cli) and stats["frames"] == 9 and (stats["width"], stats["height"]) == (64, 48)
+    with pytest.raises(UserError, match="exists"):  # no overwrite flag: refused, as the command
+        lvtino.restore(path, tmp_path / "api.mkv", scale=2, prior="pinv")
+    with pytest.raises(UserError, match="-n never replaces"):
+        lvtino.restore(path, tmp_path / "api.mkv", scale=2, prior="pinv", overwrite=False)
+    scores = lvtino.evaluate(tmp_path / "api.mkv", tmp_path / "cli.mkv", lpips=False, temporal=False)
+    assert scores["psnr"] > 90  # identical videos
+
+
+def test_restorer_on_arrays_and_tensors_equals_the_cli(measured, tmp_path, capsys):
+    path, frames = measured
+    restorer = lvtino.Restorer.from_preset(prior="pinv", scale=2, resampler="pil-bicubic")
+    out = restorer(frames)
+    assert out.dtype == np.uint8 and out.shape == (9, 48, 64, 3)
+    assert main(["restore", str(path), "-o", str(tmp_path / "cli.mkv"), "--scale", "2", "--prior", "pinv",
+                 "--resampler", "pil-bicubic", "--crf", "0"]) == 0
+    cli = np.stack(list(read_frames(probe(tmp_path / "cli.mkv"))))
+    assert np.abs(out.astype(int) - cli.astype(int)).max() <= 2  # the CLI's H.264 at crf 0 (yuv) against PNG
+    tensor = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255
+    back = restorer(tensor)
+    assert back.shape == (1, 3, 9, 48, 64) and back.dtype == torch.float32
+    assert torch.equal((back * 255).round().to(torch.uint8)[0].permute(1, 2, 3, 0), torch.from_numpy(out))
+    with pytest.raises(UserError, match=r"\(T, H, W, 3\) uint8"):
+        restorer(frames.astype(np.float32))
+    with pytest.raises(UserError, match="prior magic: unknown"):
+        lvtino.Restorer.from_preset("A", prior="magic")
+
+
+def test_version_quiet_and_device_auto(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"lvtino {lvtino.__version__}" != "lvtino 0+unknown"
+    from lvtino.pipeline.common import check_device
+    assert check_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_verbose_and_quiet_before_or_after_the_command():
+    from lvtino.cli import build_parser
+
+    assert build_parser().parse_args(["restore", "x.mkv", "-o", "y.mkv", "-q"]).quiet
+    assert build_parser().parse_args(["-v", "restore", "x.mkv", "-o", "y.mkv"]).verbose
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["restore", "x.mkv", "-o", "y.mkv", "-q", "-v"])
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["up"].shape == (16, 96, 160, 3) and scope["facts"]["frames"] == 16
+    assert (tmp_path / "up.mp4").exists()
