@@ -5,7 +5,8 @@ Writes into the output folder: ``reference.mkv`` (the clean clip), ``degraded.mk
 upsampling), ``restored.mkv`` (the TV restoration), ``stats.json`` (the run's
 facts), ``metrics.json`` (fidelity and temporal metrics of naive and restored
 against the reference) and ``report/index.html`` (the restoration's quality
-report). All videos are lossless FFV1, so the metrics are those of the files.
+report). All videos are lossless FFV1, so the metrics are those of the files;
+``preview/`` holds an H.264 copy of each (yuv420p) that browsers and phones play.
 """
 
 from __future__ import annotations
@@ -48,8 +49,13 @@ def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str 
     return result
 
 
+def _step(k: int, text: str) -> None:
+    print(f"lvtino demo [{k}/5] {text}", flush=True)
+
+
 def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size, accept_truncated) -> dict:
     reference = out / "reference.mkv"
+    _step(1, "the clean clip")
     # 1. The clean clip: procedural, or a span of the user's video
     if input is None:
         clip, rate, audio, span = synthetic_clip(frames, *size, seed=seed), Fraction(30), None, None
@@ -68,7 +74,9 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
             writer.write(frame)
     # 2. Degrade, restore, and the naive upsampling to compare with
     degraded = out / "degraded.mkv"
+    _step(2, f"degrading it (problem {problem})")
     degrade(reference, degraded, problem=problem, seed=seed)
+    _step(3, "restoring it with the TV prior (seconds to a minute on a CPU)")
     stats = restore(degraded, out / "restored.mkv", prior="tv", stats=out / "stats.json")
     y_info = probe(degraded)
     y = frames_to_tensor(read_frames(y_info))
@@ -77,7 +85,8 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
     with VideoWriter(out / "naive.mkv", rate) as writer:
         for frame in tensor_to_frames(naive):
             writer.write(frame)
-    # 3. Score both against the reference
+    # 3. Score both against the reference; playable previews
+    _step(4, "scoring the naive upsampling and the restoration, writing the report")
     scores = {name: evaluate(out / f"{name}.mkv", reference) for name in ("naive", "restored")}
     report = write_report(out / "report", scores["restored"], degraded=degraded, stats=stats)
     keys = ("psnr", "ssim", "psnr_y", "ssim_y", "warping_error", "flicker", "tof")
@@ -87,11 +96,23 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
         "psnr_gain_db": scores["restored"]["psnr"] - scores["naive"]["psnr"],
     }
     write_json(out / "metrics.json", result)
+    _step(5, "H.264 previews")
+    _previews(out, ("reference", "degraded", "naive", "restored"))
     print(f"lvtino demo: {source}, problem {problem}")
     for name in ("reference", "degraded", "naive", "restored"):
-        print(f"  {name:9s} {final / (name + '.mkv')}")
+        print(f"  {name:9s} {final / (name + '.mkv')}  (preview: {final / 'preview' / (name + '.mp4')})")
     print(f"  naive upsampling PSNR {result['naive']['psnr']:.2f} dB, SSIM {result['naive']['ssim']:.3f}")
     print(f"  TV restoration   PSNR {result['restored']['psnr']:.2f} dB, SSIM {result['restored']['ssim']:.3f}"
           f"  (gain {result['psnr_gain_db']:+.2f} dB, {stats['seconds']:.0f} s)")
     print(f"  metrics: {final / 'metrics.json'}")
     return result
+
+
+def _previews(out: Path, names) -> None:
+    """An H.264 yuv420p copy of each lossless video (FFV1 plays in few players), at its own size and rate."""
+    (out / "preview").mkdir()
+    for name in names:
+        info = probe(out / f"{name}.mkv")
+        with VideoWriter(out / "preview" / f"{name}.mp4", info.fps, crf=18) as writer:
+            for frame in read_frames(info):
+                writer.write(frame)

@@ -92,7 +92,11 @@ class GenerativePrior:
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
-        x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer)
+        bar = _inner_bar(len(self.schedule.steps))
+        x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
+                   callback=(lambda k, x: bar.update(1)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
         return x, {}
 
     def facts(self) -> dict:
@@ -106,6 +110,18 @@ class GenerativePrior:
         if self.models.note:
             facts["models_note"] = self.models.note
         return facts
+
+
+def _inner_bar(steps: int):
+    """The sampler's outer steps of a window, shown below the frame bar in a terminal once a window has taken
+    more than two seconds (not with -q), and cleared after it."""
+    import sys
+
+    if not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, unit="step", desc="  window", leave=False, delay=2)
 
 
 def describe_models(name: str, options: ModelOptions | None) -> dict:

@@ -63,7 +63,8 @@ def line_plot(series: dict[str, list[float | None]], title: str, ylabel: str, wi
             runs.append(run)
         for r in runs:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(r)}"/>')
-        parts.append(f'<text x="{width - right - 90 * k}" y="16" text-anchor="end" fill="{colour}" '
-                     f'class="tick">&#9644; {html.escape(name)}</text>')  # legend beside the title
+        # legend beside the title; its colour as a style (a stylesheet's fill would override an attribute)
+        parts.append(f'<text x="{width - right - 90 * k}" y="16" text-anchor="end" style="fill:{colour}" '
+                     f'class="legend">&#9644; {html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
