@@ -108,6 +108,27 @@ def _words(args):
     return Words(args.scale, args.fps_factor, args.size, args.fps, args.resampler, args.fps_mode)
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What restore and batch share: device, networks, seed, windows and the output's encoding."""
+    p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
+                                                    "cuda, cuda:1")
+    _add_model_options(p)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the sampler's noise (default 0): same seed, same output")
+    p.add_argument("--window", type=int, default=None, metavar="N",
+                   help="output frames per window (default: the preset's, 25; 81 for C; rounded down to a multiple "
+                        "of the temporal factor)")
+    p.add_argument("--overlap", type=int, default=None, metavar="N",
+                   help="frames shared by neighbouring windows, cross-faded and made measurement-consistent "
+                        "(default: the preset's; rounded up to the temporal factor)")
+    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
+                   help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
+    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=["yuv420p", "yuv444p"],
+                   help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
+                        "one pixel) or yuv444p (exact colour and size, fewer players)")
+
+
 def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--problem", required=required, metavar="NAME",
                    help=f"degradation preset: {', '.join(known_problems())}")
@@ -185,35 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "video + image consistency models (needs their weights, see `lvtino download`); "
                         "lvtino-video / lvtino-image: one model only (the paper's ablations)")
     p.add_argument("--start", default=None, metavar="FRAME|TIME",
-                   help="first output frame to restore: a frame number or a time [HH:]MM:SS[.fff] (default 0)")
+                   help="first output frame to restore: a frame number, seconds (12.5 or 12.5s) or a time "
+                        "[HH:]MM:SS[.fff] (default 0)")
     p.add_argument("--end", default=None, metavar="FRAME|TIME",
-                   help="output frame (or time) to stop before, as in Python slices: --start 30 --end 90 gives 60 "
-                        "frames; only the windows these frames need are restored")
+                   help="output frame (or seconds, or time) to stop before, as in Python slices: --start 30 --end 90 "
+                        "gives 60 frames; only the windows these frames need are restored; past the end: up to the "
+                        "end, with a notice")
     p.add_argument("--frames", type=int, default=None,
                    help="frame count of the restored video when the input does not record it")
-    p.add_argument("--window", type=int, default=None, metavar="N",
-                   help="output frames per window (default: the preset's, 25; 81 for C; rounded down to a multiple "
-                        "of the temporal factor)")
-    p.add_argument("--overlap", type=int, default=None, metavar="N",
-                   help="frames shared by neighbouring windows, cross-faded and made measurement-consistent "
-                        "(default: the preset's; rounded up to the temporal factor)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished windows of an interrupted run (kept in .OUTPUT.lvtino-state next to "
                         "the output); refused if the input or settings differ")
     p.add_argument("--keep-state", action="store_true", help="keep the state folder after success")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="check everything and print the plan (range, windows; for --prior lvtino which network sits "
+                        "where at each stage and the expected peak memory), write nothing")
     p.add_argument("--stats", metavar="FILE.json", help="write timings, peak memory and solver facts here")
-    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
-                   help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
-    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=["yuv420p", "yuv444p"],
-                   help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
-                        "one pixel) or yuv444p (exact colour and size, fewer players)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
-    p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
-                                                    "cuda, cuda:1")
-    _add_model_options(p)
-    p.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the sampler's noise (default 0): same seed, same output")
+    _add_run_options(p)
     _add_overwrite_options(p)
     _add_input_options(p)
 
@@ -236,14 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_options(p, required=False)
     p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
                    help="prior of items that name none (default tv)")
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
-    _add_model_options(p)
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the sampler's noise (default 0)")
-    p.add_argument("--window", type=int, default=None, metavar="N", help="output frames per window")
-    p.add_argument("--overlap", type=int, default=None, metavar="N", help="frames shared by neighbouring windows")
-    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
-                   help="H.264 speed preset (default medium)")
+    _add_words_options(p, restoring=True)
+    _add_run_options(p)
     p.add_argument("--resume", action="store_true",
                    help="go on with items an interrupted batch left half done (their finished windows are reused)")
     _add_overwrite_options(p)
@@ -340,8 +344,20 @@ def _run(args: argparse.Namespace) -> None:
                     no_audio=args.no_audio, device=args.device,
                     models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling), seed=args.seed,
                     resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args))
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
+                    dry_run=args.dry_run)
         if r is None:  # another process of a multi-process launch: the main process reports
+            return
+        if r.get("dry_run"):
+            print(f"plan: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps into {r['output']} "
+                  f"(problem {r['problem']}, prior {r['prior']}, device {r['device']}): {r['windows']} window(s) of "
+                  f"{r['window_frames']} frames; nothing written")
+            plan = r["memory_plan"]
+            if plan and "lines" in plan:
+                print(f"memory per window on the device (--offload {plan['offload']}):")
+                print("\n".join(plan["lines"]))
+            elif plan:
+                print(plan["note"])
             return
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
@@ -363,6 +379,7 @@ def _run(args: argparse.Namespace) -> None:
                          device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
                          models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling),
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
+                         pix_fmt=args.pix_fmt, words=_words(args) if _words(args).given() else None,
                          accept_truncated=args.accept_truncated)
         if any(r["status"] == "failed" for r in rows):
             return 1

@@ -16,6 +16,14 @@ tune_cpu_allocator()  # as the command line does: large temporaries are reused, 
 REAL_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "adobe240-street"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_caches(tmp_path_factory):
+    """Prompt embeddings cached in a folder of the test session (and its subprocesses), not the user's."""
+    import os
+
+    os.environ["LVTINO_CACHE"] = str(tmp_path_factory.mktemp("lvtino-cache"))
+
+
 def smooth_frames(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """(T, H, W, 3) uint8: moving smooth gradients plus mild noise (codec-friendly, not flat)."""
     rng = np.random.default_rng(seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -84,3 +85,25 @@ def test_manifest_mistakes_are_one_line(tmp_path, capsys):
     assert code == 2 and "unknown column 'colour'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["batch", tmp_path], capsys)
     assert code == 2 and "give the output folder with -o" in err
+
+
+def test_a_folder_of_users_videos_in_plain_words(tmp_path, capsys):
+    """batch takes restore's words and encoding options: --scale 2 on videos lvtino did not make, yuv444p output;
+    a second run skips them as done (the words are part of the recorded settings)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        write_video(inputs / f"{name}.mkv", smooth_frames(6, 24, 32), fps=Fraction(25), codec="ffv1")
+    out = tmp_path / "out"
+    code, text, err = run(["batch", inputs, "-o", out, "--scale", 2, "--prior", "pinv", "--pix-fmt", "yuv444p"],
+                          capsys)
+    assert code == 0, err
+    for name in ("a", "b"):
+        info = probe(out / f"{name}.mp4")
+        assert (info.frames, info.width, info.height) == (6, 64, 48)
+        assert info.metadata["restored_by"]["operator"] == [{"resize": {"factor": 2, "resampler": "ffmpeg"}}]
+        with av.open(str(out / f"{name}.mp4")) as c:
+            assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    code, text, err = run(["batch", inputs, "-o", out, "--scale", 2, "--prior", "pinv", "--pix-fmt", "yuv444p"],
+                          capsys)
+    assert code == 0 and text.count("skipped") >= 2, text

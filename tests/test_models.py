@@ -147,6 +147,46 @@ def test_loading_local_folders_runs_the_real_loader(repos):
     assert models.image.denoise(x, 374, torch.Generator().manual_seed(0)).shape == x.shape
 
 
+def test_cached_prompt_embeddings_mean_no_text_encoder(repos, tmp_path, monkeypatch):
+    """The first load encodes the prompts and keeps them; the next builds no text encoder and gets the same
+    embeddings; another prompt is encoded anew."""
+    import transformers
+
+    from lvtino.models.loader import prompt_cache
+
+    monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
+    built = []
+    for cls in ("UMT5EncoderModel", "CLIPTextModel", "CLIPTextModelWithProjection"):
+        original = getattr(transformers, cls).from_pretrained.__func__
+
+        def counted(klass, *args, _name=cls, _original=original, **kwargs):
+            built.append(_name)
+            return _original(klass, *args, **kwargs)
+        monkeypatch.setattr(getattr(transformers, cls), "from_pretrained", classmethod(counted))
+    path, _ = repos
+    first = load_models(str(path), ["video", "image"], CPU, StageTimer())
+    assert sorted(built) == ["CLIPTextModel", "CLIPTextModelWithProjection", "UMT5EncoderModel"]
+    assert len(list(prompt_cache().glob("*.safetensors"))) == 2
+    built.clear()
+    second = load_models(str(path), ["video", "image"], CPU, StageTimer())
+    assert built == []
+    assert torch.equal(first.video.prompt_embeds, second.video.prompt_embeds)
+    assert torch.equal(first.image.pooled_embeds, second.image.pooled_embeds)
+    other = tmp_path / "other.yaml"
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    spec["video"]["prompt"] = "a sharp video"
+    other.write_text(yaml.safe_dump(spec))
+    load_models(str(other), ["video"], CPU, StageTimer())
+    assert built == ["UMT5EncoderModel"]
+    for f in prompt_cache().glob("*.safetensors"):  # a damaged cache file is made again, with a warning
+        f.write_bytes(b"not a tensor file")
+    built.clear()
+    load_models(str(path), ["video"], CPU, StageTimer())
+    assert built == ["UMT5EncoderModel"]
+
+
 def test_checkpoints_with_code_are_refused(tmp_path):
     from fractions import Fraction  # any Python object outside the tensor allow-list stands for code
 
@@ -261,3 +301,16 @@ def test_sdxl_runs_in_float16_where_the_published_code_does():
     assert prior.facts()["image_dtype"] == "float32" and prior.facts()["vae_tiled_calls"] == 0
     with pytest.raises(UserError):
         GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))
+
+
+def test_download_makes_the_prompt_embeddings(repos, tmp_path, monkeypatch):
+    from lvtino.models.loader import download, prompt_cache, prompts_cached
+
+    monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
+    path, _ = repos
+    spec = load_models_spec(path)
+    assert not prompts_cached(spec, "video") and not prompts_cached(spec, "image")
+    said = []
+    download(spec, ["video", "image"], echo=said.append)
+    assert prompts_cached(spec, "video") and prompts_cached(spec, "image")
+    assert sum(f"-> {prompt_cache()}" in line for line in said) == 2

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -20,6 +23,22 @@ def test_gpu_timing_runs_the_whole_sampler_with_tiny_networks():
     assert "NFE 9 (5 video + 4 image sweeps)" in out
     for stage in ("video_model", "image_model", "video_vae_decode", "data_steps"):
         assert stage in out
+
+
+def test_cuda_vs_cpu_runs_its_comparison_on_any_device():
+    """The GPU session's first check, run here CPU against CPU: same code path, zero difference."""
+    out = script("cuda_vs_cpu.py", "--device", "cpu", "--dtype", "float32")
+    assert "max |diff| 0, mean 0" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run scripts/gpu_session.sh on one)")
+def test_cuda_output_equals_the_cpus_to_bf16():
+    assert "tolerance" in script("cuda_vs_cpu.py", "--device", "cuda", "--dtype", "bfloat16")
+
+
+def test_the_gpu_session_script_is_valid_shell():
+    path = SCRIPTS / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
 
 
 def test_bench_streaming_prints_its_table():

@@ -22,10 +22,11 @@ from lvtino.runtime import StageTimer
 OFFLOAD_MODES = ("none", "model", "group")
 TILING_MODES = ("off", "on", "auto")
 # Activation memory of an untiled VAE decode in 16-bit, bytes per pixel of a frame (Wan decodes its latent frames
-# one causal chunk at a time, so the peak follows the frame size, not the frame count) or of each frame of an
-# SDXL batch. Measured on the CPU with the real-size architectures and random weights, float32 peak RSS halved:
-# Wan 512x512 (5 frames) 5.4 GB, SDXL 256x256 (1 frame) 0.37 GB (scripts/bench_vae_memory.py).
-VAE_BYTES_PER_PIXEL = {"video": 11_000, "image": 2_900}
+# one causal chunk at a time, so the peak follows the frame size, not the frame count) or of each frame an SDXL
+# call decodes. The slope between two sizes of a float32 decode on the CPU with the real-size architectures and
+# random weights, halved: Wan 256x256 1.57 GB, 512x512 5.36 GB; SDXL 128x128 0.13 GB, 256x256 0.37 GB
+# (scripts/bench_vae_memory.py).
+VAE_BYTES_PER_PIXEL = {"video": 9_700, "image": 2_400}
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 

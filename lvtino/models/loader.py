@@ -10,6 +10,7 @@ networks of the same classes instead, for code-path checks on a CPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch import Tensor
 
 from lvtino.config import from_dict
 from lvtino.errors import UserError
@@ -30,6 +32,7 @@ from lvtino.runtime import StageTimer
 from lvtino.validation import Number, read_text_file, setting, whole
 
 
+log = logging.getLogger("lvtino")
 TINY_NOTE = "tiny random models: a code-path check, the output is meaningless for quality"
 VIDEO_FORMATS = ("causvid", "diffusers", "lora")
 IMAGE_FORMATS = ("unet", "diffusers")
@@ -190,6 +193,16 @@ def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(f"download of {source.repo} failed: {first}") from None
             echo(f"  -> {path}")
+    # the prompts' embeddings, so that restore never loads a text encoder (bf16 on the CPU: UMT5-XXL is ~11 GB)
+    cpu = Placement(torch.device("cpu"), torch.bfloat16)
+    for kind in kinds:
+        try:
+            check_available(spec, [kind])
+        except UserError as missing:  # a local folder not filled yet: the first restore that has them makes them
+            echo(f"prompt embeddings of the {kind} model: not made now ({missing})")
+            continue
+        echo(f"prompt embeddings of the {kind} model -> {prompt_cache()}")
+        _video_prompt(spec.video, cpu) if kind == "video" else _image_prompt(spec.image, cpu)
 
 
 # -- checkpoints ----------------------------------------------------------------------
@@ -299,34 +312,111 @@ def _load_exact(model, state: dict, source: str) -> None:
                         f"{missing[0]}; {len(result.unexpected_keys)} unexpected, e.g. {extra[0]})")
 
 
+def prompt_cache() -> Path:
+    """Where prompt embeddings are kept: $LVTINO_CACHE, else $XDG_CACHE_HOME/lvtino, else ~/.cache/lvtino."""
+    root = os.environ.get("LVTINO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lvtino"
+    return Path(root) / "prompts"
+
+
+def _encoder_identity(base: str, subfolders: tuple[str, ...]) -> str:
+    """The text encoders a base names: a hub id, or a local folder with its encoders' config files."""
+    if not os.path.isdir(base):
+        return base
+    parts = [str(Path(base).resolve())]
+    for sub in subfolders:
+        config = Path(base) / sub / "config.json"
+        parts.append(config.read_text() if config.exists() else "")
+    return "\n".join(parts)
+
+
+def _prompt_path(kind: str, base: str, subfolders: tuple[str, ...], prompt: str, length: int) -> Path:
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps([kind, _encoder_identity(base, subfolders), prompt, length]).encode())
+    return prompt_cache() / f"{kind}-{key.hexdigest()[:24]}.safetensors"
+
+
+def prompts_cached(spec: "ModelsSpec", kind: str) -> bool:
+    """Whether the ``kind`` model's prompt embeddings are in the cache (its text encoder will not be loaded)."""
+    if kind == "video":
+        v = spec.video
+        return _prompt_path("video", v.base.repo, ("text_encoder",), v.prompt, v.max_sequence_length).is_file()
+    i = spec.image
+    return _prompt_path("image", i.base.repo, ("text_encoder", "text_encoder_2"), i.prompt, 77).is_file()
+
+
+def cached_prompt(kind: str, base: str, subfolders: tuple[str, ...], prompt: str, length: int, encode) -> dict:
+    """The prompt's embeddings, from the disk cache when they were made before (keyed by model, encoders and prompt
+    text; read from safetensors, no pickled code), else ``encode()`` (which loads the text encoders) and kept.
+
+    A restore that finds them never builds a text encoder: UMT5-XXL alone is ~11 GB in bf16."""
+    from safetensors.torch import load_file, save_file
+
+    path = _prompt_path(kind, base, subfolders, prompt, length)
+    if path.is_file():
+        try:
+            return load_file(str(path))
+        except Exception as err:  # a damaged file: made again below
+            log.warning("prompt cache %s unreadable (%s): encoding the prompt again", path, err)
+    tensors = {k: v.contiguous() for k, v in encode().items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only cache: the run goes on, the next one encodes again
+        log.warning("prompt embeddings not cached in %s: %s", path.parent, err.strerror or err)
+    return tensors
+
+
+def _video_prompt(spec: VideoSpec, placement: Placement) -> Tensor:
+    def encode():
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
+        base = spec.base.repo
+        tokenizer = AutoTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
+        encoder = UMT5EncoderModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
+                                                   dtype=placement.dtype).to(placement.device)
+        return {"embeds": encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)}
+
+    return cached_prompt("video", spec.base.repo, ("text_encoder",), spec.prompt, spec.max_sequence_length,
+                         encode)["embeds"]
+
+
+def _image_prompt(spec: ImageSpec, placement: Placement) -> tuple[Tensor, Tensor]:
+    def encode():
+        from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+
+        base = spec.base.repo
+        tokenizers = [AutoTokenizer.from_pretrained(base, subfolder=s, local_files_only=True)
+                      for s in ("tokenizer", "tokenizer_2")]
+        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
+                                                  dtype=placement.dtype).to(placement.device),
+                    CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
+                                                                local_files_only=True,
+                                                                dtype=placement.dtype).to(placement.device)]
+        embeds, pooled = encode_sdxl(tokenizers, encoders, spec.prompt)
+        return {"embeds": embeds, "pooled": pooled}
+
+    found = cached_prompt("image", spec.base.repo, ("text_encoder", "text_encoder_2"), spec.prompt, 77, encode)
+    return found["embeds"], found["pooled"]
+
+
 def _video_model(spec: VideoSpec, placement: Placement, timer: StageTimer) -> VideoConsistencyModel:
     from diffusers import AutoencoderKLWan
-    from transformers import AutoTokenizer, UMT5EncoderModel
 
-    base = spec.base.repo
-    tokenizer = AutoTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
-    encoder = UMT5EncoderModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
-                                               dtype=placement.dtype).to(placement.device)
-    embeds = encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)
-    del encoder
-    vae = AutoencoderKLWan.from_pretrained(base, subfolder="vae", local_files_only=True)
+    embeds = _video_prompt(spec, placement)
+    vae = AutoencoderKLWan.from_pretrained(spec.base.repo, subfolder="vae", local_files_only=True)
     return VideoConsistencyModel(_load_wan_transformer(spec), vae, embeds, spec.shift, placement, timer)
 
 
 def _image_model(spec: ImageSpec, placement: Placement, timer: StageTimer) -> ImageConsistencyModel:
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
     base = spec.base.repo
-    tokenizers = [AutoTokenizer.from_pretrained(base, subfolder=s, local_files_only=True)
-                  for s in ("tokenizer", "tokenizer_2")]
-    encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
-                                              dtype=placement.dtype).to(placement.device),
-                CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2", local_files_only=True,
-                                                            dtype=placement.dtype).to(placement.device)]
-    embeds, pooled = encode_sdxl(tokenizers, encoders, spec.prompt)
-    del encoders
+    embeds, pooled = _image_prompt(spec, placement)
     scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler", local_files_only=True)
     w = spec.weights
     if w.format == "diffusers":

@@ -199,7 +199,7 @@ def _already_done(item: Item, problem, prior, overrides, options) -> bool | None
     try:
         wanted = restore_digest(item.input, problem=item.problem or problem, prior=item.prior or prior,
                                 overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
-                                **{k: v for k, v in options.items() if k in ("models", "seed", "window", "overlap")})
+                                **{k: v for k, v in options.items() if k in ("models", "seed", "window", "overlap", "words")})
     except UserError:
         return False
     return recorded == wanted

@@ -95,11 +95,13 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
             seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
             overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
-            accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p") -> dict | None:
+            accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p",
+            dry_run: bool = False) -> dict | None:
     """Restore a degraded video with ``prior`` and write output frames [start, end).
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
-    None on the other processes of a multi-process launch.
+    None on the other processes of a multi-process launch. ``dry_run``: check
+    everything, write nothing, and return the plan (range, windows, memory).
     """
     t_start = time.perf_counter()
     reset_peak_memory()
@@ -112,6 +114,12 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
                           models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
                           accept_truncated=accept_truncated, window=window, overlap=overlap, words=words)
+    if dry_run:
+        return {"dry_run": True, "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
+                "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start, "end": job.end,
+                "height": job.shape[1], "width": job.shape[2], "fps": str(job.fps), "windows": len(job.selected),
+                "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
+                "memory_plan": memory_plan(job, prior, models or ModelOptions(), procs.device)}
     # 2. The state folder (one run per output): closed segments, finished windows, what is left to restore
     settings = run_settings(job, prior, seed, models)
     identity = input_identity(Path(input))
@@ -298,6 +306,7 @@ def _facts(job: Job, input, output, prior, models, seed, procs, timer, restore_w
         "nfe": {"video": 0, "image": 0, "total": 0}, **describe_models(prior, models), **facts,
         "relative_residual": run.meter.value() if run.meter else None,
         "naive_residual": run.meter.naive() if run.meter else None, "fit": _fit(job, run.meter),
+        "memory_plan": memory_plan(job, prior, models or ModelOptions(), procs.device),
         "config": _config(job),
     }
 
@@ -305,6 +314,26 @@ def _facts(job: Job, input, output, prior, models, seed, procs, timer, restore_w
 # A player's picture re-degraded differs from the input by 4-8 % under the operator that made it (Adobe240 street,
 # ffmpeg- and PIL-shrunk, every resampler), by 13 % under the paper's grid: above this, say the operator is suspect
 SUSPECT_NAIVE = 0.10
+
+
+def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device) -> dict | None:
+    """Where the real networks sit at each stage of one window and the expected peak (generative priors)."""
+    from lvtino.models.loader import load_models_spec, prompts_cached
+    from lvtino.pipeline import memory
+    from lvtino.pipeline.priors import GENERATIVE
+
+    if prior not in GENERATIVE:
+        return None
+    kinds = list(GENERATIVE[prior])
+    if models.models == "tiny":
+        return {"note": "--models tiny: no plan (the plan is for the real networks)"}
+    spec = load_models_spec(models.models)
+    cuda = device.type == "cuda"
+    video_bytes = {"float32": 4, "auto": 2 if cuda else 4}.get(models.dtype, 2)
+    image_bytes = {"float32": 4, "auto": 2 if cuda else 4}.get(models.dtype, 2)
+    stages = memory.plan(kinds, job.plan.windows[0].frames, job.shape[1], job.shape[2], models.offload, video_bytes,
+                         image_bytes, spec.image.batch_size, all(prompts_cached(spec, k) for k in kinds))
+    return {**memory.as_facts(stages), "lines": memory.describe(stages), "offload": models.offload}
 
 
 def _fit(job: Job, meter: ResidualMeter | None) -> dict:

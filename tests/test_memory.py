@@ -1,0 +1,43 @@
+"""The memory plan of a generative restoration (``restore --dry-run``): where each network sits, expected peak."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import smooth_frames, write_video
+from lvtino.cli import main
+from lvtino.pipeline import memory
+
+
+def test_plan_counts_the_real_networks_and_each_offload_mode():
+    params = memory.parameters()
+    assert 1.2e9 < params["video transformer"] < 1.5e9 and 2.4e9 < params["image UNet"] < 2.7e9
+    kw = dict(kinds=["video", "image"], frames=25, height=768, width=1280, prompts_cached=True)
+    plain, model, group = (memory.plan(offload=o, **kw) for o in ("none", "model", "group"))
+    peak = lambda stages: max(s.peak_gb for s in stages)  # noqa: E731
+    assert peak(group) <= peak(model) < peak(plain)  # the Wan VAE decode, whole in both, sets the peak
+    stage = lambda stages, name: next(s for s in stages if s.name == name)  # noqa: E731
+    assert stage(group, "video transformer").weights_gb < stage(model, "video transformer").weights_gb / 10
+    weights = sum(params.values()) * 2 / 1e9
+    assert all(s.weights_gb == pytest.approx(weights) for s in plain)  # every network resident
+    unet = next(s for s in model if s.name == "image UNet")
+    assert unet.on_device == ["image UNet"] and unet.weights_gb == pytest.approx(params["image UNet"] * 2 / 1e9)
+    cold = memory.plan(offload="model", **{**kw, "prompts_cached": False})
+    assert cold[0].name.startswith("encode the video prompt") and cold[0].weights_gb > 10  # UMT5-XXL in bf16
+    assert len(cold) == len(model) + 2
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    clean = write_video(tmp_path / "c.mkv", smooth_frames(9, 64, 96), codec="ffv1")
+    y = tmp_path / "y.mkv"
+    assert main(["degrade", str(clean), "-o", str(y), "--problem", "sr2"]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--prior", "lvtino", "--dry-run",
+                 "--offload", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 9 frames of 96x64" in out and "nothing written" in out
+    assert "video transformer" in out and "expected peak" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--dry-run"]) == 0
+    assert "expected peak" not in capsys.readouterr().out  # the TV prior has no networks
