@@ -67,7 +67,8 @@ def evaluate(restored, reference, **options) -> dict:
 
 
 class Restorer:
-    """A restoration set up once and called on videos, in the manner of a diffusers pipeline."""
+    """A restoration set up once and called on videos, in the manner of a diffusers pipeline: the generative
+    priors' networks load at the first call and are kept for the next."""
 
     def __init__(self, problem: str | None = None, prior: str = "tv", **options):
         self.problem, self.prior, self.options = problem, prior, options
@@ -78,13 +79,14 @@ class Restorer:
         """``problem``: a preset (A, B, C, sr4, ...) or None with ``scale=``/``fps_factor=``; ``models``: a
         models YAML, None for the packaged one, or "tiny". Other keywords as ``lvtino.restore``."""
         from lvtino.config import load_problem
-        from lvtino.pipeline.priors import PRIORS
+        from lvtino.pipeline.priors import PRIORS, Networks
 
         if prior not in PRIORS:
             raise UserError(f"prior {prior}: unknown (known: {', '.join(PRIORS)})")
         if problem is not None:
             load_problem(problem, options.get("config"), options.get("overrides"))  # a mistake shows here
-        return cls(problem, prior, models=models, device=device, seed=seed, **options)
+        # the networks load at the first call and stay with the restorer
+        return cls(problem, prior, models=models, device=device, seed=seed, networks=Networks(), **options)
 
     def __call__(self, video, fps: float | Fraction = 30) -> np.ndarray | torch.Tensor:
         """Restore ``video``: (T, H, W, C) uint8, or (B, C, T, H, W) float in [0, 1] with B = 1; the result in the

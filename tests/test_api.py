@@ -87,3 +87,27 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["up"].shape == (16, 96, 160, 3) and scope["facts"]["frames"] == 16
     assert (tmp_path / "up.mp4").exists()
+
+
+def test_networks_load_once_per_restorer_and_per_batch(measured, tmp_path, monkeypatch, capsys):
+    import lvtino.pipeline.priors as priors
+
+    loads = []
+    real = priors.load_models
+
+    def counted(*args, **kwargs):
+        loads.append(args[1])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(priors, "load_models", counted)
+    path, frames = measured
+    restorer = lvtino.Restorer.from_preset(prior="lvtino", models="tiny", scale=2)
+    first, second = restorer(frames[:5]), restorer(frames[:5])
+    assert len(loads) == 1 and np.array_equal(first, second)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        write_video(folder / f"{name}.mkv", frames[:5], codec="ffv1")
+    loads.clear()
+    assert main(["batch", str(folder), "-o", str(tmp_path / "out"), "--scale", "2", "--prior", "lvtino",
+                 "--models", "tiny"]) == 0
+    assert len(loads) == 1  # two items, one load

@@ -30,6 +30,7 @@ from lvtino.files import RunLock, write_text_atomic
 from lvtino.pipeline.common import check_device
 from lvtino.pipeline.outputs import Output, check_outputs, resolved
 from lvtino.pipeline.job import restore_digest
+from lvtino.pipeline.priors import Networks
 from lvtino.pipeline.restore import restore
 from lvtino.validation import read_text_file
 from lvtino.video.reader import probe
@@ -144,6 +145,7 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
         lock = RunLock(summary.with_name(f".{summary.name}.lvtino-lock"), f"batch summary {summary}")
         lock.acquire(notice=log.info)
     rows = []
+    options = {**options, "networks": options.get("networks") or Networks()}  # the networks load once per batch
     try:
         with procs.split(list(enumerate(items))) as mine:
             for index, item in mine:

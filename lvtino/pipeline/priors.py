@@ -30,7 +30,6 @@ CLASSICAL = {
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
 PRIORS = (*CLASSICAL, *GENERATIVE)
 log = logging.getLogger("lvtino")
-_LOADED: dict = {}  # the networks of the last generative prior made, by what selected them
 
 
 @dataclass
@@ -56,10 +55,33 @@ class ClassicalPrior:
         return {"nfe": {"video": 0, "image": 0, "total": 0}}
 
 
+class Networks:
+    """Loaded networks, kept by whoever restores more than once (a ``Restorer``, a batch) so that they load once.
+
+    Holds one set at a time: asking for other networks (other kinds, models file,
+    device, dtypes, offload or tiling) lets the previous set go first.
+    """
+
+    def __init__(self):
+        self._key, self._models = None, None
+
+    def get(self, kinds: tuple[str, ...], options: ModelOptions, device: torch.device, dtype: torch.dtype,
+            image_dtype: torch.dtype, timer: StageTimer):
+        key = (options.models, kinds, str(device), dtype, image_dtype, options.offload, options.vae_tiling)
+        if key != self._key:
+            self._key, self._models = None, None  # free the old set before loading the new one
+            placement = Placement(device, dtype, options.offload, options.vae_tiling)
+            self._models = load_models(options.models, list(kinds), placement, timer,
+                                       image_placement=placement.with_dtype(image_dtype))
+            self._key = key
+        return self._models
+
+
 class GenerativePrior:
     """The sampler with the networks ``GENERATIVE[name]``; the schedule is checked before any loading."""
 
-    def __init__(self, name: str, cfg: ProblemConfig, options: ModelOptions, device: torch.device):
+    def __init__(self, name: str, cfg: ProblemConfig, options: ModelOptions, device: torch.device,
+                 networks: "Networks | None" = None):
         self.name = name
         if options.output is not None:
             cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
@@ -75,14 +97,7 @@ class GenerativePrior:
         if options.models == "tiny":
             log.warning("--models tiny: %s", TINY_NOTE)
         self.timer = StageTimer(device)
-        key = (options.models, GENERATIVE[name], str(device), dtype, image_dtype, options.offload,
-               options.vae_tiling)
-        if key not in _LOADED:  # a batch loads its networks once
-            _LOADED.clear()
-            placement = Placement(device, dtype, options.offload, options.vae_tiling)
-            _LOADED[key] = load_models(options.models, list(GENERATIVE[name]), placement, self.timer,
-                                       image_placement=placement.with_dtype(image_dtype))
-        self.models = _LOADED[key]
+        self.models = (networks or Networks()).get(GENERATIVE[name], options, device, dtype, image_dtype, self.timer)
         for model in (self.models.video, self.models.image):
             if model is not None:
                 model.timer = self.timer
@@ -135,9 +150,9 @@ def describe_models(name: str, options: ModelOptions | None) -> dict:
 
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
-               device: torch.device = torch.device("cpu")):
+               device: torch.device = torch.device("cpu"), networks: Networks | None = None):
     if name in CLASSICAL:
         return ClassicalPrior(name, cfg)
     if name in GENERATIVE:
-        return GenerativePrior(name, cfg, options or ModelOptions(), device)
+        return GenerativePrior(name, cfg, options or ModelOptions(), device, networks)
     raise UserError(f"--prior {name}: unknown prior (known: {', '.join(PRIORS)})")

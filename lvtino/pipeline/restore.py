@@ -32,7 +32,7 @@ from lvtino.files import write_json
 from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
 from lvtino.pipeline.job import Job, output_digest, prepare, run_settings, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
-from lvtino.pipeline.priors import PRIORS, ModelOptions, describe_models, make_prior
+from lvtino.pipeline.priors import PRIORS, ModelOptions, Networks, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Window, seam_step
 from lvtino.pipeline.words import Words
@@ -54,8 +54,8 @@ class WindowRestorer:
     """Restores one window at a time with the prior (its networks loaded at the first window) into the state."""
 
     def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, state: RunState,
-                 measured: DecodedFrames, device: torch.device, timer: StageTimer):
-        self.job, self.prior_name, self.models, self.seed = job, prior, models, seed
+                 measured: DecodedFrames, device: torch.device, timer: StageTimer, networks: Networks | None = None):
+        self.job, self.prior_name, self.models, self.seed, self.networks = job, prior, models, seed, networks
         self.state, self.measured, self.device, self.timer = state, measured, device, timer
         self.prior = None
         self.count = 0
@@ -66,7 +66,7 @@ class WindowRestorer:
         job = self.job
         if self.prior is None:
             with self.timer("load"):
-                self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device)
+                self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks)
         physics_w, rows = job.plan.operator(w)
         previous = job.plan.operator(job.plan.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))
@@ -96,12 +96,14 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
             overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
             accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p",
-            dry_run: bool = False) -> dict | None:
+            dry_run: bool = False, networks: Networks | None = None) -> dict | None:
     """Restore a degraded video with ``prior`` and write output frames [start, end).
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
     None on the other processes of a multi-process launch. ``dry_run``: check
     everything, write nothing, and return the plan (range, windows, memory).
+    ``networks``: loaded networks to use and keep (a ``Restorer``'s, a batch's);
+    by default the run loads its own.
     """
     t_start = time.perf_counter()
     reset_peak_memory()
@@ -127,7 +129,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(("read", "load", "prior", "join", "write", "state", "residual"), 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)
-    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, timer)
+    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, timer, networks)
     run = _Run(job, state, procs, timer, measured, restore_window)
     try:
         if not procs.is_main:  # 3a. Other processes: their turns of the windows, into the state folder
