@@ -221,3 +221,13 @@ def test_motion_start_follows_a_moving_pattern_where_blending_ghosts():
         assert torch.allclose(op.A(u), y, atol=1e-5)  # kept frames are the measurement
         err[motion] = float((u - x)[:, :, held, 4:-4, 4:-4].pow(2).mean().sqrt())
     assert err[True] < 0.5 * err[False], err
+
+
+def test_tv_reports_each_iteration_and_gives_the_same_result():
+    op = TemporalAveragePool(8, 4)
+    x = torch.rand(1, 3, 8, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = op.A(x)
+    seen = []
+    a = tv_pdhg(op, y, op.A_adjoint(y), 0.01, 0.01, 15, 0.25, 0.25, callback=seen.append)
+    b = tv_pdhg(op, y, op.A_adjoint(y), 0.01, 0.01, 15, 0.25, 0.25)
+    assert seen == list(range(1, 16)) and torch.equal(a, b)

@@ -48,7 +48,14 @@ class ClassicalPrior:
         self.name, self.cfg = name, cfg
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
-        x, info = CLASSICAL[self.name](physics, y, self.cfg)
+        if self.name == "tv":  # its iterations below the frame bar, for windows that take a while
+            bar = _inner_bar(self.cfg.tv.iterations, "iteration")
+            x, info = tv_restore(physics, y, self.cfg.tv, self.cfg.pinv,
+                                 callback=(lambda k: bar.update(1)) if bar is not None else None)
+            if bar is not None:
+                bar.close()
+        else:
+            x, info = CLASSICAL[self.name](physics, y, self.cfg)
         return x.clamp(-1, 1), {"solver_iterations": info.get("iterations")}
 
     def facts(self) -> dict:
@@ -127,16 +134,16 @@ class GenerativePrior:
         return facts
 
 
-def _inner_bar(steps: int):
-    """The sampler's outer steps of a window, shown below the frame bar in a terminal once a window has taken
-    more than two seconds (not with -q), and cleared after it."""
+def _inner_bar(steps: int, unit: str = "step"):
+    """A window's sampler steps or solver iterations, shown below the frame bar in a terminal once the window has
+    taken more than two seconds (not with -q), and cleared after it."""
     import sys
 
     if not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=steps, unit="step", desc="  window", leave=False, delay=2)
+    return tqdm(total=steps, unit=unit, desc="  window", leave=False, delay=2)
 
 
 def describe_models(name: str, options: ModelOptions | None) -> dict:

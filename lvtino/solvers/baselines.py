@@ -56,12 +56,12 @@ def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> 
     return v + linear.A_dagger(y - linear.A(v), eps=eps)
 
 
-def tv_restore(physics, y: Tensor, cfg: TVConfig, pinv: PinvConfig) -> tuple[Tensor, dict]:
+def tv_restore(physics, y: Tensor, cfg: TVConfig, pinv: PinvConfig, callback=None) -> tuple[Tensor, dict]:
     r"""argmin_u 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1, from ``interpolation_start``."""
     linear = physics.linear_surrogate()
     init = interpolation_start(linear, y, pinv.eps, motion=cfg.start == "motion")
     return tv_pdhg(linear, y, init, lam_space=cfg.lam_space, lam_time=cfg.lam_time, iterations=cfg.iterations,
-                   tau=cfg.tau, sigma=cfg.sigma, theta=cfg.theta, tol=cfg.tol, return_info=True)
+                   tau=cfg.tau, sigma=cfg.sigma, theta=cfg.theta, tol=cfg.tol, return_info=True, callback=callback)
 
 
 def naive_upsample(y: Tensor, factors: tuple[int, int, int], shape: tuple[int, int, int]) -> Tensor:

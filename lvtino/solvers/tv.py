@@ -46,14 +46,16 @@ def _add_grad_adjoint(out: Tensor, p: Tensor, axis: int) -> None:
 
 
 def tv_pdhg(physics, y: Tensor, init: Tensor, lam_space: float, lam_time: float, iterations: int,
-            tau: float, sigma: float, theta: float = 1.0, tol: float = 0.0, return_info: bool = False):
+            tau: float, sigma: float, theta: float = 1.0, tol: float = 0.0, return_info: bool = False,
+            callback=None):
     r"""Chambolle-Pock for min_u 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1.
 
     The data term enters through ``physics.prox_l2`` (exact for separable
     operators), the TV terms through projections of the dual variables onto
     balls of radius lam. Converges when tau * sigma * ||D||^2 < 1, with
     ||D||^2 <= 8 for the spatial and 4 for the temporal differences. Stops after
-    ``iterations`` or when ||u_k+1 - u_k|| <= tol ||u_k||. Works in place on a
+    ``iterations`` or when ||u_k+1 - u_k|| <= tol ||u_k||; ``callback(k)`` after
+    each iteration (a progress bar). Works in place on a
     few buffers the size of the video: the loop is bound by memory traffic.
     """
     norm2 = 8.0 * (lam_space > 0) + 4.0 * (lam_time > 0)
@@ -89,6 +91,8 @@ def tv_pdhg(physics, y: Tensor, init: Tensor, lam_space: float, lam_time: float,
         change = u_bar.norm() / u.norm().clamp_min(1e-12)
         u_bar.mul_(theta).add_(u_new)
         u = u_new
+        if callback is not None:
+            callback(k)
         if change <= tol:
             break
     if return_info:
