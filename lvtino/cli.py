@@ -83,8 +83,8 @@ def _add_words_options(p: argparse.ArgumentParser, restoring: bool) -> None:
 
     larger = "larger" if restoring else "smaller"
     p.add_argument("--scale", type=int, default=None, metavar="N",
-                   help=f"the video is {'to be ' if restoring else ''}{'N times larger' if restoring else 'shrunk N times'}"
-                        " in width and height (instead of --problem)")
+                   help=("the video is to be N times larger" if restoring else "the video is shrunk N times")
+                   + " in width and height (instead of --problem)")
     p.add_argument("--fps-factor", dest="fps_factor", type=int, default=None, metavar="K",
                    help="the frame rate " + ("times K: K frames for every input frame" if restoring else
                                              "divided by K: one frame kept (or averaged) in K"))
@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lvtino {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("degrade", parents=[_common()], help="simulate y = A(x) + n from a clean video (written losslessly)",
+    p = sub.add_parser("degrade", parents=[_common()],
+                       help="simulate y = A(x) + n from a clean video (written losslessly)",
                        description="Simulate a measurement of a clean video. The output is lossless (.mkv: FFV1, "
                                    ".mp4: H.264 RGB at qp 0, a folder: PNG frames) and records the problem, its "
                                    "parameters and the original frame count and size for `lvtino restore`.")
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_options(p)
     _add_input_options(p)
 
-    p = sub.add_parser("batch", parents=[_common()], help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
+    p = sub.add_parser("batch", parents=[_common()],
+                       help="restore many videos: a CSV/YAML manifest, or a folder of inputs",
                        description="Restore every item of a manifest (.csv with columns input, output and "
                                    "optionally problem, prior, start, end, set (KEY=VALUE;KEY=VALUE); or .yaml: a "
                                    "list of such mappings, or 'defaults' and 'items'; paths relative to the "
@@ -254,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-truncated", action="store_true",
                    help="use the frames a truncated or damaged input holds, instead of failing the item")
 
-    p = sub.add_parser("benchmark", parents=[_common()], help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
+    p = sub.add_parser("benchmark", parents=[_common()],
+                       help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
                        description="For every clean clip, problem and prior: degrade (noise 0.001), restore, "
                                    "evaluate; write benchmark.csv, .md and .html (means over clips) beside the "
                                    "paper's published numbers, labelled as such. Finished cells are reused when "
@@ -272,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise and the sampler (default 0)")
 
-    p = sub.add_parser("download", parents=[_common()], help="fetch the networks' weights into the Hugging Face cache (needs network)",
+    p = sub.add_parser("download", parents=[_common()],
+                       help="fetch the networks' weights into the Hugging Face cache (needs network)",
                        description="Fetch every file that --prior lvtino needs into the Hugging Face cache, "
                                    "printing each model's licence (the CausVid and DMD2 weights are "
                                    "non-commercial). Restoring never downloads.")
@@ -280,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a models YAML file (default: the packaged configs/models.yaml)")
     p.add_argument("--only", choices=["video", "image"], default=None, help="fetch one model only")
 
-    p = sub.add_parser("evaluate", parents=[_common()], help="fidelity and temporal metrics of a restored video, and an HTML report",
+    p = sub.add_parser("evaluate", parents=[_common()],
+                       help="fidelity and temporal metrics of a restored video, and an HTML report",
                        description="PSNR and SSIM (RGB in [0, 1] and the Y channel), LPIPS (VGG) when its weights "
                                    "are on this machine, warping error, flicker and tOF (optical flow of the "
                                    "reference, occlusions masked), per frame and over the clip.")

@@ -50,7 +50,8 @@ def build(arch: dict, tiny: bool, placement: Placement, timer: StageTimer):
     video = VideoConsistencyModel(transformer, video_vae, torch.randn((1, *video_prompt), generator=g), 8.0,
                                   placement, timer)
     alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
-    image_placement = placement.with_dtype(torch.float16) if placement.dtype == torch.bfloat16 and not tiny else placement
+    fp16 = placement.dtype == torch.bfloat16 and not tiny  # SDXL in float16 beside Wan in bf16, as published
+    image_placement = placement.with_dtype(torch.float16) if fp16 else placement
     image = ImageConsistencyModel(unet, image_vae, torch.randn((1, *image_prompt), generator=g),
                                   torch.randn((1, pooled), generator=g), alphas, image_placement, 8, timer)
     return video, image
@@ -60,7 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny networks on the CPU at a small size")
     parser.add_argument("--device", default=None, help="default: cuda if present, else cpu")
-    parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default bfloat16, SDXL float16 (float32 with --tiny)")
+    parser.add_argument("--dtype", default=None, choices=list(DTYPES),
+                        help="default bfloat16, SDXL float16 (float32 with --tiny)")
     parser.add_argument("--offload", default="none", choices=OFFLOAD_MODES)
     parser.add_argument("--vae-tiling", default="off", choices=TILING_MODES, help="as restore's (default off)")
     parser.add_argument("--problem", default="B")
