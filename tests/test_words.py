@@ -89,3 +89,17 @@ def test_fps_mode_average_is_problem_as_paper_pooling(tmp_path, capsys):
     mine = build_physics(words, (24, 40, 48))
     pooled = build_physics(load_problem("fps4").operator, (24, 40, 48))
     assert torch.allclose(mine.time.dense(), pooled.time.dense())
+
+
+def test_a_size_the_factor_does_not_divide_restores_and_reports_its_fit(tmp_path, capsys):
+    """74x98 shrunk 4x by ffmpeg's rule is 18x24: four times that is 72x96, two short of the recorded size. The
+    player's picture that the fit line measures is brought to the signal's size (its edge repeated)."""
+    clean = write_video(tmp_path / "c.mkv", smooth_frames(6, 74, 98), fps=Fraction(30), codec="ffv1")
+    low, out, stats = tmp_path / "low.mkv", tmp_path / "up.mkv", tmp_path / "s.json"
+    assert run(["degrade", clean, "-o", low, "--scale", 4], capsys)[0] == 0
+    assert (probe(low).width, probe(low).height) == (24, 18)
+    code, text, err = run(["restore", low, "-o", out, "--prior", "pinv", "--stats", stats], capsys)
+    assert code == 0, err
+    assert (probe(out).width, probe(out).height) == (98, 74)
+    fit = json.loads(stats.read_text())["fit"]["rms_grey"]
+    assert fit["restored"] < fit["naive"] and "a player's upscale" in text

@@ -105,21 +105,20 @@ class ResidualMeter:
             acc = None
             for j, wt in shown:
                 if j not in self._naive:
-                    up = upscale_frames(self.measured.get([j]), (kh, kw))
-                    self._naive[j] = self.spatial.A(up[..., :self._height, :self._width])
+                    frame = self.measured.get([j])
+                    up = upscale_frames(frame, (kh, kw), self._signal_size(frame))
+                    self._naive[j] = self.spatial.A(up)
                     for old in [m for m in self._naive if m < j - 2 * max(kt, 4)]:
                         del self._naive[old]
                 acc = self._naive[j] * wt if acc is None else acc + self._naive[j] * wt
             out.append(acc)
         return torch.cat(out, dim=2)
 
-    @property
-    def _height(self) -> int:
-        return self.spatial.matrices[1].shape[1] if self.spatial.matrices[1] is not None else 10**9
-
-    @property
-    def _width(self) -> int:
-        return self.spatial.matrices[2].shape[1] if self.spatial.matrices[2] is not None else 10**9
+    def _signal_size(self, measured: torch.Tensor) -> tuple[int, int]:
+        """(H, W) of the signal: each spatial matrix's column count, or the measured size where an axis has none."""
+        _, mh, mw = self.spatial.matrices
+        return (mh.shape[1] if mh is not None else measured.shape[-2], mw.shape[1] if mw is not None else
+                measured.shape[-1])
 
     def value(self) -> float | None:
         return (self.num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 else None

@@ -72,12 +72,22 @@ def naive_upsample(y: Tensor, factors: tuple[int, int, int], shape: tuple[int, i
     """
     kt, kh, kw = factors
     T, H, W = shape
-    return upscale_frames(y, (kh, kw))[:, :, :, :H, :W].repeat_interleave(kt, dim=2)[:, :, :T]
+    return upscale_frames(y, (kh, kw), (H, W)).repeat_interleave(kt, dim=2)[:, :, :T]
 
 
-def upscale_frames(y: Tensor, factors: tuple[int, int]) -> Tensor:
-    """Each frame of (B, C, t, h, w) bicubic-upscaled by (kh, kw), as a player does; clamped to [-1, 1]."""
+def upscale_frames(y: Tensor, factors: tuple[int, int], size: tuple[int, int] | None = None) -> Tensor:
+    """Each frame of (B, C, t, h, w) bicubic-upscaled by (kh, kw), as a player does; clamped to [-1, 1].
+
+    ``size`` (H, W): the signal's size, which a factor times h can miss either way (a grid that rounds the
+    measured size up, as deepinv's, or down, as ffmpeg's): the upscale is cut to it, or its last row and
+    column repeated up to it.
+    """
     B, C, t, h, w = y.shape
     frames = y.permute(0, 2, 1, 3, 4).reshape(B * t, C, h, w)
     up = torch.nn.functional.interpolate(frames, scale_factor=factors, mode="bicubic", align_corners=False)
+    if size is not None:
+        H, W = size
+        up = up[..., :H, :W]
+        if up.shape[-2:] != (H, W):
+            up = torch.nn.functional.pad(up, (0, W - up.shape[-1], 0, H - up.shape[-2]), mode="replicate")
     return up.reshape(B, t, C, up.shape[-2], up.shape[-1]).permute(0, 2, 1, 3, 4).clamp(-1, 1)
