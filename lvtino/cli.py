@@ -14,7 +14,7 @@ from fractions import Fraction
 from lvtino.config import known_problems
 from lvtino.errors import DiskFull, UserError, is_disk_full
 from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
-from lvtino.pipeline.priors import PRIORS
+from lvtino.pipeline.priors import PRIORS, ModelOptions
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
@@ -108,8 +108,14 @@ def _words(args):
     return Words(args.scale, args.fps_factor, args.size, args.fps, args.resampler, args.fps_mode)
 
 
+def _model_options(args) -> ModelOptions:
+    return ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What restore and batch share: device, networks, seed, windows and the output's encoding."""
+    from lvtino.video.writer import PIX_FMTS
+
     p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
                                                     "cuda, cuda:1")
     _add_model_options(p)
@@ -124,7 +130,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
     p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
                    help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
-    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=["yuv420p", "yuv444p"],
+    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=PIX_FMTS,
                    help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
                         "one pixel) or yuv444p (exact colour and size, fewer players)")
 
@@ -341,13 +347,12 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']})")
     elif args.command == "restore":
-        from lvtino.pipeline.priors import ModelOptions
         from lvtino.pipeline.restore import restore
         r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                     overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
                     fps=args.input_fps, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                     no_audio=args.no_audio, device=args.device,
-                    models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling), seed=args.seed,
+                    models=_model_options(args), seed=args.seed,
                     resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
                     overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
                     dry_run=args.dry_run)
@@ -373,7 +378,6 @@ def _run(args: argparse.Namespace) -> None:
         from pathlib import Path
 
         from lvtino.pipeline.batch import read_manifest, run_batch
-        from lvtino.pipeline.priors import ModelOptions
         if args.config is not None:
             raise UserError("--config: not available for batch; name a problem per item or with --problem")
         items = read_manifest(args.manifest, args.output, args.suffix)
@@ -382,22 +386,21 @@ def _run(args: argparse.Namespace) -> None:
                                    else source.with_name(source.stem + "-summary.csv"))
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
                          device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
-                         models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling),
+                         models=_model_options(args),
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
-                         pix_fmt=args.pix_fmt, words=_words(args) if _words(args).given() else None,
+                         pix_fmt=args.pix_fmt, words=_words(args),
                          accept_truncated=args.accept_truncated)
         if any(r["status"] == "failed" for r in rows):
             return 1
     elif args.command == "benchmark":
         from lvtino.config import load_problem
-        from lvtino.pipeline.priors import ModelOptions
         from lvtino.report.benchmark import run_benchmark
         for name in args.problems:
             load_problem(name)  # an unknown problem stops here, before any work
         size = _size(args.size) if args.size else None
         rows, tables = run_benchmark(args.clips, args.problems, args.priors, args.output, frames=args.frames,
                                      size=size, start=args.start, device=args.device, seed=args.seed,
-                                     models=ModelOptions(args.models, args.dtype, args.offload, args.vae_tiling))
+                                     models=_model_options(args))
         print(open(tables["md"]).read().split("\n\nThe paper")[0])
         print(f"tables: {tables['csv']}, {tables['md']}, {tables['html']}")
     elif args.command == "download":

@@ -39,21 +39,28 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """``data`` at ``path``, all or nothing: a temporary file, fsynced, renamed into place."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """The temporary name to write ``path`` under; renamed into place when the block ends without an error (the
+    writer fsyncs its file), removed when it fails. ``suffix`` keeps the format for writers that go by it."""
     path = Path(path)
-    tmp = partial_name(path)
+    tmp = partial_name(path, suffix)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_folder(path.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """``data`` at ``path``, all or nothing: a temporary file, fsynced, renamed into place."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -102,6 +109,16 @@ def replace_folder(new: Path, path: Path) -> None:
     fsync_folder(path.parent)
     if old is not None:
         remove_tree(old)
+
+
+def tree_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``; a file renamed or removed while it looks (a running job's scratch
+    folder) counts as nothing."""
+    total = 0
+    for p in Path(folder).rglob("*"):
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size if p.is_file() else 0
+    return total
 
 
 def remove_tree(path: Path) -> None:

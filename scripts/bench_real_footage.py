@@ -110,19 +110,18 @@ def ffmpeg_minterpolate(path: Path, size: tuple[int, int], fps: Fraction) -> lis
         mi.link_to(fmt)
         fmt.link_to(sink)
         graph.configure()
-        for frame in c.decode(vs):
-            graph.push(frame)
+
+        def drain():  # every frame the graph has ready
             while True:
                 try:
                     out.append(graph.pull().to_ndarray())
                 except (av.error.BlockingIOError, av.error.EOFError):
-                    break
+                    return
+        for frame in c.decode(vs):
+            graph.push(frame)
+            drain()
         graph.push(None)
-        while True:
-            try:
-                out.append(graph.pull().to_ndarray())
-            except (av.error.BlockingIOError, av.error.EOFError):
-                break
+        drain()
     return out
 
 

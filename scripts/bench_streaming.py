@@ -35,6 +35,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lvtino.files import tree_size  # noqa: E402
+
 
 def pattern(frames: int, h: int, w: int, seed: int = 0):
     """Smooth moving colour fields plus mild noise, one frame at a time."""
@@ -58,16 +61,6 @@ def write_video(path: Path, frames, h: int, w: int, fps: Fraction) -> None:
             c.mux(p)
 
 
-def folder_size(folder: Path) -> int:
-    total = 0
-    for p in folder.rglob("*"):
-        try:
-            total += p.stat().st_size if p.is_file() else 0
-        except OSError:
-            pass
-    return total
-
-
 def lvtino(args: list[str], state: Path | None = None) -> tuple[float, int]:
     """Run ``lvtino ARGS`` in a process of its own; (wall seconds, peak size of ``state`` while it ran)."""
     t0 = time.perf_counter()
@@ -76,7 +69,7 @@ def lvtino(args: list[str], state: Path | None = None) -> tuple[float, int]:
     peak = 0
     while proc.poll() is None:
         if state is not None and state.is_dir():
-            peak = max(peak, folder_size(state))
+            peak = max(peak, tree_size(state))
         time.sleep(0.02)
     if proc.returncode != 0:
         sys.exit(proc.stderr.read())

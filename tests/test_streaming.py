@@ -17,6 +17,7 @@ import pytest
 
 from conftest import audio_seconds, smooth_frames, write_video
 from lvtino.cli import main
+from lvtino.files import tree_size
 from lvtino.video.reader import probe, read_frames
 
 FPS = Fraction(30000, 1001)
@@ -149,16 +150,6 @@ def test_two_processes_give_the_output_of_one(long_clip, tmp_path, capsys):
     assert np.array_equal(frames_of(two), frames_of(one))
 
 
-def folder_size(folder: Path) -> int:
-    total = 0
-    for p in folder.rglob("*"):
-        try:
-            total += p.stat().st_size if p.is_file() else 0
-        except OSError:
-            pass  # renamed or removed while we looked
-    return total
-
-
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_scratch_disk_stays_within_the_output_plus_three_windows(tmp_path, suffix):
     """Sampled while a run goes: the state folder holds closed segments (about the output) and a few windows."""
@@ -172,7 +163,7 @@ def test_scratch_disk_stays_within_the_output_plus_three_windows(tmp_path, suffi
     peak, samples = 0, 0
     while proc.poll() is None:
         if state.is_dir():
-            peak = max(peak, folder_size(state))
+            peak = max(peak, tree_size(state))
             samples += 1
         time.sleep(0.005)
     assert proc.returncode == 0, proc.stderr.read()

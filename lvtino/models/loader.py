@@ -23,6 +23,7 @@ from torch import Tensor
 
 from lvtino.config import from_dict
 from lvtino.errors import UserError
+from lvtino.files import atomic_file
 from lvtino.models.architectures import TINY
 from lvtino.models.base import Placement
 from lvtino.models.image import ImageConsistencyModel
@@ -337,23 +338,31 @@ def _prompt_path(kind: str, base: str, subfolders: tuple[str, ...], prompt: str,
     return prompt_cache() / f"{kind}-{key.hexdigest()[:24]}.safetensors"
 
 
+VIDEO_ENCODERS, IMAGE_ENCODERS = ("text_encoder",), ("text_encoder", "text_encoder_2")
+CLIP_TOKENS = 77  # SDXL's tokenizers pad every prompt to this length
+
+
+def _video_prompt_path(spec: VideoSpec) -> Path:
+    return _prompt_path("video", spec.base.repo, VIDEO_ENCODERS, spec.prompt, spec.max_sequence_length)
+
+
+def _image_prompt_path(spec: ImageSpec) -> Path:
+    return _prompt_path("image", spec.base.repo, IMAGE_ENCODERS, spec.prompt, CLIP_TOKENS)
+
+
 def prompts_cached(spec: "ModelsSpec", kind: str) -> bool:
     """Whether the ``kind`` model's prompt embeddings are in the cache (its text encoder will not be loaded)."""
-    if kind == "video":
-        v = spec.video
-        return _prompt_path("video", v.base.repo, ("text_encoder",), v.prompt, v.max_sequence_length).is_file()
-    i = spec.image
-    return _prompt_path("image", i.base.repo, ("text_encoder", "text_encoder_2"), i.prompt, 77).is_file()
+    return (_video_prompt_path(spec.video) if kind == "video" else _image_prompt_path(spec.image)).is_file()
 
 
-def cached_prompt(kind: str, base: str, subfolders: tuple[str, ...], prompt: str, length: int, encode) -> dict:
-    """The prompt's embeddings, from the disk cache when they were made before (keyed by model, encoders and prompt
-    text; read from safetensors, no pickled code), else ``encode()`` (which loads the text encoders) and kept.
+def cached_prompt(path: Path, encode) -> dict:
+    """The prompt's embeddings, from the disk cache ``path`` when they were made before (keyed by model, encoders
+    and prompt text; read from safetensors, no pickled code), else ``encode()`` (which loads the text encoders) and
+    kept.
 
     A restore that finds them never builds a text encoder: UMT5-XXL alone is ~11 GB in bf16."""
     from safetensors.torch import load_file, save_file
 
-    path = _prompt_path(kind, base, subfolders, prompt, length)
     if path.is_file():
         try:
             return load_file(str(path))
@@ -362,9 +371,8 @@ def cached_prompt(kind: str, base: str, subfolders: tuple[str, ...], prompt: str
     tensors = {k: v.contiguous() for k, v in encode().items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp))
     except OSError as err:  # a read-only cache: the run goes on, the next one encodes again
         log.warning("prompt embeddings not cached in %s: %s", path.parent, err.strerror or err)
     return tensors
@@ -380,8 +388,7 @@ def _video_prompt(spec: VideoSpec, placement: Placement) -> Tensor:
                                                    dtype=placement.dtype).to(placement.device)
         return {"embeds": encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)}
 
-    return cached_prompt("video", spec.base.repo, ("text_encoder",), spec.prompt, spec.max_sequence_length,
-                         encode)["embeds"]
+    return cached_prompt(_video_prompt_path(spec), encode)["embeds"]
 
 
 def _image_prompt(spec: ImageSpec, placement: Placement) -> tuple[Tensor, Tensor]:
@@ -399,7 +406,7 @@ def _image_prompt(spec: ImageSpec, placement: Placement) -> tuple[Tensor, Tensor
         embeds, pooled = encode_sdxl(tokenizers, encoders, spec.prompt)
         return {"embeds": embeds, "pooled": pooled}
 
-    found = cached_prompt("image", spec.base.repo, ("text_encoder", "text_encoder_2"), spec.prompt, 77, encode)
+    found = cached_prompt(_image_prompt_path(spec), encode)
     return found["embeds"], found["pooled"]
 
 

@@ -15,6 +15,8 @@ weights dropped (the unused slots at the end of the row).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -208,7 +210,7 @@ def _along(x: Tensor, M: Tensor, axis: int) -> Tensor:
     """Multiply axis ``axis`` of x by the dense matrix M (one batched product over a contiguous view)."""
     if x.is_contiguous():
         shape = x.shape
-        lead, n = int(torch.tensor(shape[:axis]).prod()) if axis else 1, shape[axis]
+        lead, n = math.prod(shape[:axis]), shape[axis]
         flat = x.reshape(lead, n, -1)
         return (M @ flat).reshape(*shape[:axis], M.shape[0], *shape[axis + 1:])
     moved = x.movedim(axis, -1)

@@ -21,7 +21,7 @@ from lvtino.errors import DiskFull, UserError, is_disk_full
 from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
-from lvtino.pipeline.words import PRESET, Words
+from lvtino.pipeline.words import Words
 from lvtino.validation import Number
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames
@@ -48,11 +48,10 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
     output = Path(output)
     check_outputs([Output("-o", output, "frames" if output_kind(output) == "frames" else "video")],
                   [("the input", input), ("--config", config)], overwrite)
-    raw = load_raw(PRESET if said and config is None else problem, config)
     if said:
-        raw["operator"] = words.chain(None, (info.width, info.height, info.fps))
-        raw["name"] = PRESET if config is None else raw["name"]
-    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+        cfg = words.config(config, overrides, large=(info.width, info.height, info.fps))
+    else:
+        cfg = from_dict(ProblemConfig, apply_overrides(load_raw(problem, config), overrides or [])).validate()
     noise = cfg.noise_std if noise_std is None else noise_std
     if info.rate_note():
         log.info("%s", info.rate_note())

@@ -22,7 +22,7 @@ from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.priors import ModelOptions
 from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
-from lvtino.pipeline.words import PRESET, Words
+from lvtino.pipeline.words import Words
 from lvtino.validation import Number, Text, whole
 from lvtino.video.reader import VideoInfo, probe
 from lvtino.video.writer import output_kind
@@ -104,11 +104,7 @@ def _from_words(info: VideoInfo, words: Words, problem, config, overrides, frame
                         "--problem (--config FILE takes other settings)")
     if info.metadata.get("operator") is not None:
         log.info("--scale/--fps-factor override the degradation recorded in %s", info.path)
-    raw = load_raw(PRESET if config is None else None, config)
-    raw["operator"] = words.chain((info.width, info.height, info.fps))
-    if config is None:
-        raw["name"] = "scale"
-    cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
+    cfg = words.config(config, overrides, small=(info.width, info.height, info.fps))
     factors = chain_factors(cfg.operator)
     return cfg, (frames or factors[0] * info.frames, factors[1] * info.height, factors[2] * info.width)
 

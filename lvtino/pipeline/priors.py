@@ -7,6 +7,7 @@ made, so that a run over many windows or clips pays for loading once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -22,9 +23,9 @@ from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
 from lvtino.solvers.baselines import pinv_restore, tv_restore
 
-CLASSICAL = {
-    "pinv": lambda physics, y, cfg: pinv_restore(physics, y, cfg.pinv),
-    "tv": lambda physics, y, cfg: tv_restore(physics, y, cfg.tv, cfg.pinv),
+CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
+    "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv),
+    "tv": lambda physics, y, cfg, callback: tv_restore(physics, y, cfg.tv, cfg.pinv, callback),
 }
 # which networks each generative prior runs: the method, and the paper's two ablations
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
@@ -43,19 +44,24 @@ class ModelOptions:
     output: str | None = None  # the sampler's output, data or prior, over the preset's (benchmarks, reproduction)
 
 
+def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+    """(video, image) dtypes for ``--dtype``: ``auto`` is the published code's on CUDA (Wan in bfloat16, SDXL in
+    float16 with the fp16-fix VAE) and float32 on the CPU; a named dtype serves both."""
+    if option == "auto":
+        cuda = device.type == "cuda"
+        return (torch.bfloat16, torch.float16) if cuda else (torch.float32, torch.float32)
+    if option in DTYPES:
+        return DTYPES[option], DTYPES[option]
+    raise UserError(f"--dtype {option}: unknown (known: auto, {', '.join(DTYPES)})")
+
+
 class ClassicalPrior:
     def __init__(self, name: str, cfg: ProblemConfig):
         self.name, self.cfg = name, cfg
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
-        if self.name == "tv":  # its iterations below the frame bar, for windows that take a while
-            bar = _inner_bar(self.cfg.tv.iterations, "iteration")
-            x, info = tv_restore(physics, y, self.cfg.tv, self.cfg.pinv,
-                                 callback=(lambda k: bar.update(1)) if bar is not None else None)
-            if bar is not None:
-                bar.close()
-        else:
-            x, info = CLASSICAL[self.name](physics, y, self.cfg)
+        with _window_progress(self.cfg.tv.iterations if self.name == "tv" else None, "iteration") as tick:
+            x, info = CLASSICAL[self.name](physics, y, self.cfg, tick)
         return x.clamp(-1, 1), {"solver_iterations": info.get("iterations")}
 
     def facts(self) -> dict:
@@ -94,13 +100,7 @@ class GenerativePrior:
             cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
                                                                                                 "sampler.output")))
         self.schedule = Schedule.from_config(cfg.sampler)
-        if options.dtype == "auto":  # the published code: Wan in bfloat16, SDXL in float16 (with the fp16-fix VAE)
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-            image_dtype = torch.float16 if device.type == "cuda" else torch.float32
-        elif options.dtype in DTYPES:
-            dtype = image_dtype = DTYPES[options.dtype]
-        else:
-            raise UserError(f"--dtype {options.dtype}: unknown (known: auto, {', '.join(DTYPES)})")
+        dtype, image_dtype = network_dtypes(options.dtype, device)
         if options.models == "tiny":
             log.warning("--models tiny: %s", TINY_NOTE)
         self.timer = StageTimer(device)
@@ -114,11 +114,9 @@ class GenerativePrior:
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
-        bar = _inner_bar(len(self.schedule.steps))
-        x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
-                   callback=(lambda k, x: bar.update(1)) if bar is not None else None)
-        if bar is not None:
-            bar.close()
+        with _window_progress(len(self.schedule.steps), "step") as tick:
+            x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
+                       callback=tick)
         return x, {}
 
     def facts(self) -> dict:
@@ -134,16 +132,22 @@ class GenerativePrior:
         return facts
 
 
-def _inner_bar(steps: int, unit: str = "step"):
-    """A window's sampler steps or solver iterations, shown below the frame bar in a terminal once the window has
-    taken more than two seconds (not with -q), and cleared after it."""
+@contextlib.contextmanager
+def _window_progress(total: int | None, unit: str):
+    """A callback that ticks a bar of a window's solver iterations or sampler steps, below the frame bar in a
+    terminal once the window has taken more than two seconds (None elsewhere and with -q); cleared at the end."""
     import sys
 
     if not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO:
-        return None
+        yield None
+        return
     from tqdm import tqdm
 
-    return tqdm(total=steps, unit=unit, desc="  window", leave=False, delay=2)
+    bar = tqdm(total=total, unit=unit, desc="  window", leave=False, delay=2)
+    try:
+        yield lambda *_: bar.update(1)
+    finally:
+        bar.close()
 
 
 def describe_models(name: str, options: ModelOptions | None) -> dict:

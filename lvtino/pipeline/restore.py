@@ -322,7 +322,7 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
     """Where the real networks sit at each stage of one window and the expected peak (generative priors)."""
     from lvtino.models.loader import load_models_spec, prompts_cached
     from lvtino.pipeline import memory
-    from lvtino.pipeline.priors import GENERATIVE
+    from lvtino.pipeline.priors import GENERATIVE, network_dtypes
 
     if prior not in GENERATIVE:
         return None
@@ -330,11 +330,10 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
     if models.models == "tiny":
         return {"note": "--models tiny: no plan (the plan is for the real networks)"}
     spec = load_models_spec(models.models)
-    cuda = device.type == "cuda"
-    video_bytes = {"float32": 4, "auto": 2 if cuda else 4}.get(models.dtype, 2)
-    image_bytes = {"float32": 4, "auto": 2 if cuda else 4}.get(models.dtype, 2)
-    stages = memory.plan(kinds, job.plan.windows[0].frames, job.shape[1], job.shape[2], models.offload, video_bytes,
-                         image_bytes, spec.image.batch_size, all(prompts_cached(spec, k) for k in kinds))
+    video_dtype, image_dtype = network_dtypes(models.dtype, device)
+    stages = memory.plan(kinds, job.plan.windows[0].frames, job.shape[1], job.shape[2], models.offload,
+                         video_dtype.itemsize, image_dtype.itemsize, spec.image.batch_size,
+                         all(prompts_cached(spec, k) for k in kinds))
     return {**memory.as_facts(stages), "lines": memory.describe(stages), "offload": models.offload}
 
 

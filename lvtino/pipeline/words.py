@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError
 from lvtino.physics.resample import RESAMPLERS
 from lvtino.validation import whole
@@ -31,6 +32,15 @@ class Words:
 
     def given(self) -> bool:
         return any(v is not None for v in (self.scale, self.fps_factor, self.size, self.fps))
+
+    def config(self, config, overrides, small=None, large=None) -> ProblemConfig:
+        """The problem: the ``scale`` preset (or ``--config``) with the operator the words build (see ``chain``)
+        and ``--set`` overrides applied."""
+        raw = load_raw(PRESET if config is None else None, config)
+        raw["operator"] = self.chain(small, large)
+        if config is None:
+            raw["name"] = PRESET
+        return from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
 
     def chain(self, small: tuple[int, int, Fraction] | None,
               large: tuple[int, int, Fraction] | None = None) -> list[dict]:

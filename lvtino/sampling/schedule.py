@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lvtino.config import DataStepConfig, InitConfig, SamplerConfig, per_step
 from lvtino.errors import UserError
-from lvtino.solvers.baselines import interpolation_start
+from lvtino.solvers.baselines import interpolation_start, project
 from lvtino.solvers.cg import normal_equations
 from lvtino.solvers.gradient import surrogate_gradient_steps
 from lvtino.solvers.tv import tv3d_adam, tv_pdhg
@@ -44,11 +44,6 @@ def _jpeg(physics, y, x, gamma, iterations):
     return surrogate_gradient_steps(physics, y, x, gamma=gamma, iterations=iterations)
 
 
-def _project(physics, y, x, eps):
-    linear = physics.linear_surrogate()
-    return x + linear.A_dagger(y - linear.A(x), eps=eps)
-
-
 def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
     """The data step ``cfg`` with its parameters for outer step k."""
     m = cfg.method
@@ -67,7 +62,7 @@ def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
     if m == "jpeg":
         return partial(_jpeg, gamma=per_step(cfg.gamma, k, f"{what}.gamma"), iterations=cfg.iterations)
     if m == "project":
-        return partial(_project, eps=cfg.eps)
+        return partial(project, eps=cfg.eps)
     raise UserError(f"{what}.method={m!r} is not a data step")
 
 

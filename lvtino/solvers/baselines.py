@@ -53,7 +53,13 @@ def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> 
         v = torch.cat([flow_interpolate(keys[b:b + 1], times, band.cols) for b in range(keys.shape[0])])
     else:
         v = linear_interpolate(keys, times, band.cols)
-    return v + linear.A_dagger(y - linear.A(v), eps=eps)
+    return project(linear, y, v, eps)
+
+
+def project(physics, y: Tensor, x: Tensor, eps: float) -> Tensor:
+    """x + A^T (A A^T + eps I)^-1 (y - A x): the frames nearest to x that fit y (exactly for eps = 0)."""
+    linear = physics.linear_surrogate()
+    return x + linear.A_dagger(y - linear.A(x), eps=eps)
 
 
 def tv_restore(physics, y: Tensor, cfg: TVConfig, pinv: PinvConfig, callback=None) -> tuple[Tensor, dict]:

@@ -33,7 +33,7 @@ import av
 import numpy as np
 import torch
 
-from lvtino.files import fsync_folder, partial_name, remove_stale_partials, remove_tree, replace_folder
+from lvtino.files import atomic_file, partial_name, remove_stale_partials, remove_tree, replace_folder
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 from lvtino.video.writer import AudioTrack, VideoWriter, output_kind
@@ -143,28 +143,16 @@ class Segments:
             raise
 
     def _join_video(self, segments: list[Segment], metadata: dict, audio_from, audio_range, rotation) -> None:
-        tmp = partial_name(self.output, self.output.suffix)
-        try:
+        with atomic_file(self.output, self.output.suffix) as tmp:
             self._remux(segments, tmp, self.start, metadata, (audio_from, audio_range), rotation)
-            os.replace(tmp, self.output)
-            fsync_folder(self.output.parent)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def merge(self, segments: list[Segment]) -> Segment:
         """One closed segment from consecutive ones, by stream copy (then the small ones go): per-file container
         overhead stays small however long the video."""
         first, count = segments[0].first, sum(s.count for s in segments)
         merged = Segment(first, count, self.folder / f"segment-{first:09d}-{count:06d}{self.suffix}")
-        tmp = partial_name(merged.path, self.suffix)
-        try:
+        with atomic_file(merged.path, self.suffix) as tmp:
             self._remux(segments, tmp, first)
-            os.replace(tmp, merged.path)
-            fsync_folder(self.folder)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         for seg in segments:
             remove_tree(seg.path)
         return merged
