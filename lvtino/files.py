@@ -115,9 +115,10 @@ def tree_size(folder: Path) -> int:
     """Bytes of the files under ``folder``; a file renamed or removed while it looks (a running job's scratch
     folder) counts as nothing."""
     total = 0
-    for p in Path(folder).rglob("*"):
-        with contextlib.suppress(OSError):
-            total += p.stat().st_size if p.is_file() else 0
+    for root, _, names in os.walk(folder):  # a folder that vanishes while walked is skipped, not an error
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
     return total
 
 
