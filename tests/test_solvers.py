@@ -231,3 +231,18 @@ def test_tv_reports_each_iteration_and_gives_the_same_result():
     a = tv_pdhg(op, y, op.A_adjoint(y), 0.01, 0.01, 15, 0.25, 0.25, callback=seen.append)
     b = tv_pdhg(op, y, op.A_adjoint(y), 0.01, 0.01, 15, 0.25, 0.25)
     assert seen == list(range(1, 16)) and torch.equal(a, b)
+
+
+def test_player_upscale_is_torchs_bicubic_cut_or_padded_to_the_signal():
+    """As two small products: torch's bicubic to float32 rounding (values ~1, so 1e-5)."""
+    from lvtino.solvers.baselines import upscale_frames
+
+    y = torch.rand(1, 3, 2, 9, 13, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    frames = y.permute(0, 2, 1, 3, 4).reshape(2, 3, 9, 13)
+    ref = torch.nn.functional.interpolate(frames, scale_factor=(4, 3), mode="bicubic", align_corners=False)
+    ref = ref.reshape(1, 2, 3, 36, 39).permute(0, 2, 1, 3, 4).clamp(-1, 1)
+    assert torch.allclose(upscale_frames(y, (4, 3)), ref, atol=1e-5)
+    assert torch.allclose(upscale_frames(y, (4, 3), (35, 37)), ref[..., :35, :37], atol=1e-5)
+    padded = upscale_frames(y, (4, 3), (38, 40))
+    assert torch.allclose(padded[..., :36, :39], ref, atol=1e-5)
+    assert torch.equal(padded[..., 36:, :39], padded[..., 35:36, :39].expand(-1, -1, -1, 2, -1))
