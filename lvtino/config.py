@@ -19,10 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from lvtino.errors import UserError
-from lvtino.validation import FINITE, WHOLE, Choice, Flag, Number, Text, read_text_file, rule_of, setting, whole
+from lvtino.validation import (FINITE, WHOLE, Choice, Flag, Number, Text, parse_yaml, read_text_file, rule_of,
+                               setting, show, whole)
 
 DATA_STEP_METHODS = ("prox", "tv_time", "tv3d", "normal", "jpeg", "project")
 FINAL_STEP_METHODS = ("none", *DATA_STEP_METHODS)
@@ -176,10 +176,7 @@ def load_raw(problem: str | None = None, config: str | Path | None = None) -> di
             raise UserError(f"unknown problem {problem!r} (known: {', '.join(known_problems())})")
         text = (_preset_dir() / f"{problem}.yaml").read_text()
         source = f"{problem}.yaml"
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = parse_yaml(text, source)
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping at the top level")
     raw.setdefault("name", problem or path.stem)
@@ -193,37 +190,40 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected key=value")
-        value = yaml.safe_load(text) if text else ""
-        _set_path(raw, key.split("."), value, key)
+        parts = key.split(".")
+        if len(parts) > MAX_KEY_PARTS:
+            raise UserError(f"--set {key[:60]}...: a key of {len(parts)} dotted parts; preset keys have at most "
+                            f"{MAX_KEY_PARTS}")
+        value = parse_yaml(text, f"--set {key}") if text else ""
+        _set_path(raw, parts, value, key)
     return raw
 
 
+MAX_KEY_PARTS = 8  # the deepest preset key: operator.0.resize.factor
+
+
 def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
-    head, rest = parts[0], parts[1:]
-    if isinstance(node, list):
-        if not head.isdigit() or int(head) >= len(node):
-            raise UserError(f"config key unknown: {key} ({head!r} is not an index below {len(node)})")
-        idx = int(head)
-        if rest:
-            _set_path(node[idx], rest, value, key)
-        else:
-            node[idx] = value
-        return
-    if not isinstance(node, dict):
-        raise UserError(f"config key unknown: {key} ({head!r} is below a value, not a section)")
-    if rest:
-        if head not in node:
+    for k, head in enumerate(parts):
+        last = k == len(parts) - 1
+        if isinstance(node, list):
+            if not head.isdigit() or int(head) >= len(node):
+                raise UserError(f"config key unknown: {key} ({head!r} is not an index below {len(node)})")
+            head = int(head)
+        elif not isinstance(node, dict):
+            raise UserError(f"config key unknown: {key} ({head!r} is below a value, not a section)")
+        elif not last and head not in node:
             node[head] = {}
-        _set_path(node[head], rest, value, key)
-    else:
-        node[head] = value
+        if last:
+            node[head] = value
+        else:
+            node = node[head]
 
 
 def from_dict(cls, data: Any, path: str = ""):
     """Fill dataclass ``cls`` from ``data``, refusing unknown keys by their dotted path and each value that
     breaks its field's rule."""
     if not isinstance(data, dict):
-        raise UserError(f"config {path or 'root'}: expected a mapping, got {data!r}")
+        raise UserError(f"config {path or 'root'}: expected a mapping, got {show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(map(str, data)) - set(fields))

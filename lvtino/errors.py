@@ -43,6 +43,18 @@ class DiskFull(OSError):
         return self.strerror
 
 
+class NotWritten(OSError):
+    """A side output (``--stats``) the system refused to write, after the main output was written whole: says
+    both, so that nobody redoes a finished run."""
+
+    def __init__(self, what: str, path: str | Path, err: OSError, done: str):
+        why = "no space left on the device" if is_disk_full(err) else (err.strerror or str(err))
+        super().__init__(err.errno, f"{what} {path}: not written ({why}); {done}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 

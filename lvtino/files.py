@@ -14,10 +14,25 @@ import math
 import os
 import re
 import shutil
+import struct
+import zlib
 from pathlib import Path
 from typing import Iterator
 
 MARKER = ".lvtino"  # a folder lvtino filled (a report, a demo, a benchmark) carries this file
+
+
+def check_name(path: str | Path, flag: str = "") -> None:
+    """A path the video libraries can open: its name must be UTF-8 (a name of other bytes, from an old disk or a
+    foreign system, cannot be handed to FFmpeg)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        from lvtino.errors import UserError
+
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UserError(f"{flag + ' ' if flag else ''}{shown}: the name is not UTF-8 text, which the video libraries "
+                        "cannot open; rename it") from None
 
 
 def partial_name(path: Path, suffix: str = "") -> Path:
@@ -111,6 +126,60 @@ def replace_folder(new: Path, path: Path) -> None:
         remove_tree(old)
 
 
+# -- checksums of the files a run keeps between processes and runs ----------------------------------------------
+# A file renamed into place is whole, but a disk may still lose or change what it said it wrote, and a file may be
+# damaged later; each state file carries a CRC-32 of its content, checked before use.
+TRAILER = struct.Struct("<8sI")  # a binary state file ends with this marker and the CRC-32 of what precedes it
+TRAILER_MAGIC = b"lvtcrc32"
+
+
+def trailer(crc: int) -> bytes:
+    return TRAILER.pack(TRAILER_MAGIC, crc & 0xFFFFFFFF)
+
+
+def read_checked(path: Path) -> bytearray | None:
+    """The content of a binary state file without its trailer, or None when it is missing, short or its CRC-32
+    differs (damaged)."""
+    try:
+        with open(path, "rb") as fh:
+            data = bytearray(fh.read())
+    except OSError:
+        return None
+    if len(data) < TRAILER.size:
+        return None
+    magic, crc = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    del data[len(data) - TRAILER.size:]
+    if magic != TRAILER_MAGIC or zlib.crc32(data) != crc:
+        return None
+    return data
+
+
+def file_crc(path: Path) -> int:
+    """CRC-32 of a file's bytes (of every file of a folder, in name order)."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    crc = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def sealed_text(text: str) -> str:
+    """``text`` with a last line holding its CRC-32, for a small state file (see ``unsealed_text``)."""
+    return f"{text}\ncrc32 {zlib.crc32(text.encode()):08x}\n"
+
+
+def unsealed_text(raw: str | None) -> str | None:
+    """The text a ``sealed_text`` carries, or None when it is absent or damaged."""
+    if raw is None:
+        return None
+    text, _, last = raw.rstrip("\n").rpartition("\n")
+    if not last.startswith("crc32 ") or last[6:] != f"{zlib.crc32(text.encode()):08x}":
+        return None
+    return text
+
+
 def tree_size(folder: Path) -> int:
     """Bytes of the files under ``folder``; a file renamed or removed while it looks (a running job's scratch
     folder) counts as nothing."""
@@ -130,7 +199,14 @@ def remove_tree(path: Path) -> None:
             path.unlink()
 
 
+PID_MAX = 1 << 22  # Linux's largest process id (pid_max can be set up to 2^22)
+
+
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs here; a number that cannot be a process (0, negative, too large: 0 and -1
+    would mean this process group and every process to kill) never is."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= PID_MAX:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -211,8 +287,9 @@ class RunLock:
 
     def _owner(self) -> dict | None:
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read(4096))  # lvtino writes about 100 bytes
+        except (OSError, ValueError, RecursionError):
             return None  # being written this very moment, or unreadable: treat as held
         return data if isinstance(data, dict) else None
 
@@ -231,7 +308,7 @@ class RunLock:
         if owner.get("host") != host:
             return False  # another machine's process: cannot tell, so it holds
         pid = owner.get("pid")
-        if not isinstance(pid, int) or not pid_alive(pid):
+        if not pid_alive(pid):  # gone, or a number no process can have
             return True
         started = owner.get("process_start")
         return started is not None and _process_start(pid) not in (None, started)
@@ -240,9 +317,8 @@ class RunLock:
         if not self.held:
             return
         self.held = False
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        data = self._owner()
+        if data is None:
             return
         if data.get("pid") == os.getpid() and data.get("process_start") == self.record.get("process_start"):
             with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +148,11 @@ def _pair(key: str, value: Any) -> str:
     return f"{key} {_show(value)}" if key.startswith("-") else f"{key}={_show(value)}"
 
 
+def show(value: Any) -> str:
+    """A value as an error line shows it: short, whatever it is."""
+    return _show(value)
+
+
 def _show(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -156,20 +162,101 @@ def _show(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, str):
         return value if value and value.strip() == value and len(value) < 60 else repr(value[:60])
-    text = repr(value)
+    text = _SHORT.repr(value)  # bounded in depth and items: a shared or huge structure is never expanded
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def read_text_file(path, what: str) -> str:
-    """The text of a file the user named (a preset, a manifest, a stats JSON), or one line saying why not."""
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40
+
+
+MAX_TEXT_BYTES = 64 << 20  # a preset, a manifest, a models file or a stats JSON: far below this
+MAX_DEPTH = 64  # nesting of a YAML or JSON document lvtino reads (its own presets nest 4 deep)
+
+
+def read_text_file(path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of a file the user named (a preset, a manifest, a stats JSON), or one line saying why not: a
+    folder, a pipe or a device (which could block or never end), a file over ``limit`` bytes, not UTF-8 text.
+    A UTF-8 byte-order mark (what some spreadsheet programs write) is dropped."""
+    import os
+    import stat
     from pathlib import Path
 
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{what} {path}: is a folder, not a file")
     try:
-        return path.read_text(encoding="utf-8")
+        st = os.stat(path)
     except FileNotFoundError:
         raise UserError(f"{what} {path}: no such file") from None
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot be read ({err.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{what} {path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what} {path}: not a regular file (a pipe, socket or device); give a file")
+    if st.st_size > limit:
+        raise UserError(f"{what} {path}: {st.st_size / 2**20:.0f} MB, larger than the {limit >> 20} MB such a file "
+                        "may be")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot be read ({err.strerror})") from None
+    if len(data) > limit:  # grew while read
+        raise UserError(f"{what} {path}: larger than the {limit >> 20} MB such a file may be")
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{what} {path}: not a text file") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """A YAML document (safe: no tags that build Python objects), nested at most ``MAX_DEPTH`` deep, or one line
+    naming ``source`` and what is wrong."""
+    import yaml
+
+    return _parse(yaml.safe_load, text, source, yaml.YAMLError,
+                  lambda err: f"not valid YAML ({' '.join(str(err).split())[:160]})")
+
+
+def parse_json(text: str, source: str) -> Any:
+    """A JSON document nested at most ``MAX_DEPTH`` deep, or one line naming ``source``."""
+    import json
+
+    return _parse(json.loads, text, source, ValueError, lambda err: "not a JSON file")
+
+
+def _parse(load, text: str, source: str, error: type, why) -> Any:
+    try:
+        data = load(text)
+    except error as err:
+        raise UserError(f"{source}: {why(err)}") from None
+    except RecursionError:  # nested deeper than the parser's own recursion
+        data = None
+        _too_deep(source)
+    check_depth(data, source)
+    return data
+
+
+def check_depth(data: Any, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse a document nested deeper than ``limit``, walked without recursion; a node shared through YAML's
+    aliases is walked again only when reached deeper than before (a "billion laughs" document stays cheap)."""
+    deepest: dict[int, int] = {}
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            _too_deep(source, limit)
+        if deepest.get(id(node), 0) >= depth:
+            continue
+        deepest[id(node)] = depth
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _too_deep(source: str, limit: int = MAX_DEPTH) -> None:
+    raise UserError(f"{source}: nested more than {limit} levels deep; not a file lvtino reads")

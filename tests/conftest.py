@@ -39,23 +39,27 @@ def smooth_frames(frames: int, height: int, width: int, seed: int = 0) -> np.nda
 
 
 def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds: float | None = None,
-                codec: str = "libx264", gop: int = 12, audio_codec: str = "aac") -> Path:
-    """Encode frames (T, H, W, 3) uint8; with ``audio_seconds``, add a 440 Hz tone of that length."""
+                codec: str = "libx264", gop: int = 12, audio_codec: str = "aac", times_ms: list[int] | None = None,
+                container_format: str | None = None, pix_fmt: str = "yuv444p") -> Path:
+    """Encode frames (T, H, W, 3) uint8; with ``audio_seconds``, add a 440 Hz tone of that length. ``times_ms``:
+    each frame's time in milliseconds (a variable frame rate); ``container_format``: e.g. "h264" for a raw
+    stream."""
     fps = Fraction(fps)
-    with av.open(str(path), "w") as c:
+    time_base = Fraction(1, 1000) if times_ms is not None else 1 / fps
+    with av.open(str(path), "w", format=container_format) as c:
         vs = c.add_stream(codec, rate=fps)
         vs.width, vs.height = frames.shape[2], frames.shape[1]
-        vs.pix_fmt = "yuv444p" if codec == "libx264" else "bgr0"
+        vs.pix_fmt = pix_fmt if codec == "libx264" else "bgr0"
         if codec == "libx264":
             vs.options = {"g": str(gop), "crf": "10", "bf": "2"}
-        vs.time_base = 1 / fps
+        vs.time_base = time_base
         a_s = None
         if audio_seconds:
             a_s = c.add_stream(audio_codec, rate=48000)
             a_s.layout = "stereo"
         for i, f in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=vs.pix_fmt)
-            vf.pts, vf.time_base = i, 1 / fps
+            vf.pts, vf.time_base = (i if times_ms is None else times_ms[i]), time_base
             for p in vs.encode(vf):
                 c.mux(p)
         for p in vs.encode():

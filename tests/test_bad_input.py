@@ -125,7 +125,68 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     locked.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": "now",
                                   "process_start": None}))
     files.update(same=same, shared=shared, scalars=scalars, columns=columns, empty_csv=empty_csv, ok=ok)
+    # side outputs aimed at inputs, a user's files where lvtino keeps its own
+    ok_yaml = d / "ok.yaml"
+    ok_yaml.write_text(f"- {{input: {y}, output: out_ok2.mkv}}\n")
+    mynotes = d / "mynotes.txt"
+    mynotes.write_text("my notes\n")
+    ok3 = d / "ok3.csv"  # its default summary path holds a user's file
+    ok3.write_text(f"input,output\n{y},out_ok3.mkv\n")
+    (d / "ok3-summary.csv").write_text("my own table\n")
+    user_state = d / ".taken.mkv.lvtino-state"  # a user's folder under the name of lvtino's state folder
+    user_state.mkdir()
+    (user_state / "notes.txt").write_text("mine\n")
+    (d / ".taken2.mkv.lvtino-state").write_text("a file where the state folder goes\n")
+    # oversized and endless inputs
+    os.mkfifo(d / "pipe.mp4")
+    os.mkfifo(d / "pipe.yaml")
+    os.mkfifo(d / "pipe.json")  # an output aimed at it must be refused (never a system device: a regression would
+    # replace it)
+    big = d / "big.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(65 << 20)  # sparse: 65 MB of zeros, no disk used
+    # traceback triggers
+    bombs = d / "bombs"
+    bombs.mkdir()
+    (bombs / "000.png").write_bytes(_png_header(100_000, 100_000))
+    (d / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    deep = d / "deep.mkv"
+    with VideoWriter(deep, Fraction(24)) as w:
+        for f in smooth_frames(4, 16, 16):
+            w.write(f)
+    _set_comment(deep, '{"lvtino": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    fast = write_video(d / "fast.mp4", smooth_frames(6, 16, 16), fps=Fraction(1000))
+    badname = d / os.fsdecode(b"bad\xffname.mkv")  # a name of bytes that are not UTF-8 (an old disk's)
+    badname.write_bytes(y.read_bytes())
+    files.update(ok_yaml=ok_yaml, mynotes=mynotes, ok3=ok3, big=big, bombs=bombs, bomb=d / "bomb.png", deep=deep,
+                 pipe=d / "pipe.mp4", pipe_yaml=d / "pipe.yaml", pipe_json=d / "pipe.json", fast=fast, badname=badname)
     return files
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds almost nothing (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def _set_comment(path: Path, text: str) -> None:
+    """Remux ``path`` with ``text`` as its container comment (where lvtino keeps its metadata)."""
+    import av
+
+    tmp = path.with_name("remux-" + path.name)
+    with av.open(str(path)) as src, av.open(str(tmp), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        out.metadata["comment"] = text
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    tmp.replace(path)
 
 
 @pytest.fixture(autouse=True)
@@ -176,6 +237,15 @@ CASES = {
                                                    "lies inside the input folder"),
     "degrade: output is the config": Case("degrade {clean} -o {broken} --problem A -y", 2,
                                           "unsupported output type"),
+    "degrade: a pipe as input": Case("degrade {pipe} -o {d}/o.mkv --scale 2", 2, "not a regular file or folder"),
+    "degrade: /dev/zero as config": Case("degrade {clean} -o {d}/o.mkv --config /dev/zero", 2,
+                                         "not a regular file"),
+    "degrade: a PNG declaring 100000x100000, in a folder": Case("degrade {bombs} -o {d}/o.mkv --scale 2", 2,
+                                                                "declares an image of more than"),
+    "degrade: a PNG declaring 100000x100000": Case("degrade {bomb} -o {d}/o.mkv --scale 2", 2,
+                                                   "no frame size can be read"),
+    "degrade: a python tag in --set": Case("degrade {clean} -o {d}/o.mkv --problem A "
+                                           "--set noise_std=!!python/name:os.system", 2, "not valid YAML"),
     # restore
     "restore: missing input": Case("restore {d}/missing.mkv -o {d}/o.mkv", 2, "no such file"),
     "restore: a text file": Case("restore {notes} -o {d}/o.mkv --problem A", 2, "not a video"),
@@ -235,7 +305,32 @@ CASES = {
     "restore: a running job": Case("restore {y} -o {d}/busy.mkv", 2, "another lvtino run is writing it (pid"),
     "restore: interrupted, no --resume": Case("restore {y} -o {d}/old.mkv", 2,
                                               "holds 1 finished window(s) of an interrupted run: add --resume"),
-    "restore: broken state": Case("restore {y} -o {d}/badstate.mkv --resume", 2, "state.json is unreadable"),
+    "restore: a user's folder named as the state": Case("restore {y} -o {d}/taken.mkv", 2,
+                                                         "holds files lvtino did not write (notes.txt)"),
+    "restore: a file named as the state": Case("restore {y} -o {d}/taken2.mkv", 2, "a file of that name exists"),
+    "restore: a pipe as input": Case("restore {pipe} -o {d}/o.mkv --scale 2", 2, "not a regular file or folder"),
+    "restore: /dev/zero as config": Case("restore {y} -o {d}/o.mkv --config /dev/zero", 2,
+                                         "--config /dev/zero: not a regular file"),
+    "restore: a pipe as config": Case("restore {y} -o {d}/o.mkv --config {pipe_yaml}", 2, "not a regular file"),
+    "restore: a 65 MB config": Case("restore {y} -o {d}/o.mkv --config {big}", 2, "larger than the 64 MB"),
+    "restore: /dev/zero as models": Case("restore {y} -o {d}/o.mkv --prior lvtino --models /dev/zero", 2,
+                                         "--models /dev/zero: not a regular file"),
+    "restore: a key 2000 levels deep": Case("restore {y} -o {d}/o.mkv --set " + ".".join(["a"] * 2000) + "=1", 2,
+                                            "a key of 2000 dotted parts"),
+    "restore: a python tag in --set": Case("restore {y} -o {d}/o.mkv --set tv.tau=!!python/object/apply:os.system",
+                                           2, "--set tv.tau: not valid YAML"),
+    "restore: metadata nested 100000 deep": Case("restore {deep} -o {d}/o.mkv", 2, "carries no lvtino metadata"),
+    "restore: 2000 fps into Matroska": Case("restore {fast} -o {d}/o.mkv --fps-factor 2", 2,
+                                            "2000 fps is faster than Matroska can time"),
+    "restore: output onto a pipe, -y": Case("restore {y} -o {pipe} -y", 2, "not a regular file (a pipe, socket or "
+                                                                         "device), which lvtino never replaces"),
+    "restore: stats onto a pipe, -y": Case("restore {y} -o {d}/o.mkv --stats {pipe_json} -y", 2,
+                                           "pipe.json: not a regular file"),
+    "restore: a name that is not UTF-8": Case("restore {badname} -o {d}/o.mkv", 2, "the name is not UTF-8 text"),
+    "restore: output name not UTF-8": Case("restore {y} -o {d}/" + os.fsdecode(b"\xfe.mkv"), 2,
+                                           "the name is not UTF-8 text"),
+    "restore: fps 1e400": Case("restore {y} -o {d}/o.mkv --fps 1e400", 2, "expected a frame rate from 0.001"),
+    "restore: pix-fmt rgb": Case("restore {y} -o {d}/o.mp4 --pix-fmt rgb", 2, "invalid choice: 'rgb'"),
     # evaluate
     "evaluate: json onto the reference": Case("evaluate {y} --reference {clean} --json {clean}", 2,
                                               "would overwrite --reference"),
@@ -252,6 +347,11 @@ CASES = {
     "evaluate: stats not json": Case("evaluate {clean} --reference {clean} --stats {notjson}", 2, "not a JSON file"),
     "evaluate: stats binary": Case("evaluate {clean} --reference {clean} --stats {evil}", 2, "not a text file"),
     "evaluate: missing reference": Case("evaluate {clean} --reference {d}/none.mp4", 2, "no such file"),
+    "evaluate: json onto a pipe, -y": Case("evaluate {clean} --reference {clean} --json {pipe_json} -y", 2,
+                                           "pipe.json: not a regular file"),
+    "evaluate: /dev/zero as stats": Case("evaluate {clean} --reference {clean} --stats /dev/zero", 2,
+                                         "not a regular file"),
+    "evaluate: a pipe as reference": Case("evaluate {clean} --reference {pipe}", 2, "not a regular file"),
     # batch
     "batch: output is the input": Case("batch {same}", 2, "its output is its input"),
     "batch: two items, one output": Case("batch {shared}", 2, "share the output"),
@@ -264,11 +364,25 @@ CASES = {
     "batch: missing manifest": Case("batch {d}/none.csv", 2, "no such manifest"),
     "batch: --config": Case("batch {ok} --config {broken}", 2, "not available for batch"),
     "batch: another batch running": Case("batch {ok}", 2, "another lvtino run is writing it"),
+    "batch: summary onto the manifest": Case("batch {ok} --summary {ok} -y", 2, "would overwrite the manifest"),
+    "batch: summary onto a YAML manifest": Case("batch {ok_yaml} --summary {ok_yaml} -y", 2,
+                                                "would overwrite the manifest"),
+    "batch: summary onto an item's output": Case("batch {ok} --summary {d}/out_ok.mkv", 2,
+                                                 "would overwrite a batch item's output"),
+    "batch: summary onto a user's file, -n": Case("batch {ok} --summary {mynotes} -n", 2, "-n never replaces"),
+    "batch: summary onto a user's file": Case("batch {ok} --summary {mynotes}", 2, "exists; add -y"),
+    "batch: default summary is a user's file": Case("batch {ok3}", 2, "ok3-summary.csv: exists; add -y"),
+    "batch: /dev/zero as manifest": Case("batch /dev/zero", 2, "/dev/zero: not a regular file"),
+    "batch: a pipe as manifest": Case("batch {pipe_yaml}", 2, "not a regular file"),
     # benchmark
     "benchmark: unknown problem": Case("benchmark {clean} --problems Z -o {d}/bench", 2, "unknown problem 'Z'"),
     "benchmark: missing clip": Case("benchmark {d}/none.mp4 -o {d}/bench", 2, "no such file"),
     "benchmark: bad size": Case("benchmark {clean} --size big -o {d}/bench", 2, "--size big: expected HEIGHTxWIDTH"),
     "benchmark: a user's folder": Case("benchmark {clean} -o {userdir}", 2, "was not made by lvtino"),
+    "benchmark: size 100000x100000": Case("benchmark {clean} --size 100000x100000 -o {d}/bench", 2,
+                                          "larger than the 16384x16384"),
+    "degrade: input fps 1e-300": Case("degrade {folder} -o {d}/o.mkv --scale 2 --input-fps 1e-300", 2,
+                                      "expected a frame rate from 0.001"),
     "benchmark: frames 0": Case("benchmark {clean} --frames 0 -o {d}/bench", 2, "--frames 0"),
     "benchmark: start past the end": Case("benchmark {clean} --start 30 -o {d}/bench", 2, "has 24 frames"),
     "benchmark: truncated clip": Case("benchmark {cut} -o {d}/bench", 2, "looks truncated"),
@@ -293,20 +407,31 @@ if not torch.cuda.is_available():
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (hidden ones too) and a digest of its content."""
+    """Every file under ``folder`` (hidden ones too) and a digest of its content (of a file over 1 MB: its size,
+    modification time and first and last MB)."""
     out = {}
     for p in sorted(folder.rglob("*")):
+        name = str(p.relative_to(folder))
         if p.is_symlink():
-            out[str(p.relative_to(folder))] = "link:" + os.readlink(p)
+            out[name] = "link:" + os.readlink(p)
         elif p.is_file():
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            st = p.stat()
+            if st.st_size <= 1 << 20:
+                out[name] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                with open(p, "rb") as fh:
+                    head = fh.read(1 << 20)
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    out[name] = f"{st.st_size}:{st.st_mtime_ns}:" + hashlib.sha256(head + fh.read()).hexdigest()
         elif p.is_dir():
-            out[str(p.relative_to(folder)) + "/"] = "dir"
+            out[name + "/"] = "dir"
+        else:
+            out[name] = "special"
     return out
 
 
 def test_the_table_is_large_enough():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 120
     commands = {c.args.split()[0] for c in CASES.values() if c.args}
     assert {"degrade", "restore", "evaluate", "benchmark", "batch", "download", "demo"} <= commands
 

@@ -30,7 +30,7 @@ from lvtino.models.image import ImageConsistencyModel
 from lvtino.models.text import char_tokenizer, encode_sdxl, encode_umt5
 from lvtino.models.video import VideoConsistencyModel
 from lvtino.runtime import StageTimer
-from lvtino.validation import Number, read_text_file, setting, whole
+from lvtino.validation import Number, parse_yaml, read_text_file, setting, whole
 
 
 log = logging.getLogger("lvtino")
@@ -80,13 +80,8 @@ def load_models_spec(path: str | Path | None = None) -> ModelsSpec:
     raw = yaml.safe_load((resources.files("lvtino.configs") / "models.yaml").read_text())
     source = "models.yaml"
     if path is not None:
-        if not Path(path).is_file():
-            raise UserError(f"--models {path}: no such file (give a models YAML file, or 'tiny')")
         source = str(path)
-        try:
-            user = yaml.safe_load(read_text_file(path, "--models")) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+        user = parse_yaml(read_text_file(path, "--models"), source) or {}
         if not isinstance(user, dict):
             raise UserError(f"{source}: expected a mapping with 'video' and/or 'image' sections")
         raw = _overlay(raw, user)
@@ -212,9 +207,14 @@ def read_state_dict(path: str | Path) -> dict:
     """Tensors of a safetensors file or a torch file (read with weights_only=True: no pickled code)."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise UserError(f"{path}: not a safetensors file ({err}); give the weights as they were published") \
+                from None
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from lvtino.errors import UserError
-from lvtino.files import MARKER
+from lvtino.files import MARKER, check_name
+from lvtino.validation import parse_json, read_text_file
 
 OVERWRITE = ("ask", "yes", "no")  # no flag: refuse an existing output; -y: replace it; -n: never replace
 FRAME_NAME = re.compile(r"^\d{6}\.png$")  # the frames of a frame-folder output
@@ -53,6 +55,7 @@ def check_outputs(outputs: list[Output], inputs: list[tuple[str, str | Path]], o
     ins = [(flag, resolved(p), Path(p)) for flag, p in inputs if p is not None]
     seen: list[tuple[Output, Path]] = []
     for out in outputs:
+        check_name(out.path, out.flag)
         real = resolved(out.path)
         for flag, inp, given in ins:
             if real == inp or (out.path.exists() and given.exists() and os.path.samefile(out.path, given)):
@@ -92,6 +95,10 @@ def _check_existing(out: Output, overwrite: str) -> None:
     path = out.path
     if not (path.exists() or path.is_symlink()):
         return
+    mode = os.lstat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        raise UserError(f"{out.flag} {path}: not a regular file (a pipe, socket or device), which lvtino never "
+                        "replaces, even with -y; give a file name")
     if out.kind in ("file", "video") and path.is_dir():
         raise UserError(f"{out.flag} {path}: is a folder; give a file name")
     if out.kind in ("frames", "folder") and not path.is_dir():
@@ -116,8 +123,8 @@ def is_frame_folder(path: Path) -> bool:
     if not sidecar.is_file():
         return False
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = parse_json(read_text_file(sidecar, "sidecar", 1 << 20), "sidecar")
+    except UserError:
         return False
     if not isinstance(record, dict) or "lvtino" not in record:
         return False

@@ -4,7 +4,7 @@
 demuxes the video stream once and keeps every frame's timestamp, so frames are
 numbered by their order in the stream, whatever the frame rate does (a
 variable-frame-rate phone clip loses no frame), and a frame range seeks to the
-right keyframe. A file whose container promises more frames than it holds
+right keyframe. A file whose video stream promises more frames than it holds
 (cut short by a crash or a copy) is refused unless ``accept_truncated``.
 ``read_frames`` yields RGB frames (H, W, 3) uint8 one at a time, from frame
 ``start`` to ``end`` (exclusive).
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,10 +27,14 @@ import imageio.v3 as iio
 import numpy as np
 
 from lvtino.errors import UserError
+from lvtino.files import check_name
+from lvtino.validation import parse_json, read_text_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SIDECAR = "lvtino.json"  # metadata of a frame folder written by lvtino
 METADATA_KEY = "comment"  # container tag that carries lvtino's metadata (kept by mp4 and mkv)
+MAX_METADATA = 1 << 20  # bytes of lvtino's metadata (a few hundred are written)
+MAX_SIDE = 16_384  # the largest frame side read: 16K (8K video is 7680x4320)
 log = logging.getLogger("lvtino")
 
 
@@ -47,7 +53,8 @@ class VideoInfo:
     pts: np.ndarray | None = field(default=None, repr=False)  # each frame's timestamp, presentation order
     time_base: Fraction | None = None
     variable_rate: bool = False  # frame durations differ by more than timestamp rounding
-    expected_frames: int | None = None  # what the container promises, when it says
+    expected_frames: int | None = None  # what the video stream promises (count or duration), when it says
+    notices: list[str] = field(default_factory=list)  # what reading it does that the user should know
 
     def time_of(self, index: int) -> float:
         """Seconds from the first frame to frame ``index`` (index == frames: the end of the last frame)."""
@@ -73,6 +80,11 @@ class VideoInfo:
         return (f"{self.path}: variable frame rate (frames last {d.min():.0f} to {d.max():.0f} ms); its "
                 f"{self.frames} frames are taken in order, at the average rate of {float(self.fps):.3f} fps")
 
+    def notes(self) -> list[str]:
+        """Lines for the user on how the input is read: a variable rate, gaps in a frame folder's numbering, an
+        alpha channel dropped."""
+        return [n for n in (self.rate_note(), *self.notices) if n]
+
 
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
@@ -84,8 +96,17 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
+    """A file or folder to read: anything else (a pipe, a device, a socket) could block or never end."""
+    check_name(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file or folder") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UserError(f"{path}: not a regular file or folder (a pipe, socket or device); save the video to a file "
+                        "first")
 
 
 def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncated: bool = False) -> VideoInfo:
@@ -94,17 +115,18 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
     _check_exists(path)
     if path.is_dir():
         return _probe_folder(path, fps)
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, UnicodeDecodeError):
-        raise UserError(f"{path}: not a video PyAV can decode (or a file cut short before its index)") from None
-    with container:
+    with _open(path) as container:
         if not container.streams.video:
             raise UserError(f"{path}: has no video frames (no video stream)")
         vs = container.streams.video[0]
         cc = vs.codec_context
-        pts = _frame_timestamps(container, vs)
-        n = len(pts) if pts is not None else _count_packets(container, vs)
+        _check_size(path, cc.width, cc.height)
+        pts = _frame_timestamps(container, vs, path)
+        if pts is None:  # no timestamps to index by: count the packets (from the start, in a fresh pass)
+            with _open(path) as again:
+                n = _count_packets(again, again.streams.video[0], path)
+        else:
+            n = len(pts)
         rate = _average_rate(vs, pts, n)
         if not rate:
             raise UserError(f"{path}: frame rate unknown")
@@ -115,30 +137,40 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                    "space": int(cc.colorspace), "range": int(cc.color_range)},
             has_audio=bool(container.streams.audio), metadata=meta, pts=pts,
             time_base=vs.time_base, variable_rate=pts is not None and _is_variable(pts),
-            expected_frames=_promised_frames(container, vs, rate),
+            expected_frames=_promised_frames(vs, pts, n, rate),
         )
-        if info.frames:
-            info.rotation = _first_rotation(container, vs)
+    if info.frames:
+        with _open(path) as container:  # a fresh pass: raw streams (.h264) cannot seek back
+            info.rotation = _first_rotation(container, container.streams.video[0])
     if info.frames == 0:
         raise UserError(f"{path}: the video has zero frames")
     if info.expected_frames is not None and info.frames < info.expected_frames and not accept_truncated:
-        raise UserError(f"{path}: the container promises {info.expected_frames} frames but holds {info.frames}: "
+        raise UserError(f"{path}: the video stream promises {info.expected_frames} frames but holds {info.frames}: "
                         "the file looks truncated or damaged; pass --accept-truncated to use the frames it holds")
     return info
 
 
-def _frame_timestamps(container, vs) -> np.ndarray | None:
+def _open(path: Path):
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError):
+        raise UserError(f"{path}: not a video PyAV can decode (or a file cut short before its index)") from None
+
+
+def _frame_timestamps(container, vs, path: Path) -> np.ndarray | None:
     """Every frame's pts in presentation order, from one demux of the stream (no decoding); None when
     the container leaves packets without timestamps (then frames are counted as they decode)."""
     pts = []
-    for packet in container.demux(vs):
-        if packet.size <= 0:
-            continue
-        if packet.pts is None:
-            container.seek(0)
-            return None
-        pts.append(packet.pts)
-    container.seek(0)
+    try:
+        for packet in container.demux(vs):
+            if packet.size <= 0:
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+    except av.error.FFmpegError as err:
+        raise UserError(f"{path}: cannot be read to its end ({err.strerror or type(err).__name__}); the file is "
+                        "damaged") from None
     if not pts:
         return np.zeros(0, dtype=np.int64)
     pts = np.sort(np.asarray(pts, dtype=np.int64))
@@ -147,10 +179,12 @@ def _frame_timestamps(container, vs) -> np.ndarray | None:
     return pts
 
 
-def _count_packets(container, vs) -> int:
-    n = sum(1 for p in container.demux(vs) if p.size > 0)
-    container.seek(0)
-    return n
+def _count_packets(container, vs, path: Path) -> int:
+    try:
+        return sum(1 for p in container.demux(vs) if p.size > 0)
+    except av.error.FFmpegError as err:
+        raise UserError(f"{path}: cannot be read to its end ({err.strerror or type(err).__name__}); the file is "
+                        "damaged") from None
 
 
 def _average_rate(vs, pts: np.ndarray | None, n: int) -> Fraction | None:
@@ -173,23 +207,57 @@ def _is_variable(pts: np.ndarray) -> bool:
     return bool(np.any(np.abs(d - median) > max(1.0, 0.25 * median)))
 
 
-def _promised_frames(container, vs, rate: Fraction) -> int | None:
-    """The frame count the container's header claims (mp4: the sample table; Matroska: the duration)."""
+def _promised_frames(vs, pts: np.ndarray | None, held: int, rate: Fraction) -> int | None:
+    """The frame count the video stream itself promises, when it says: its frame count (mp4/mov: the sample
+    table), else its own duration (the stream's, or Matroska's per-track DURATION tag) against the time its
+    frames cover (the count held, when they cover it). The container's duration is the longest stream's (sound
+    usually runs a little longer than the picture) and promises nothing about the video. None: no claim."""
     if vs.frames:
         return int(vs.frames)
+    end = _stream_end(vs)
+    if end is None:
+        return None
+    if pts is None or len(pts) < 2:  # no timestamps: the stream's length at its average rate
+        promised = round(end * rate)
+        return promised if promised > held + 1 else held  # a frame of rounding either way
+    seconds = np.diff(pts) * float(vs.time_base)
+    last = float(pts[-1] * vs.time_base)  # where the last held frame starts
+    slack = float(seconds.max()) + 0.5 * float(np.median(seconds))  # the last frame's own length, and rounding
+    if float(end) - last <= slack:
+        return held  # the duration ends with the last frame held
+    return held + max(1, round((float(end) - last) * float(rate)) - 1)  # frames after the last one held
+
+
+def _stream_end(vs) -> Fraction | None:
+    """Seconds at which the video stream says it ends: its duration in its time base, or Matroska's DURATION
+    tag (HH:MM:SS.fffffffff, written per track by ffmpeg and mkvmerge)."""
     if vs.duration and vs.time_base:
-        return round(Fraction(int(vs.duration)) * vs.time_base * rate)
-    if container.duration:
-        return round(Fraction(int(container.duration), 1_000_000) * rate)
-    return None
+        start = vs.start_time or 0
+        return Fraction(int(vs.duration + start)) * vs.time_base
+    m = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", (_tag(vs.metadata, "duration") or "").strip())
+    if m is None:
+        return None
+    return Fraction(int(m.group(1)) * 3600 + int(m.group(2)) * 60) + Fraction(m.group(3))
 
 
 def _first_rotation(container, vs) -> int:
-    """The display rotation of the first frame (degrees, counter-clockwise), from the open container."""
-    container.seek(0)
-    for frame in container.decode(vs):
-        return int(round(frame.rotation)) % 360
+    """The display rotation of the first frame (degrees, counter-clockwise), from a freshly opened container."""
+    try:
+        for frame in container.decode(vs):
+            return int(round(frame.rotation)) % 360
+    except av.error.FFmpegError as err:
+        raise UserError(f"{container.name}: its first frame cannot be decoded ({err.strerror or type(err).__name__})"
+                        "; the file is damaged or not a video") from None
     return 0
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    """Refuse a picture size no video has (a damaged or hostile header) before decoding a frame of it."""
+    if width <= 0 or height <= 0:
+        raise UserError(f"{path}: no frame size can be read from it (the file is damaged, or not a video)")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise UserError(f"{path}: declares frames of {width}x{height} pixels; lvtino reads sizes up to "
+                        f"{MAX_SIDE}x{MAX_SIDE} (the file is damaged, or not a video lvtino can restore)")
 
 
 def _tag(tags: dict, key: str) -> str | None:
@@ -201,12 +269,13 @@ def _tag(tags: dict, key: str) -> str | None:
 
 
 def _load_json(text: str | None) -> dict:
-    """A JSON object written by lvtino; anything else (absent, foreign, broken) reads as empty."""
-    if not text:
+    """A JSON object written by lvtino; anything else (absent, foreign, broken, oversized, nested deeper than
+    lvtino nests) reads as empty: what it holds is then checked like any recorded value."""
+    if not text or len(text) > MAX_METADATA:
         return {}
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = parse_json(text, "metadata")
+    except UserError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -223,8 +292,8 @@ def _probe_folder(path: Path, fps) -> VideoInfo:
     first = _read_image(files[0])
     sidecar = path / SIDECAR
     try:
-        record = _load_json(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
-    except (OSError, UnicodeDecodeError):
+        record = _load_json(read_text_file(sidecar, "sidecar", MAX_METADATA)) if sidecar.is_file() else {}
+    except UserError:
         record = {}
     meta = record.get("lvtino", {}) if isinstance(record.get("lvtino"), dict) else {}
     try:
@@ -233,15 +302,63 @@ def _probe_folder(path: Path, fps) -> VideoInfo:
         recorded_fps = None
     if fps is None:
         fps = recorded_fps or Fraction(30)
+    notices = [n for n in (_numbering_gaps(path, files), _alpha_note(files[0])) if n]
     return VideoInfo(path=path, kind="frames", fps=Fraction(fps), frames=len(files),
-                     width=first.shape[1], height=first.shape[0], metadata=meta)
+                     width=first.shape[1], height=first.shape[0], metadata=meta, notices=notices)
+
+
+def _numbering_gaps(folder: Path, files: list[Path]) -> str | None:
+    """A line when the frames' numbers (the last number in each name) skip some: the frames present are taken
+    as consecutive, so a missing frame shortens the clip and shifts what follows."""
+    numbers = []
+    for f in files:
+        found = re.findall(r"\d+", f.stem)
+        if not found:
+            return None  # not a numbered sequence: taken in name order
+        numbers.append(int(found[-1]))
+    present = set(numbers)
+    if len(present) != len(numbers):
+        return None  # several sequences side by side (a_001, b_001): name order
+    missing = sorted(set(range(min(numbers), max(numbers) + 1)) - present)
+    if not missing:
+        return None
+    shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+    return (f"{folder}: {len(missing)} frame number(s) missing between {min(numbers)} and {max(numbers)} ({shown}); "
+            f"the {len(files)} frames present are taken as consecutive frames")
+
+
+def _alpha_note(first: Path) -> str | None:
+    """A line when the frames carry an alpha channel, which is dropped (the colour is restored as it is stored)."""
+    from PIL import Image
+
+    try:
+        with Image.open(first) as img:
+            bands = img.getbands()
+    except (OSError, ValueError):
+        return None
+    if "A" not in bands:
+        return None
+    return (f"{first.parent}: the frames have an alpha channel (transparency), which is dropped: the colour "
+            "channels are read as stored, whatever their transparency")
 
 
 def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file (a pipe, socket or device)")
+    try:
+        with Image.open(path) as header:  # the size from the header, before any pixel is decoded
+            _check_size(path, *header.size)
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: declares an image of more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels; lvtino reads "
+                        f"sizes up to {MAX_SIDE}x{MAX_SIDE} (the file is damaged, or not a frame)") from None
+    except (OSError, ValueError):
+        pass  # not an image Pillow knows: imageio tries its other readers, and says why it cannot
     try:
         img = iio.imread(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the image ({err})") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"{path}: cannot read the image ({' '.join(str(err).split())[:200]})") from None
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     if img.dtype != np.uint8:
