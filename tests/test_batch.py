@@ -107,3 +107,40 @@ def test_a_folder_of_users_videos_in_plain_words(tmp_path, capsys):
     code, text, err = run(["batch", inputs, "-o", out, "--scale", 2, "--prior", "pinv", "--pix-fmt", "yuv444p"],
                           capsys)
     assert code == 0 and text.count("skipped") >= 2, text
+
+
+def test_an_item_encoded_otherwise_is_not_done(measured, tmp_path, capsys):
+    """Every setting that changes the output's bytes is in the digest: --crf, --preset, --pix-fmt, --no-audio."""
+    clip = write_video(tmp_path / "clip.mp4", smooth_frames(8, 16, 24), audio_seconds=0.4)
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("input,output\nclip.mp4,up.mp4\n")
+    words = ["--scale", "2", "--prior", "pinv"]
+    assert run(["batch", manifest, *words, "--crf", "20"], capsys)[0] == 0
+    assert run(["batch", manifest, *words, "--crf", "20"], capsys)[0] == 0
+    assert read_summary(tmp_path / "jobs-summary.csv")[0]["status"] == "skipped"
+    for other in (["--crf", "30"], ["--crf", "20", "--preset", "fast"], ["--crf", "20", "--pix-fmt", "yuv444p"],
+                  ["--crf", "20", "--no-audio"]):
+        code, _, _ = run(["batch", manifest, *words, *other], capsys)
+        rows = read_summary(tmp_path / "jobs-summary.csv")
+        assert code == 1 and "made by other settings" in rows[0]["message"], (other, rows)
+    assert run(["batch", manifest, *words, "--no-audio", "-y"], capsys)[0] == 0
+    assert not probe(tmp_path / "up.mp4").has_audio and probe(clip).has_audio
+
+
+def test_the_summary_follows_the_outputs_rules(measured, tmp_path, capsys):
+    """A summary lvtino wrote is replaced by the next run; a user's file only with -y; never an input."""
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"input,output,prior\n{measured / 'ysr2.mkv'},c.mkv,pinv\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    for flags in ([], ["-n"]):
+        code, _, err = run(["batch", manifest, "--summary", notes, *flags], capsys)
+        assert code == 2 and notes.read_text() == "mine\n" and not (tmp_path / "c.mkv").exists(), err
+    assert run(["batch", manifest, "--summary", notes, "-y"], capsys)[0] == 0
+    assert read_summary(notes)[0]["status"] == "done"
+    for flags in ([], ["-n"]):  # lvtino's own summary, rewritten by each run
+        assert run(["batch", manifest, "--summary", notes, *flags], capsys)[0] == 0
+        assert read_summary(notes)[0]["status"] == "skipped"
+    text = manifest.read_text()
+    code, _, err = run(["batch", manifest, "--summary", manifest, "-y"], capsys)
+    assert code == 2 and "would overwrite the manifest" in err and manifest.read_text() == text

@@ -193,6 +193,9 @@ def test_checkpoints_with_code_are_refused(tmp_path):
     torch.save({"generator": Fraction(1, 3)}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="evil.pt: refused"):
         read_state_dict(tmp_path / "evil.pt")
+    (tmp_path / "evil.pt").rename(tmp_path / "evil.safetensors")  # a pickle under the safe format's name
+    with pytest.raises(UserError, match="evil.safetensors: not a safetensors file"):
+        read_state_dict(tmp_path / "evil.safetensors")
 
 
 def test_a_checkpoint_that_does_not_fit_is_one_line(repos, tmp_path):

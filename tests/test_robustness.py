@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import smooth_frames, write_video
 from lvtino.cli import main
@@ -206,6 +207,129 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
     assert rc == 0, err
     assert "file is damaged" in err
     assert np.array_equal(frames_of(out), reference) and not state.exists()
+
+
+def _kill_after_segments(y: Path, out: Path, segments: int) -> Path:
+    """Start a restore, kill -9 it once ``segments`` segments are closed and a window file is kept; its state."""
+    proc = start_restore(y, out)
+    state = out.parent / f".{out.name}.lvtino-state"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (
+            len(list((state / "segments").glob("segment-*"))) >= segments and list(state.glob("window-*.npy"))):
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    return state
+
+
+def _scribble(path: Path, count: int, seed: int = 0) -> None:
+    """Overwrite ``count`` bytes in the middle of a file with random ones: same size, same name, other content."""
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 - count // 2
+    data[at:at + count] = np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["window", "segment", "record"])
+def test_same_size_damage_to_a_state_file_is_found_and_redone(measured, tmp_path, capsys, kind):
+    """Random bytes written over a kept window, a closed segment or the run's record (not a cut: the same size,
+    as a failing disk or a stray write leaves them) are found by their CRC-32: a notice, the part redone, and the
+    uninterrupted output."""
+    y, reference = measured
+    out = tmp_path / "x.mkv"
+    state = _kill_after_segments(y, out, 3)
+    if kind == "window":
+        _scribble(sorted(state.glob("window-*.npy"))[-1], 4096)
+    elif kind == "segment":
+        _scribble(sorted((state / "segments").glob("segment-*"))[-1], 64)
+    else:
+        record = state / "state.json"
+        text = record.read_text()
+        record.write_text(text.replace('"version": 2', '"version": 3'))  # parses, same size, CRC no longer matches
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    assert rc == 0, err
+    said = {"window": "'s file is damaged; it will be restored again", "segment": "a closed segment (frames",
+            "record": "the record of the interrupted run (state.json) is damaged"}[kind]
+    assert said in err, err
+    assert np.array_equal(frames_of(out), reference) and not state.exists()
+
+
+def test_a_damaged_progress_file_is_not_believed(tmp_path):
+    """Other processes wait on the main one's progress file: a damaged one is never read as progress."""
+    import threading
+
+    from lvtino.distributed import Processes
+    from lvtino.pipeline.state import RunState
+    state = RunState(tmp_path / "x.mkv", {"digest": "d"}, {}, Processes.alone(torch.device("cpu")), False, False)
+    state.folder.mkdir()
+    state.set_progress(3)
+    (state.folder / "progress").write_text((state.folder / "progress").read_text().replace("3", "9", 1))
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (state.wait_progress(5, poll=0.01), done.set()), daemon=True)
+    waiter.start()
+    assert not done.wait(0.3)  # "9" with the CRC of "3": not progress
+    state.set_progress(5)
+    assert done.wait(5)
+
+
+def test_resume_with_other_encoding_settings_is_refused(measured, tmp_path, capsys):
+    """Segments already encoded at one --crf are never joined with others at another (a file encoded two ways)."""
+    y, reference = measured
+    out = tmp_path / "x.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(out), *SLOW, "--crf", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_windows(tmp_path / ".x.mp4.lvtino-state", 3, proc)
+    proc.kill()
+    proc.communicate()
+    for other in (["--crf", "30"], ["--crf", "20", "--preset", "fast"], ["--crf", "20", "--pix-fmt", "yuv444p"]):
+        rc, _, err = run(["restore", y, "-o", out, *SLOW, *other, "--resume"], capsys)
+        assert rc == 2 and "other settings (encoding differ)" in err, (other, err)
+    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--crf", "20", "--resume"], capsys)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("pid", [0, -1, 10**20, "1e20", 4_194_305])
+def test_a_lock_naming_a_pid_no_process_can_have_is_taken_over(measured, tmp_path, capsys, pid):
+    y, _ = measured
+    state = tmp_path / ".x.mkv.lvtino-state"
+    state.mkdir()
+    (state / "lock").write_text(json.dumps({"pid": pid, "host": os.uname().nodename, "started": "then"}))
+    rc, _, err = run(["restore", y, "-o", tmp_path / "x.mkv", "--prior", "pinv", "--end", 12], capsys)
+    assert rc == 0 and "taking over the lock of an earlier run that is gone" in err, err
+
+
+def test_stats_on_a_full_disk_names_stats_and_keeps_the_output(measured, tmp_path, capsys, monkeypatch):
+    import lvtino.pipeline.restore as restore_module
+    y, _ = measured
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(restore_module, "write_json", full)
+    out = tmp_path / "x.mkv"
+    rc, _, err = run(["restore", y, "-o", out, "--prior", "pinv", "--end", 12, "--stats", tmp_path / "s.json"],
+                     capsys)
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1, err
+    assert f"--stats {tmp_path / 's.json'}: not written (no space left on the device)" in lines[0]
+    assert f"the output {out} was written whole" in lines[0]
+    assert probe(out).frames == 12 and leftovers(tmp_path) == []
+
+
+def test_an_interruption_of_an_in_process_run_reaches_the_caller(measured, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during main() called in-process (a test runner, a notebook) stops the caller too, after the one line
+    and the cleanup; the caller's own handlers are back."""
+    from lvtino.pipeline.state import RunState
+    y, _ = measured
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+
+    def interrupted(self, index, array, before=None):
+        signal.raise_signal(signal.SIGINT)  # through lvtino's handler, as a Ctrl-C would come
+    monkeypatch.setattr(RunState, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *SLOW])
+    assert "lvtino: interrupted (SIGINT)" in capsys.readouterr().err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert not (tmp_path / "x.mkv").exists() and leftovers(tmp_path) == []
 
 
 def test_a_frame_folder_output_never_deletes_the_users_files(measured, tmp_path, capsys):

@@ -15,6 +15,7 @@ summary.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import logging
 import time
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from lvtino.distributed import Processes
 from lvtino.errors import UserError
@@ -32,13 +32,15 @@ from lvtino.pipeline.outputs import Output, check_outputs, resolved
 from lvtino.pipeline.job import restore_digest
 from lvtino.pipeline.priors import Networks
 from lvtino.pipeline.restore import restore
-from lvtino.validation import read_text_file
+from lvtino.validation import parse_yaml, read_text_file
 from lvtino.video.reader import probe
 
 log = logging.getLogger("lvtino")
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"}
 ITEM_KEYS = ("input", "output", "problem", "prior", "start", "end", "set")
+SUMMARY_FIELDS = ("item", "output", "status", "frames", "seconds", "message")
+SUMMARY_HEADER = ",".join(SUMMARY_FIELDS)
 
 
 @dataclass
@@ -54,8 +56,9 @@ class Item:
 
 def _item(entry, base: Path, where: str) -> Item:
     if not isinstance(entry, dict):
-        raise UserError(f"{where}: expected a mapping with 'input' and 'output', got {str(entry)[:60]!r}")
-    unknown = sorted(set(k for k in entry if entry[k] not in (None, "")) - set(ITEM_KEYS))
+        kind = type(entry).__name__ if isinstance(entry, (list, dict)) else repr(str(entry)[:60])
+        raise UserError(f"{where}: expected a mapping with 'input' and 'output', got {kind}")
+    unknown = sorted(str(k)[:40] for k in entry if entry[k] is not None and entry[k] != "" and k not in ITEM_KEYS)
     if unknown:
         raise UserError(f"{where}: unknown column {unknown[0]!r} (known: {', '.join(ITEM_KEYS)})")
     for key in ("input", "output"):
@@ -64,8 +67,17 @@ def _item(entry, base: Path, where: str) -> Item:
     sets = entry.get("set") or []
     if isinstance(sets, str):
         sets = [s.strip() for s in sets.split(";") if s.strip()]
-    text = lambda k: None if entry.get(k) in (None, "") else str(entry[k])  # noqa: E731
-    return Item(str(base / str(entry["input"])), str(base / str(entry["output"])), text("problem"), text("prior"),
+    if not isinstance(sets, list) or not all(isinstance(v, str) for v in sets):
+        raise UserError(f"{where}: 'set' is KEY=VALUE;KEY=VALUE text, or a list of KEY=VALUE texts")
+
+    def text(key: str) -> str | None:
+        value = entry.get(key)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise UserError(f"{where}: '{key}' is {type(value).__name__}; expected text or a number")
+        return str(value)
+    return Item(str(base / text("input")), str(base / text("output")), text("problem"), text("prior"),
                 text("start"), text("end"), list(sets))
 
 
@@ -80,8 +92,10 @@ def read_manifest(source: str | Path, output_dir: str | Path | None = None, suff
         if not inputs:
             raise UserError(f"{source}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) or frame folders in it")
         return [Item(str(p), str(Path(output_dir) / (p.stem + suffix))) for p in inputs]
-    if not source.is_file():
+    if not source.exists():
         raise UserError(f"{source}: no such manifest or folder")
+    if not source.is_file():
+        raise UserError(f"{source}: not a regular file (a pipe, socket or device); give a manifest file")
     base = source.parent
     if source.suffix.lower() == ".csv":
         text = read_text_file(source, "manifest")
@@ -93,10 +107,7 @@ def read_manifest(source: str | Path, output_dir: str | Path | None = None, suff
             raise UserError(f"{source}: holds no items (a header line input,output then one line per item)")
         items = [_item(row, base, f"{source} row {i + 2}") for i, row in enumerate(rows)]
     elif source.suffix.lower() in (".yaml", ".yml"):
-        try:
-            raw = yaml.safe_load(read_text_file(source, "manifest"))
-        except yaml.YAMLError as err:
-            raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raw = parse_yaml(read_text_file(source, "manifest"), str(source))
         defaults = {}
         if isinstance(raw, dict):
             defaults, raw = raw.get("defaults") or {}, raw.get("items")
@@ -112,8 +123,11 @@ def read_manifest(source: str | Path, output_dir: str | Path | None = None, suff
     return items
 
 
-def check_items(items: list[Item], summary: Path | None = None) -> None:
-    """Refuse, before anything runs, an item whose output is its input or another item's input or output."""
+def check_items(items: list[Item], summary: Path | None = None, overwrite: str = "ask",
+                manifest: Path | None = None) -> None:
+    """Refuse, before anything runs, an item whose output is its input or another item's input or output, and a
+    summary path that would replace an input, the manifest, an item's output or a file lvtino did not write
+    there (a summary an earlier batch wrote is replaced; anything else needs -y, and -n never replaces)."""
     outputs: dict[Path, Item] = {}
     inputs = {resolved(i.input): i for i in items}
     for item in items:
@@ -128,16 +142,32 @@ def check_items(items: list[Item], summary: Path | None = None) -> None:
                             f"{inputs[out].input}")
         outputs[out] = item
     if summary is not None:
-        check_outputs([Output("--summary", Path(summary), create_parent=True)],
-                      [("a batch item's file", p) for i in items for p in (i.input, i.output)], "yes")
+        summary = Path(summary)
+        files = [("the manifest", manifest if manifest is not None and not Path(manifest).is_dir() else None),
+                 *(("a batch item's input", i.input) for i in items),
+                 *(("a batch item's output", i.output) for i in items)]
+        check_outputs([Output("--summary", summary, create_parent=True)], files,
+                      "yes" if is_summary(summary) else overwrite)
+
+
+def is_summary(path: Path) -> bool:
+    """``path`` is a summary lvtino wrote: a regular file whose first line is the summary's header."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline(len(SUMMARY_HEADER) + 2).rstrip("\r\n") == SUMMARY_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", overrides: list[str] | None = None,
               device: str = "cpu", summary: str | Path | None = None, echo=print, overwrite: str = "ask",
-              resume: bool = False, **options) -> list[dict]:
+              resume: bool = False, manifest: str | Path | None = None, **options) -> list[dict]:
     """Restore every item not already done; return one row per item (on the main process)."""
     procs = Processes(check_device(device))
-    check_items(items, Path(summary) if summary is not None else None)
+    check_items(items, Path(summary) if summary is not None else None, overwrite,
+                Path(manifest) if manifest is not None else None)
     lock = None
     if summary is not None and procs.is_main:
         summary = Path(summary)
@@ -179,8 +209,7 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
 
 def _write_summary(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["item", "output", "status", "frames", "seconds", "message"],
-                            extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
@@ -198,10 +227,11 @@ def _already_done(item: Item, problem, prior, overrides, options) -> bool | None
         return False  # an empty or unreadable file: not a finished output
     if recorded is None:
         return False
+    digest_options = {k: v for k, v in options.items() if k in inspect.signature(restore_digest).parameters}
     try:
-        wanted = restore_digest(item.input, problem=item.problem or problem, prior=item.prior or prior,
+        wanted = restore_digest(item.input, item.output, problem=item.problem or problem, prior=item.prior or prior,
                                 overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
-                                **{k: v for k, v in options.items() if k in ("models", "seed", "window", "overlap", "words")})
+                                **digest_options)
     except UserError:
         return False
     return recorded == wanted

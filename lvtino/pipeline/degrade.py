@@ -22,11 +22,11 @@ from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.words import Words
-from lvtino.validation import Number
+from lvtino.validation import Number, whole
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.reader import probe
-from lvtino.video.writer import VideoWriter, output_kind
+from lvtino.video.writer import VideoWriter, check_rate, output_kind
 
 log = logging.getLogger("lvtino")
 
@@ -44,6 +44,7 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
                         f"{', '.join(known_problems())})")
     if noise_std is not None:
         noise_std = Number(ge=0, le=1).parse(noise_std, "--noise-std")
+    seed = whole(0, 2**63 - 1).parse(seed, "--seed")
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
     check_outputs([Output("-o", output, "frames" if output_kind(output) == "frames" else "video")],
@@ -53,14 +54,20 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
     else:
         cfg = from_dict(ProblemConfig, apply_overrides(load_raw(problem, config), overrides or [])).validate()
     noise = cfg.noise_std if noise_std is None else noise_std
-    if info.rate_note():
-        log.info("%s", info.rate_note())
+    for note in info.notes():
+        log.info("%s", note)
     shape = (info.frames, info.height, info.width)
     physics = build_checked_physics(cfg, shape)
     measured = physics.output_shape(shape)
+    _, fh, fw = physics.factors
+    if (measured[1] * fh, measured[2] * fw) != (info.height, info.width):
+        log.info("%s: %dx%d is not a multiple of %s: the measurement is %dx%d (the operator's rounding); the clean "
+                 "size is recorded, so restore gives %dx%d back", input, info.width, info.height,
+                 fw if fw == fh else f"{fw}x{fh}", measured[2], measured[1], info.width, info.height)
     meta = {"problem": cfg.name, "operator": cfg.operator, "noise_std": noise, "seed": seed,
             "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps)}
     out_fps = info.fps / physics.factors[0]
+    check_rate(output, out_fps)
     try:
         with VideoWriter(output, out_fps, lossless=True, metadata=meta, rotation=info.rotation,
                          audio_from=None if no_audio or not info.has_audio else input) as writer:

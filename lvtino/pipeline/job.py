@@ -24,12 +24,11 @@ from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
 from lvtino.pipeline.words import Words
 from lvtino.validation import Number, Text, whole
-from lvtino.video.reader import VideoInfo, probe
-from lvtino.video.writer import output_kind
+from lvtino.video.reader import MAX_SIDE, VideoInfo, probe
+from lvtino.video.writer import check_rate, output_kind
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 MAX_FRAMES = 10_000_000  # ~93 hours at 30 fps
-MAX_SIDE = 16_384
 log = logging.getLogger("lvtino")
 
 
@@ -102,11 +101,35 @@ def _from_words(info: VideoInfo, words: Words, problem, config, overrides, frame
     if problem is not None:
         raise UserError(f"--problem {problem} and --scale/--fps-factor: the words build the operator; leave out "
                         "--problem (--config FILE takes other settings)")
-    if info.metadata.get("operator") is not None:
-        log.info("--scale/--fps-factor override the degradation recorded in %s", info.path)
     cfg = words.config(config, overrides, small=(info.width, info.height, info.fps))
     factors = chain_factors(cfg.operator)
-    return cfg, (frames or factors[0] * info.frames, factors[1] * info.height, factors[2] * info.width)
+    shape = (frames or factors[0] * info.frames, factors[1] * info.height, factors[2] * info.width)
+    if info.metadata.get("operator") is not None:
+        recorded = _recorded_shape(info, cfg, frames)
+        if recorded is not None and recorded != shape:  # a size no whole factor reaches (161x91 shrunk 2x: 80x45)
+            log.info("--scale/--fps-factor override the degradation recorded in %s; its recorded size %dx%d (%d "
+                     "frames), which they measure to the input's, is kept", info.path, recorded[2], recorded[1],
+                     recorded[0])
+            return cfg, recorded
+        log.info("--scale/--fps-factor override the degradation recorded in %s", info.path)
+    return cfg, shape
+
+
+def _recorded_shape(info: VideoInfo, cfg: ProblemConfig, frames: int | None) -> tuple[int, int, int] | None:
+    """The clean (T, H, W) a measurement records, when it is valid and ``cfg``'s operator measures it to the
+    frames and size the file holds; else None."""
+    try:
+        recorded = read_recorded(info, ignore={"operator", "problem"})
+    except UserError:
+        return None
+    if not {"height", "width"} <= set(recorded) or (frames is None and "frames" not in recorded):
+        return None
+    shape = (frames or recorded["frames"], recorded["height"], recorded["width"])
+    try:
+        measured = build_checked_physics(cfg, shape).output_shape(shape)
+    except UserError:
+        return None
+    return shape if measured == (info.frames, info.height, info.width) else None
 
 
 def _recorded_name(info: VideoInfo) -> str | None:
@@ -176,8 +199,7 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
                    *([Output("--stats", Path(stats))] if stats is not None else [])],
                   [("the input", input), ("--config", config),
                    ("--models", models if models not in (None, "tiny") else None)], overwrite)
-    note = info.rate_note()
-    if note:
+    for note in info.notes():
         log.info("%s", note)
     cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
     physics = build_checked_physics(cfg, shape)
@@ -188,7 +210,9 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
         raise UserError(f"{input}: holds {info.frames} frames of {info.width}x{info.height}, but problem {cfg.name} "
                         f"on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures {measured[0]} frames of "
                         f"{measured[2]}x{measured[1]}; check --problem and --frames")
-    return _plan(info, cfg, shape, start, end, physics, _names(window, overlap)), output
+    job = _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
+    check_rate(output, job.fps)
+    return job, output
 
 
 def _names(window, overlap) -> tuple[str, str]:
@@ -218,10 +242,22 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
     return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))
 
 
-def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None) -> dict:
-    """Everything that decides the windows' pixels (what a resumed run must share with the first)."""
+def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None, encoding: dict) -> dict:
+    """Everything that decides the output's bytes: the windows' pixels and the encoding (what a resumed run must
+    share with the first, and what ``batch`` compares to skip an item as done)."""
     return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
-            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows]}
+            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows],
+            "encoding": encoding}
+
+
+def encoding_settings(output: Path, info: VideoInfo, crf: int, preset: str, pix_fmt: str, no_audio: bool) -> dict:
+    """The settings that change the output file's bytes beyond its pixels, for its kind: H.264's quality, speed
+    and pixel format (FFV1 and PNG frames are lossless and take none), and whether the input's sound is copied."""
+    kind = output_kind(output)
+    encoding = {"kind": kind, "audio": kind != "frames" and info.has_audio and not no_audio}
+    if kind == "h264":
+        encoding.update(crf=crf, preset=preset, pix_fmt=pix_fmt)
+    return encoding
 
 
 def output_digest(job: Job, settings: dict, identity: dict) -> str:
@@ -229,15 +265,17 @@ def output_digest(job: Job, settings: dict, identity: dict) -> str:
     return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
 
 
-def restore_digest(input, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
+def restore_digest(input, output, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
                    frames=None, fps=None, models: ModelOptions | None = None, seed: int = 0, window=None,
-                   overlap=None, words: Words | None = None) -> str:
+                   overlap=None, words: Words | None = None, crf: int = 18, preset: str = "medium",
+                   pix_fmt: str = "yuv420p", no_audio: bool = False, accept_truncated: bool = False) -> str:
     """The digest that ``restore`` with these arguments would record in its output (nothing is written)."""
-    info = probe(input, fps)
+    info = probe(input, fps, accept_truncated=accept_truncated)
     cfg, shape = resolve_problem(info, problem, config, [*(overrides or []), *_window_overrides(window, overlap)],
                                  frames, words)
     job = _plan(info, cfg, shape, start, end, names=_names(window, overlap))
-    return output_digest(job, run_settings(job, prior, seed, models), input_identity(Path(input)))
+    encoding = encoding_settings(Path(output), info, crf, preset, pix_fmt, no_audio)
+    return output_digest(job, run_settings(job, prior, seed, models, encoding), input_identity(Path(input)))
 
 
 def _window_overrides(window, overlap) -> list[str]:

@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from lvtino.distributed import Processes
-from lvtino.errors import DiskFull, UserError, is_disk_full
+from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full
 from lvtino.files import write_json
 from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
-from lvtino.pipeline.job import Job, output_digest, prepare, run_settings, source_seconds, window_shape
+from lvtino.pipeline.job import (Job, encoding_settings, output_digest, prepare, run_settings, source_seconds,
+                                 window_shape)
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.priors import PRIORS, ModelOptions, Networks, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
@@ -39,7 +40,8 @@ from lvtino.pipeline.words import Words
 from lvtino.runtime import StageTimer
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.segments import Encoder, Segments
-from lvtino.video.writer import PIX_FMTS
+from lvtino.validation import whole
+from lvtino.video.writer import check_encoding
 
 log = logging.getLogger("lvtino")
 AHEAD = 2  # windows each other process may restore ahead of the main process's join
@@ -110,8 +112,8 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     # 1. Check inputs and outputs; settle the operator, sizes, range and windows
     if prior not in PRIORS:
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
-    if pix_fmt not in PIX_FMTS:
-        raise UserError(f"--pix-fmt {pix_fmt}: expected one of {', '.join(PIX_FMTS)}")
+    check_encoding(crf, preset, pix_fmt)
+    seed = whole(0, 2**63 - 1).parse(seed, "--seed")
     procs = processes or Processes(check_device(device))
     job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
                           models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
@@ -123,7 +125,8 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
                 "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
                 "memory_plan": memory_plan(job, prior, models or ModelOptions(), procs.device)}
     # 2. The state folder (one run per output): closed segments, finished windows, what is left to restore
-    settings = run_settings(job, prior, seed, models)
+    settings = run_settings(job, prior, seed, models,
+                            encoding_settings(output, job.info, crf, preset, pix_fmt, no_audio))
     identity = input_identity(Path(input))
     state = RunState(output, identity, settings, procs, resume, keep_state).open()
     timer = StageTimer(procs.device)
@@ -147,8 +150,6 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
                           audio_range=(source_seconds(job.info, factor, job.start),
                                        source_seconds(job.info, factor, job.end)))
         result = _facts(job, input, output, prior, models, seed, procs, timer, restore_window, run, t_start)
-        if stats is not None:
-            write_json(stats, result)
     except BaseException as err:
         run.stop()
         state.abandon()
@@ -158,6 +159,11 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
             raise DiskFull(where, _space_needed(job), resumable=state.folder.is_dir()) from None
         raise
     state.finish()
+    if stats is not None:
+        try:
+            write_json(stats, result)
+        except OSError as err:
+            raise NotWritten("--stats", stats, err, f"the output {output} was written whole") from None
     return result
 
 

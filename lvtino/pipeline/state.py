@@ -2,11 +2,14 @@
 
 It sits next to the output (``.NAME.lvtino-state``) and holds ``lock`` (the
 owner of the run: one run per output), ``state.json`` (the input's identity and a
-digest of everything that decides the windows' pixels) and one file per finished
+digest of everything that decides the output's bytes) and one file per finished
 window, written to a temporary name, fsynced, then renamed: a file counts only
-once it is whole. A window file found damaged (a power loss before the disk
-caught up) is removed and its window restored again, never fatal. A resumed run
-reuses the rest; a run with another input or configuration is refused.
+once it is whole. Every state file carries a CRC-32 of its content, checked
+before use: a window file found damaged (cut short by a power loss, or changed
+since) is removed and its window restored again, with a notice, never fatal; a
+damaged ``state.json`` starts the run over. A resumed run reuses the rest; a run
+with another input or settings is refused. A folder of that name that holds
+anything lvtino does not write there is refused, never emptied.
 Window outputs are kept as float16 whether or not the run is ever resumed, so a
 resumed, a sharded and an uninterrupted run join the very same numbers.
 """
@@ -14,11 +17,13 @@ resumed, a sharded and an uninterrupted run join the very same numbers.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,9 +32,12 @@ import torch
 from torch import Tensor
 
 from lvtino.errors import UserError
-from lvtino.files import RunLock, fsync_folder, pid_alive, write_text_atomic
+from lvtino.files import (RunLock, fsync_folder, pid_alive, read_checked, sealed_text, trailer, unsealed_text,
+                          write_text_atomic)
 
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
+# what lvtino writes into a state folder (anything else there is a user's, and the folder is not lvtino's to use)
+STATE_ENTRY = re.compile(r"^\.?(?:lock|state\.json|progress|segments|window-\d{6}\.npy)(?:\.partial-\d+)?$")
 log = logging.getLogger("lvtino")
 
 
@@ -63,7 +71,7 @@ class RunState:
     def __init__(self, output: Path, input_id: dict, run: dict, processes, resume: bool, keep: bool):
         self.folder = state_folder(Path(output))
         self.output = Path(output)
-        self.record = {"version": 1, "input": input_id, "run": run_digest(run), "settings": run}
+        self.record = {"version": 2, "input": input_id, "run": run_digest(run), "settings": run}
         self.processes, self.resume, self.keep = processes, resume, keep
         self.lock = RunLock(self.folder / "lock", str(output))
         self._writer: ThreadPoolExecutor | None = None
@@ -83,17 +91,32 @@ class RunState:
         return self
 
     def _open_main(self) -> None:
+        self._check_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.lock.acquire(notice=log.info)
         try:
             self._remove_partials()
-            if (self.folder / "state.json").is_file():
-                self._check()
-            else:
-                write_text_atomic(self.folder / "state.json", json.dumps(self.record, indent=1, default=str))
+            if not (self.folder / "state.json").is_file() or not self._check():
+                self._write_record()
         except BaseException:
             self.lock.release()
             raise
+
+    def _check_folder(self) -> None:
+        """Refuse a state folder's name that is taken by a file, or by a folder holding what lvtino did not write."""
+        if not (self.folder.exists() or self.folder.is_symlink()):
+            return
+        if not self.folder.is_dir():
+            raise UserError(f"{self.output}: {self.folder} is the name of lvtino's state folder for this output, and "
+                            "a file of that name exists; move it, or choose another output")
+        foreign = sorted(p.name for p in self.folder.iterdir() if not STATE_ENTRY.match(p.name))
+        if foreign:
+            raise UserError(f"{self.output}: {self.folder} is the name of lvtino's state folder for this output, and "
+                            f"it holds files lvtino did not write ({', '.join(foreign[:3])}); move them, or choose "
+                            "another output")
+
+    def _write_record(self) -> None:
+        write_text_atomic(self.folder / "state.json", sealed_text(json.dumps(self.record, indent=1, default=str)))
 
     def _remove_partials(self) -> None:
         """Temporary files of processes that are gone (a kill before a rename), and an old run's progress."""
@@ -103,15 +126,25 @@ class RunState:
             if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
                 p.unlink(missing_ok=True)
 
-    def _check(self) -> None:
+    def _check(self) -> bool:
+        """An earlier run's record against this run's: True when it may be resumed, False when it was damaged (the
+        run starts over, with a notice); a refusal when it is another run's."""
         n = len(self.finished())
+        segments = self.folder / "segments"
+        closed = len([p for p in segments.iterdir() if p.name.startswith("segment-")]) if segments.is_dir() else 0
         if not self.resume:
-            raise UserError(f"{self.folder} holds {n} finished window(s) of an interrupted run: add --resume to "
+            also = f" and {closed} closed segment(s)" if closed else ""
+            raise UserError(f"{self.folder} holds {n} finished window(s){also} of an interrupted run: add --resume to "
                             "reuse them, or delete the folder to start over")
         try:
-            old = json.loads((self.folder / "state.json").read_text())
+            old = json.loads(unsealed_text((self.folder / "state.json").read_text(encoding="utf-8")) or "null")
         except (OSError, ValueError):
-            raise UserError(f"{self.folder}/state.json is unreadable: delete the folder to start over") from None
+            old = None
+        if not isinstance(old, dict) or not isinstance(old.get("input"), dict) or old.get("version") != 2:
+            log.info("%s: the record of the interrupted run (state.json) is damaged or from another lvtino "
+                     "version: its windows are restored again", self.output)
+            self._clear()
+            return False
         if old.get("input", {}).get("digest") != self.record["input"]["digest"]:
             raise UserError(f"--resume: {self.folder} was made for another input ({old.get('input', {}).get('path')},"
                             " or that file has changed): delete the folder to start over")
@@ -122,6 +155,13 @@ class RunState:
                              != json.dumps(self.record["settings"].get(k), sort_keys=True, default=str))
             raise UserError(f"--resume: {self.folder} was made with other settings ({', '.join(changed) or 'config'} "
                             "differ): run with the same ones, or delete the folder to start over")
+        return True
+
+    def _clear(self) -> None:
+        """Everything but the lock: windows, segments, the record (what a damaged record cannot vouch for)."""
+        for p in self.folder.iterdir():
+            if p.name != "lock":
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     # -- window files --------------------------------------------------------------------
     def _path(self, index: int) -> Path:
@@ -131,23 +171,34 @@ class RunState:
         return sorted(int(m.group(1)) for p in self.folder.glob("window-*.npy") if (m := WINDOW_FILE.match(p.name)))
 
     def has(self, index: int, shape: tuple[int, ...]) -> bool:
-        """Window ``index`` is on disk whole, with this shape (its header and length checked, not its data)."""
+        """Window ``index`` is on disk whole and unchanged, with this shape (a damaged file is removed)."""
+        return self._read(index, shape) is not None
+
+    def _read(self, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Window ``index``'s float16 values, when its file is whole, its CRC-32 matches and its shape is
+        ``shape``; else None, and a damaged file is removed with a notice."""
         path = self._path(index)
-        try:
-            with open(path, "rb") as fh:
+        if not path.exists():
+            return None
+        data = read_checked(path)
+        array = None
+        if data is not None:
+            try:
+                fh = io.BytesIO(data)
                 version = np.lib.format.read_magic(fh)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
                 header = read(fh)
                 offset = fh.tell()
-            ok = (tuple(header[0]) == tuple(shape) and header[2] == np.float16 and not header[1]
-                  and path.stat().st_size == offset + 2 * int(np.prod(shape)))
-        except (OSError, ValueError, EOFError):
-            ok = False
-        if not ok and path.exists():
+                if (tuple(header[0]) == tuple(shape) and header[2] == np.float16 and not header[1]
+                        and len(data) == offset + 2 * int(np.prod(shape))):
+                    array = np.frombuffer(data, np.float16, offset=offset).reshape(shape)
+            except (ValueError, EOFError):
+                array = None
+        if array is None:
             log.info("%s: window %d's file is damaged; it will be restored again", self.output, index)
             path.unlink(missing_ok=True)
-        return ok
+        return array
 
     def save(self, index: int, x: Tensor, before=None) -> Tensor:
         """Store window ``index`` (in the background) and return what ``load`` will give back:
@@ -173,9 +224,14 @@ class RunState:
         try:
             with open(tmp, "wb") as fh:
                 # the header, then the data straight from the array: a plain file write, which releases the
-                # interpreter during the copy and reports a full disk with its errno (numpy's own writer does not)
-                np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(array))
-                fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+                # interpreter during the copy and reports a full disk with its errno (numpy's own writer does
+                # not); then the CRC-32 of both
+                head = io.BytesIO()
+                np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+                body = memoryview(np.ascontiguousarray(array)).cast("B")
+                fh.write(head.getvalue())
+                fh.write(body)
+                fh.write(trailer(zlib.crc32(body, zlib.crc32(head.getvalue()))))
                 fh.flush()
                 os.fsync(fh.fileno())  # on disk before it counts
             os.replace(tmp, self._path(index))
@@ -192,14 +248,8 @@ class RunState:
 
     def load(self, index: int, shape: tuple[int, ...]) -> Tensor | None:
         """Window ``index`` as float32, or None when its file is missing or damaged (then removed)."""
-        if not self.has(index, shape):
-            return None
-        try:
-            return torch.from_numpy(np.load(self._path(index))).float()
-        except (OSError, ValueError, EOFError):
-            log.info("%s: window %d's file is damaged; it will be restored again", self.output, index)
-            self._path(index).unlink(missing_ok=True)
-            return None
+        array = self._read(index, shape)
+        return None if array is None else torch.from_numpy(array).float()
 
     def discard(self, index: int) -> None:
         """Window ``index`` is in closed segments now: its file goes (the scratch disk stays bounded)."""
@@ -208,7 +258,7 @@ class RunState:
     # -- several processes ---------------------------------------------------------------
     def set_progress(self, position: int) -> None:
         """How far the main process has joined (a position in the list of windows to restore)."""
-        write_text_atomic(self.folder / "progress", str(position))
+        write_text_atomic(self.folder / "progress", sealed_text(str(position)))
 
     def wait_progress(self, position: int, poll: float = 0.05) -> None:
         """Block until the main process has joined up to ``position`` (other processes keep this far ahead)."""
@@ -216,10 +266,10 @@ class RunState:
 
         while position >= 0:
             try:
-                if int((self.folder / "progress").read_text()) >= position:
+                if int(unsealed_text((self.folder / "progress").read_text()) or "-1") >= position:
                     return
             except (OSError, ValueError):
-                pass  # not written yet
+                pass  # not written yet (or damaged: the main process writes it again after its next window)
             time.sleep(poll)
             poll = min(0.5, poll * 1.5)
 

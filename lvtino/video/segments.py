@@ -3,8 +3,10 @@
 A segment is a complete file in the output's own container and codec settings
 (or, for a frame-folder output, a folder of PNG frames) that holds a run of
 consecutive final frames. It is written under a temporary name and renamed
-when closed, so a closed segment is never partial, and once closed the windows
-its frames came from are no longer needed. At the end every segment's packets
+when closed to a name that carries its first frame, its frame count and the
+CRC-32 of its bytes, so a closed segment is never partial, a segment changed
+since (a disk that lost what it said it wrote) is found and made again, and
+once closed the windows its frames came from are no longer needed. At the end every segment's packets
 are copied into the final file in order, without re-encoding: timestamps are
 rebuilt as one continuous stream (decode timestamps shifted by the largest
 B-frame delay of any segment, so they increase by one frame everywhere), the
@@ -20,6 +22,7 @@ bounded queue, so that the next window is restored meanwhile.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -33,12 +36,14 @@ import av
 import numpy as np
 import torch
 
-from lvtino.files import atomic_file, partial_name, remove_stale_partials, remove_tree, replace_folder
+from lvtino.files import (atomic_file, file_crc, fsync_folder, partial_name, remove_stale_partials, remove_tree,
+                          replace_folder)
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 from lvtino.video.writer import AudioTrack, VideoWriter, output_kind
 
-NAME = re.compile(r"^segment-(\d{9})-(\d{6})(\.\w+)?$")
+log = logging.getLogger("lvtino")
+NAME = re.compile(r"^segment-(\d{9})-(\d{6})-([0-9a-f]{8})(\.\w+)?$")  # first frame, count, CRC-32
 MERGE = 32  # closed segments merged into one, to keep the per-file overhead small
 
 
@@ -70,22 +75,22 @@ class Segments:
             for p in self.folder.iterdir():
                 remove_tree(p)
             stamp.write_text(json.dumps(record))
-        for p in self.folder.glob(".*partial-*"):
-            pid = p.name.rsplit("-", 1)[-1].split(".")[0]
-            if pid.isdigit() and int(pid) != os.getpid():
+        for p in self.folder.iterdir():  # a segment never closed (a kill while it was written) is made again
+            if p.name != "range.json" and not NAME.match(p.name):
                 remove_tree(p)
 
     def closed(self) -> list[Segment]:
         found = []
         for p in self.folder.iterdir():
             m = NAME.match(p.name)
-            if m and (m.group(3) or "") == self.suffix:
+            if m and (m.group(4) or "") == self.suffix:
                 found.append(Segment(int(m.group(1)), int(m.group(2)), p))
         return sorted(found, key=lambda s: s.first)
 
     def covered(self) -> int:
         """Output frames [start, covered) lie in whole closed segments; a damaged segment (a disk that lost what it
-        said it wrote) and every segment after a gap are removed, and their frames made again."""
+        said it wrote, bytes changed since) and every segment after a gap are removed, and their frames made
+        again."""
         at = self.start
         for seg in self.closed():
             if seg.first == at and seg.end <= self.end and self._whole(seg):
@@ -95,6 +100,14 @@ class Segments:
         return at
 
     def _whole(self, seg: Segment) -> bool:
+        try:
+            unchanged = file_crc(seg.path) == int(NAME.match(seg.path.name).group(3), 16)
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            log.info("%s: a closed segment (frames %d to %d) is damaged; its frames will be made again", self.output,
+                     seg.first, seg.end - 1)
+            return False
         if self.kind == "frames":
             return all((seg.path / f"{k:06d}.png").is_file() and (seg.path / f"{k:06d}.png").stat().st_size > 0
                        for k in range(seg.count))
@@ -106,10 +119,22 @@ class Segments:
 
     def write(self, first: int, frames: np.ndarray) -> Segment:
         """Encode frames (n, H, W, 3) uint8 as the segment starting at output frame ``first``; closed on return."""
-        seg = Segment(first, len(frames), self.folder / f"segment-{first:09d}-{len(frames):06d}{self.suffix}")
-        with VideoWriter(seg.path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt) as writer:
+        path = self._open_name(first)
+        with VideoWriter(path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt) as writer:
             for frame in frames:
                 writer.write(frame)
+        return self._close(path, first, len(frames))
+
+    def _open_name(self, first: int) -> Path:
+        """Where a segment is written before it is closed (a hidden name that ``closed`` never lists)."""
+        return self.folder / f".open-{first:09d}{self.suffix}"
+
+    def _close(self, path: Path, first: int, count: int) -> Segment:
+        """Rename a written segment to its closed name, which carries the CRC-32 of its bytes."""
+        seg = Segment(first, count, self.folder / f"segment-{first:09d}-{count:06d}-{file_crc(path):08x}{self.suffix}")
+        remove_tree(seg.path)
+        os.replace(path, seg.path)
+        fsync_folder(self.folder)
         return seg
 
     def size(self) -> int:
@@ -150,9 +175,10 @@ class Segments:
         """One closed segment from consecutive ones, by stream copy (then the small ones go): per-file container
         overhead stays small however long the video."""
         first, count = segments[0].first, sum(s.count for s in segments)
-        merged = Segment(first, count, self.folder / f"segment-{first:09d}-{count:06d}{self.suffix}")
-        with atomic_file(merged.path, self.suffix) as tmp:
+        path = self._open_name(first)
+        with atomic_file(path, self.suffix) as tmp:
             self._remux(segments, tmp, first)
+        merged = self._close(path, first, count)
         for seg in segments:
             remove_tree(seg.path)
         return merged

@@ -28,6 +28,25 @@ from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
 PIX_FMTS = ("yuv420p", "yuv444p")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+MKV_MAX_FPS = 1000  # Matroska stores times in milliseconds: a faster rate repeats timestamps
+
+
+def check_encoding(crf: int, preset: str, pix_fmt: str) -> None:
+    """The H.264 settings, with the command line's words."""
+    from lvtino.validation import Choice, whole
+
+    whole(0, 51).parse(crf, "--crf")
+    Choice(X264_PRESETS).parse(preset, "--preset")
+    Choice(PIX_FMTS).parse(pix_fmt, "--pix-fmt")
+
+
+def check_rate(path: str | Path, fps: Fraction) -> None:
+    """Refuse a frame rate the output's container cannot represent (one line, before any work)."""
+    if output_kind(path) == "ffv1" and fps > MKV_MAX_FPS:
+        raise UserError(f"{path}: {float(fps):g} fps is faster than Matroska can time (its timestamps are "
+                        f"milliseconds: at most {MKV_MAX_FPS} fps); write .mp4 or a folder of frames")
 
 H264_SUFFIXES = (".mp4", ".mov", ".m4v")
 FFV1_SUFFIXES = (".mkv",)
