@@ -1,5 +1,5 @@
 import sys
 
-from lvtino.cli import main
+from lvtino.cli import run
 
-sys.exit(main())
+sys.exit(run())

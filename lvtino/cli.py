@@ -1,7 +1,10 @@
-"""The ``lvtino`` command: degrade, restore, evaluate, demo.
+"""The ``lvtino`` command: degrade, restore, batch, evaluate, benchmark, download, demo.
 
 A user mistake ends in one line on stderr (``lvtino: error: ...``) and exit code 2;
-a notice that needs no action is one line too (``lvtino: notice: ...``).
+a failure of the system (a full disk, a file the system refuses to read or write) in
+one line and exit code 1, as does a batch in which an item failed; an interruption
+(Ctrl-C, SIGTERM) in one line and 128 + the signal's number. A notice that needs no
+action is one line too (``lvtino: notice: ...``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import sys
 from fractions import Fraction
 
 from lvtino.config import known_problems
-from lvtino.errors import DiskFull, UserError, is_disk_full
+from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full
 from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
 from lvtino.pipeline.priors import PRIORS, ModelOptions
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
@@ -28,9 +31,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"lvtino: error: {message} (see '{self.prog} --help')\n")
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
-
 
 def _crf(text: str) -> int:
     try:
@@ -42,6 +42,9 @@ def _crf(text: str) -> int:
     return value
 
 
+MIN_FPS, MAX_FPS = Fraction(1, 1000), 100_000  # a time-lapse's frame every quarter of an hour; a high-speed camera
+
+
 def _fraction(text: str) -> Fraction:
     try:
         value = Fraction(text)
@@ -49,6 +52,9 @@ def _fraction(text: str) -> Fraction:
         raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate (e.g. 30, 29.97 or 30000/1001)") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: the frame rate must be positive")
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a frame rate from {float(MIN_FPS):g} (a frame every "
+                                         f"{float(1 / MIN_FPS):g} s) to {MAX_FPS} fps")
     return value
 
 
@@ -114,7 +120,7 @@ def _model_options(args) -> ModelOptions:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What restore and batch share: device, networks, seed, windows and the output's encoding."""
-    from lvtino.video.writer import PIX_FMTS
+    from lvtino.video.writer import PIX_FMTS, X264_PRESETS
 
     p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
                                                     "cuda, cuda:1")
@@ -133,6 +139,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=PIX_FMTS,
                    help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
                         "one pixel) or yuv444p (exact colour and size, fewer players)")
+    p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
 
 
 def _add_problem_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -229,7 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check everything and print the plan (range, windows; for --prior lvtino which network sits "
                         "where at each stage and the expected peak memory), write nothing")
     p.add_argument("--stats", metavar="FILE.json", help="write timings, peak memory and solver facts here")
-    p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     _add_run_options(p)
     _add_overwrite_options(p)
     _add_input_options(p)
@@ -250,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format for a folder of inputs (default .mp4)")
     p.add_argument("--summary", default=None, metavar="FILE.csv",
                    help="where the summary table goes (default: lvtino-batch-summary.csv in the output folder, "
-                        "or MANIFEST-summary.csv beside a manifest)")
+                        "or MANIFEST-summary.csv beside a manifest); a summary an earlier batch wrote there is "
+                        "replaced, any other file only with -y, and never an input or the manifest")
     _add_problem_options(p, required=False)
     p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
                    help="prior of items that name none (default tv)")
@@ -386,9 +393,9 @@ def _run(args: argparse.Namespace) -> None:
                                    else source.with_name(source.stem + "-summary.csv"))
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
                          device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
-                         models=_model_options(args),
+                         manifest=source, models=_model_options(args),
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
-                         pix_fmt=args.pix_fmt, words=_words(args),
+                         pix_fmt=args.pix_fmt, no_audio=args.no_audio, words=_words(args),
                          accept_truncated=args.accept_truncated)
         if any(r["status"] == "failed" for r in rows):
             return 1
@@ -438,12 +445,16 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
+    from lvtino.video.reader import MAX_SIDE
+
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"--size {text}: expected HEIGHTxWIDTH, e.g. 768x1280") from None
     if h < 8 or w < 8:
         raise UserError(f"--size {text}: too small")
+    if max(h, w) > MAX_SIDE:
+        raise UserError(f"--size {text}: larger than the {MAX_SIDE}x{MAX_SIDE} lvtino reads and writes")
     return h, w
 
 
@@ -451,15 +462,8 @@ def _read_stats(path) -> dict | None:
     """A --stats JSON written by restore, for a report; one line if it is not one."""
     if path is None:
         return None
-    import json
-
-    from lvtino.validation import read_text_file
-    try:
-        data = json.loads(read_text_file(path, "--stats"))
-    except ValueError as err:
-        if isinstance(err, UserError):
-            raise
-        raise UserError(f"--stats {path}: not a JSON file") from None
+    from lvtino.validation import parse_json, read_text_file
+    data = parse_json(read_text_file(path, "--stats"), f"--stats {path}")
     if not isinstance(data, dict):
         raise UserError(f"--stats {path}: not the JSON that restore --stats writes")
     return data
@@ -492,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except DiskFull as err:
+    except (DiskFull, NotWritten) as err:
         print(f"lvtino: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # the system refused a read or write: permissions, a full disk
@@ -503,12 +507,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as stop:
         how = stop.name if isinstance(stop, Interrupted) else "SIGINT"
-        code = 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
         print(f"lvtino: interrupted ({how}); {_after_interruption(args.command)}", file=sys.stderr)
-        return code
+        raise  # to the caller: the process's entry point (``run``) exits with 128 + the signal; a program that
+        # called main() in-process (a test runner) stops as it would without lvtino
     finally:
         log.removeHandler(handler)
     return code or 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The ``lvtino`` program: ``main``, with an interruption ending the process as 128 + the signal's number
+    (130 for Ctrl-C, 143 for SIGTERM) after its one line."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt as stop:
+        return 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
 
 
 def _after_interruption(command: str) -> str:
@@ -527,4 +540,4 @@ def _one_line(err: Exception) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -111,3 +112,42 @@ def test_networks_load_once_per_restorer_and_per_batch(measured, tmp_path, monke
     assert main(["batch", str(folder), "-o", str(tmp_path / "out"), "--scale", "2", "--prior", "lvtino",
                  "--models", "tiny"]) == 0
     assert len(loads) == 1  # two items, one load
+
+
+@pytest.mark.parametrize("call,said", [
+    (lambda p, o: lvtino.restore(p, o, scale=2, overwrite="no"), "overwrite='no': expected True"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, crf=99), "--crf 99: expected a whole number from 0 to 51"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, preset="quick"), "--preset quick: expected one of"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, seed=-1), "--seed -1"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, colour=True), "lvtino.restore: unknown keyword 'colour'"),
+    (lambda p, o: lvtino.degrade(p, o, scale=2, seed=1.5), "--seed 1.5"),
+    (lambda p, o: lvtino.degrade(p, o, scale=2, noise=0.1), "lvtino.degrade: unknown keyword 'noise'"),
+    (lambda p, o: lvtino.evaluate(p, p, psnr=True), "lvtino.evaluate: unknown keyword 'psnr'"),
+])
+def test_every_keyword_is_checked_with_the_command_lines_words(measured, tmp_path, call, said):
+    path, _ = measured
+    with pytest.raises(UserError, match=re.escape(said)):
+        call(path, tmp_path / "out.mkv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_restorer_refuses_what_it_cannot_restore_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    restorer = lvtino.Restorer.from_preset(prior="pinv", scale=2)
+    bad = torch.full((1, 3, 4, 16, 16), 0.5)
+    bad[0, 1, 2, 3, 4] = float("nan")
+    with pytest.raises(UserError, match="holds 1 NaN or infinite value"):
+        restorer(bad)
+    bad[0, 1, 2, 3, 4] = float("inf")
+    with pytest.raises(UserError, match="holds 1 NaN or infinite value"):
+        restorer(bad)
+    huge = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (100_000, 4000, 4000, 3))  # 4.8 TB, no memory
+    with pytest.raises(UserError, match=r"needs up to 4470\.\d GB .* for its lossless copy"):
+        restorer(huge)
+    with pytest.raises(UserError, match="expected 1 to 10,000,000 frames of at most 16384x16384"):
+        restorer(np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (4, 20_000, 8, 3)))
+    with pytest.raises(UserError, match="fps=0: expected a frame rate"):
+        restorer(np.zeros((4, 16, 16, 3), np.uint8), fps=0)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
