@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from lvtino.runtime import tune_cpu_allocator
 tune_cpu_allocator()  # as the command line does: large temporaries are reused, not re-mapped
 
 REAL_FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "adobe240-street"
+# the benchmark scripts' helpers that tests check the product against (the folder is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import smooth_frames, write_video
+from bench_real_footage import kept_by_filter
 from lvtino.cli import main
 from lvtino.config import load_problem
 from lvtino.errors import UserError
@@ -27,11 +28,19 @@ SMALL = (12, 10, Fraction(15, 2))  # width, height, fps of a measured video
 
 @pytest.mark.parametrize("words,chain", [
     (Words(scale=4), [{"resize": {"factor": 4, "resampler": "ffmpeg"}}]),
-    (Words(fps_factor=4), [{"temporal_sample": {"factor": 4, "exposure": 0.0}}]),
+    (Words(fps_factor=4), [{"temporal_sample": {"factor": 4, "exposure": 0.0, "phase": 1, "count": "round"}}]),
+    (Words(fps_factor=3, fps_mode="drop"),
+     [{"temporal_sample": {"factor": 3, "exposure": 0.0, "phase": 1, "count": "round"}}]),
+    (Words(fps_factor=4, fps_mode="select"),
+     [{"temporal_sample": {"factor": 4, "exposure": 0.0, "phase": 0, "count": "ceil"}}]),
+    (Words(fps_factor=8, fps_mode="select", fps_phase=5),
+     [{"temporal_sample": {"factor": 8, "exposure": 0.0, "phase": 5, "count": "ceil"}}]),
     (Words(scale=4, fps_factor=4, resampler="pil-bicubic", fps_mode="average"),
-     [{"temporal_sample": {"factor": 4, "exposure": 1.0}}, {"resize": {"factor": 4, "resampler": "pil-bicubic"}}]),
+     [{"temporal_sample": {"factor": 4, "exposure": 1.0, "phase": 0, "count": "ceil"}},
+      {"resize": {"factor": 4, "resampler": "pil-bicubic"}}]),
     (Words(size="48x40", fps=Fraction(30)),
-     [{"temporal_sample": {"factor": 4, "exposure": 0.0}}, {"resize": {"factor": 4, "resampler": "ffmpeg"}}]),
+     [{"temporal_sample": {"factor": 4, "exposure": 0.0, "phase": 1, "count": "round"}},
+      {"resize": {"factor": 4, "resampler": "ffmpeg"}}]),
 ])
 def test_words_build_the_chain(words, chain):
     assert words.chain(SMALL) == chain
@@ -44,6 +53,8 @@ def test_words_build_the_chain(words, chain):
     (Words(scale=1), "nothing to restore"),
     (Words(scale=0), "--scale 0: expected a whole number from 1 to 64"),
     (Words(scale=4, resampler="magic"), "--resampler magic: unknown"),
+    (Words(fps_factor=4, fps_phase=4), "--fps-phase 4: expected a whole number from 0 to 3"),
+    (Words(scale=2, fps_phase=1), "--fps-phase 1: goes with --fps-factor or --fps"),
 ])
 def test_words_mistakes(words, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -60,7 +71,7 @@ def test_words_give_the_operator_of_the_equivalent_preset(tmp_path, capsys):
     info = probe(low)
     assert (info.frames, info.width, info.height, info.fps) == (6, 12, 10, Fraction(15, 2))
     recorded = info.metadata["operator"]
-    assert recorded == [{"temporal_sample": {"factor": 4, "exposure": 0.0}},
+    assert recorded == [{"temporal_sample": {"factor": 4, "exposure": 0.0, "phase": 1, "count": "round"}},
                         {"resize": {"factor": 4, "resampler": "ffmpeg"}}]
     # the same video without lvtino's metadata, as a user's file: the words say what the metadata said
     plain = tmp_path / "plain.mkv"
@@ -103,3 +114,23 @@ def test_a_size_the_factor_does_not_divide_restores_and_reports_its_fit(tmp_path
     assert (probe(out).width, probe(out).height) == (98, 74)
     fit = json.loads(stats.read_text())["fit"]["rms_grey"]
     assert fit["restored"] < fit["naive"] and "a player's upscale" in text
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+@pytest.mark.parametrize("frames", [40, 41, 42, 43, 44])
+@pytest.mark.parametrize("mode,filter_of", [
+    ("ffmpeg", lambda k: ("fps", f"fps={Fraction(30, k)}")),
+    ("select", lambda k: ("select", f"not(mod(n\\,{k}))")),
+    ("select", lambda k: ("framestep", str(k))),
+])
+def test_each_fps_mode_keeps_the_frames_its_tool_keeps(factor, frames, mode, filter_of):
+    """The operator of --fps-mode, applied to frames whose value is their number, measures the numbers of the frames
+    PyAV's own filter keeps: which frames, and how many."""
+    import torch
+
+    from lvtino.physics.problems import build_physics
+    chain = Words(fps_factor=factor, fps_mode=mode).chain(SMALL)
+    physics = build_physics(chain, (frames, 4, 4))
+    numbers = torch.arange(frames, dtype=torch.float64).view(1, 1, frames, 1, 1).expand(1, 3, frames, 4, 4)
+    measured = physics.A(numbers)[0, 0, :, 0, 0].round().long().tolist()
+    assert measured == kept_by_filter(frames, Fraction(30), *filter_of(factor))

@@ -53,15 +53,15 @@ class Band:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def conv(cls, n: int, kernel: Tensor, stride: int, pad_left: int, mode: str) -> "Band":
-        """A padded 1-D convolution followed by subsampling: (ceil(n / stride), n).
+    def conv(cls, n: int, kernel: Tensor, stride: int, pad_left: int, mode: str, rows: int | None = None) -> "Band":
+        """A padded 1-D convolution followed by subsampling: (ceil(n / stride), n), or ``rows`` rows.
 
         Row j computes sum_k kernel[L-1-k] * x[pad(j * stride + k - pad_left)], a
         true convolution (flipped kernel) of the padded signal, sampled every
         ``stride`` samples from 0.
         """
         flipped = kernel.to(torch.float64).flip(0)
-        rows = -(-n // stride)
+        rows = -(-n // stride) if rows is None else rows
         pos = torch.arange(rows).unsqueeze(1) * stride + torch.arange(flipped.numel()).unsqueeze(0) - pad_left
         index = pad_indices(pos, n, mode)
         weight = flipped.expand(rows, -1).clone()

@@ -17,7 +17,7 @@ from lvtino.physics.jpeg import JPEG
 from lvtino.physics.separable import PADDINGS
 from lvtino.physics.resample import RESAMPLERS
 from lvtino.physics.spatial import FILTERS, Downsampling, Resize
-from lvtino.physics.temporal import BOUNDARIES, KERNELS, TemporalAveragePool, TemporalBlur, TemporalSample
+from lvtino.physics.temporal import BOUNDARIES, COUNTS, KERNELS, TemporalAveragePool, TemporalBlur, TemporalSample
 from lvtino.validation import Choice, Number, Optional, whole
 
 MAX_FACTOR = 64    # frames or pixels one measured sample may stand for, per axis
@@ -42,7 +42,8 @@ OPERATORS: dict[str, OperatorSpec] = {
         "size": whole(1, MAX_KERNEL, odd=True), "kernel": Choice(KERNELS),
         "sigma": Optional(Number(gt=0, le=MAX_KERNEL)), "boundary": Choice(BOUNDARIES)}),
     "temporal_sample": OperatorSpec(TemporalSample, "frames", {
-        "factor": whole(1, MAX_FACTOR), "exposure": Number(ge=0, le=1), "phase": whole(0, MAX_FACTOR - 1)}, "time"),
+        "factor": whole(1, MAX_FACTOR), "exposure": Number(ge=0, le=1), "phase": whole(0, MAX_FACTOR - 1),
+        "count": Choice(COUNTS)}, "time"),
     "downsample": OperatorSpec(Downsampling, "size", {
         "factor": whole(1, MAX_FACTOR), "filter": Choice(FILTERS), "padding": Choice(PADDINGS)}, "space"),
     "resize": OperatorSpec(Resize, "size", {"factor": whole(1, MAX_FACTOR), "resampler": Choice(tuple(RESAMPLERS))},

@@ -32,32 +32,50 @@ class TemporalAveragePool(SeparableLinear):
         return f"TemporalAveragePool(frames={self.frames}, factor={self.factor})"
 
 
+COUNTS = ("ceil", "round")
+
+
+def sampled_frames(frames: int, factor: int, count: str = "ceil") -> int:
+    """How many frames a rate divided by ``factor`` keeps of ``frames``: one for every group begun (``ceil``:
+    ``select``, ``framestep``), or ``frames / factor`` rounded half up (``round``: ffmpeg's fps filter, whose last
+    output slot must start before the input's end, rounded to the nearest slot)."""
+    if count == "ceil":
+        return -(-frames // factor)
+    if count == "round":
+        return max(1, (2 * frames + factor) // (2 * factor))
+    raise ValueError(f"count={count!r} is not one of {COUNTS}")
+
+
 class TemporalSample(SeparableLinear):
     r"""A lower frame rate as cameras and tools make it: every ``factor`` frames, one measured frame that
     averages ``max(1, round(exposure * factor))`` consecutive frames from ``phase`` on.
 
-    ``exposure=0`` keeps one frame in ``factor`` (frames dropped, a short shutter:
-    what ``ffmpeg -vf fps=...`` or ``select`` does); ``exposure=1`` averages them all
-    (a long shutter, as ``temporal_pool``); values between are a partly open
-    shutter (0.5: 180 degrees). Frames past the end repeat the last one.
+    ``exposure=0`` keeps one frame in ``factor`` (frames dropped, a short shutter);
+    ``exposure=1`` averages them all (a long shutter, as ``temporal_pool``); values
+    between are a partly open shutter (0.5: 180 degrees). ``phase`` is the first
+    frame kept: 0 for ``select='not(mod(n,K))'``, ``ceil(K/2) - 1`` for ffmpeg's
+    fps filter, which keeps the last frame of each output slot (frames 1, 5, 9, ...
+    for 30 -> 7.5 fps). ``count`` says how many frames are measured (see
+    ``sampled_frames``). Frames past the end repeat the last one.
     """
 
-    def __init__(self, frames: int, factor: int, exposure: float = 0.0, phase: int = 0):
+    def __init__(self, frames: int, factor: int, exposure: float = 0.0, phase: int = 0, count: str = "ceil"):
         if factor < 1:
             raise ValueError(f"factor={factor} must be a positive integer")
         if not 0 <= phase < factor:
             raise ValueError(f"phase={phase} must lie in [0, factor={factor})")
         if not 0 <= exposure <= 1:
             raise ValueError(f"exposure={exposure} must lie in [0, 1]")
-        self.frames, self.factor, self.exposure, self.phase = frames, factor, exposure, phase
+        self.frames, self.factor, self.exposure, self.phase, self.count = frames, factor, exposure, phase, count
         taps = max(1, round(exposure * factor))
         kernel = torch.full((taps,), 1.0 / taps, dtype=torch.float64)
-        mt = Band.conv(frames, kernel, stride=factor, pad_left=-phase, mode="replicate")
+        mt = Band.conv(frames, kernel, stride=factor, pad_left=-phase, mode="replicate",
+                       rows=sampled_frames(frames, factor, count))
         super().__init__(mt, None, None, factors=(factor, 1, 1))
 
     def __repr__(self) -> str:
         return (f"TemporalSample(frames={self.frames}, factor={self.factor}, exposure={self.exposure}, "
-                f"phase={self.phase})")
+                f"phase={self.phase}, count={self.count!r})")
 
 
 def temporal_kernel(size: int, kind: str = "uniform", sigma: float | None = None) -> torch.Tensor:

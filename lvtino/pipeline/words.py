@@ -1,7 +1,8 @@
 """A degradation said in plain words: ``--scale 4 --fps-factor 4`` instead of a paper's problem name.
 
 The words build the operator chain of a real low-quality video: frames dropped
-(or averaged) by ``--fps-factor`` (or to ``--fps``), then shrunk by ``--scale``
+(or averaged) by ``--fps-factor`` (or to ``--fps``) by the rule of the tool that
+did it (``--fps-mode``, default ffmpeg's fps filter), then shrunk by ``--scale``
 (or to ``--size``) with the resampler of the tool that made it (default: ffmpeg's
 scaler). The other settings (solvers, sampler, windows) come from the ``scale``
 preset, or from ``--config``.
@@ -17,8 +18,33 @@ from lvtino.errors import UserError
 from lvtino.physics.resample import RESAMPLERS
 from lvtino.validation import whole
 
-FPS_MODES = {"drop": 0.0, "average": 1.0}  # the shutter: one frame kept, or all averaged
 PRESET = "scale"
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """How a tool makes a lower frame rate: which frame of each group of K it keeps (or whether it averages them),
+    and how many it keeps at the end."""
+
+    exposure: float       # 0: one frame kept; 1: the K frames averaged
+    count: str            # "ceil" or "round" (lvtino.physics.temporal.sampled_frames)
+    first_kept: str       # "middle": ceil(K/2) - 1, as ffmpeg's fps filter; "first": 0
+    says: str
+
+    def phase(self, factor: int) -> int:
+        return (-(-factor // 2) - 1) if self.first_kept == "middle" else 0
+
+
+# checked against PyAV's own fps, select and framestep filters (tests/test_words.py)
+FPS_MODES = {
+    "ffmpeg": FrameRule(0.0, "round", "middle", "ffmpeg's fps filter (-vf fps=N, regular source timestamps): the last "
+                                                "frame of each output slot, frames 1, 5, 9, ... for 30 -> 7.5 fps"),
+    "drop": None,  # the same as ffmpeg (its earlier name)
+    "select": FrameRule(0.0, "ceil", "first", "every K-th frame from the first: select='not(mod(n,K))', framestep=K, "
+                                              "most frame-dropping scripts and the paper's problems"),
+    "average": FrameRule(1.0, "ceil", "first", "the K frames averaged: a long exposure"),
+}
+FPS_MODES["drop"] = FPS_MODES["ffmpeg"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +54,8 @@ class Words:
     size: str | None = None        # WIDTHxHEIGHT of the larger video
     fps: Fraction | None = None    # frame rate of the faster video
     resampler: str = "ffmpeg"
-    fps_mode: str = "drop"
+    fps_mode: str = "ffmpeg"
+    fps_phase: int | None = None   # the first frame kept, instead of the mode's
 
     def given(self) -> bool:
         return any(v is not None for v in (self.scale, self.fps_factor, self.size, self.fps))
@@ -58,6 +85,8 @@ class Words:
             raise UserError(f"--resampler {self.resampler}: unknown (known: {', '.join(RESAMPLERS)})")
         if self.fps_mode not in FPS_MODES:
             raise UserError(f"--fps-mode {self.fps_mode}: expected one of {', '.join(FPS_MODES)}")
+        if self.fps_phase is not None and self.fps_factor is None and self.fps is None:
+            raise UserError(f"--fps-phase {self.fps_phase}: goes with --fps-factor or --fps")
         scale = whole(1, 64).parse(self.scale, "--scale") if self.scale is not None else None
         factor = whole(1, 64).parse(self.fps_factor, "--fps-factor") if self.fps_factor is not None else None
         if self.size is not None:
@@ -66,7 +95,12 @@ class Words:
             factor = _rate_factor(self.fps, small, large)
         chain = []
         if factor is not None and factor > 1:
-            chain.append({"temporal_sample": {"factor": factor, "exposure": FPS_MODES[self.fps_mode]}})
+            rule = FPS_MODES[self.fps_mode]
+            phase = rule.phase(factor)
+            if self.fps_phase is not None:
+                phase = whole(0, factor - 1).parse(self.fps_phase, "--fps-phase")
+            chain.append({"temporal_sample": {"factor": factor, "exposure": rule.exposure, "phase": phase,
+                                              "count": rule.count}})
         if scale is not None and scale > 1:
             chain.append({"resize": {"factor": scale, "resampler": self.resampler}})
         if not chain:
