@@ -156,10 +156,12 @@ def ws(tmp_path_factory) -> dict[str, Path]:
             w.write(f)
     _set_comment(deep, '{"lvtino": ' + "[" * 100_000 + "]" * 100_000 + "}")
     fast = write_video(d / "fast.mp4", smooth_frames(6, 16, 16), fps=Fraction(1000))
+    unknown = d / "unknown.mp4"  # its video codec's tag changed: FFmpeg knows no decoder for it (a damaged header)
+    unknown.write_bytes(clean.read_bytes().replace(b"avc1", b"zzzz"))
     badname = d / os.fsdecode(b"bad\xffname.mkv")  # a name of bytes that are not UTF-8 (an old disk's)
     badname.write_bytes(y.read_bytes())
     files.update(ok_yaml=ok_yaml, mynotes=mynotes, ok3=ok3, big=big, bombs=bombs, bomb=d / "bomb.png", deep=deep,
-                 pipe=d / "pipe.mp4", pipe_yaml=d / "pipe.yaml", pipe_json=d / "pipe.json", fast=fast, badname=badname)
+                 pipe=d / "pipe.mp4", pipe_yaml=d / "pipe.yaml", pipe_json=d / "pipe.json", fast=fast, badname=badname, unknown=unknown)
     return files
 
 
@@ -244,6 +246,8 @@ CASES = {
                                                                 "declares an image of more than"),
     "degrade: a PNG declaring 100000x100000": Case("degrade {bomb} -o {d}/o.mkv --scale 2", 2,
                                                    "no frame size can be read"),
+    "degrade: an unknown video codec": Case("degrade {unknown} -o {d}/o.mkv --scale 2", 2,
+                                            "its video stream's codec cannot be read"),
     "degrade: a python tag in --set": Case("degrade {clean} -o {d}/o.mkv --problem A "
                                            "--set noise_std=!!python/name:os.system", 2, "not valid YAML"),
     # restore

@@ -120,6 +120,9 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
             raise UserError(f"{path}: has no video frames (no video stream)")
         vs = container.streams.video[0]
         cc = vs.codec_context
+        if cc is None:  # a damaged header, or a codec FFmpeg does not know
+            raise UserError(f"{path}: its video stream's codec cannot be read (the file is damaged, or its codec is "
+                            "unknown to FFmpeg)")
         _check_size(path, cc.width, cc.height)
         pts = _frame_timestamps(container, vs, path)
         if pts is None:  # no timestamps to index by: count the packets (from the start, in a fresh pass)

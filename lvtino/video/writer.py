@@ -223,6 +223,10 @@ class AudioTrack:
             if not src.streams.audio:
                 return
             ain = src.streams.audio[0]
+            if ain.codec_context is None:  # a damaged header, or a codec FFmpeg does not know
+                log.warning("%s: the audio track of %s cannot be read (damaged, or an unknown codec); the output "
+                            "has no sound", path, self.source)
+                return
             name = ain.codec_context.name
             if kind == "ffv1" or name in MP4_AUDIO:
                 self.how, self.stream = "copy", container.add_stream_from_template(ain)
@@ -239,10 +243,14 @@ class AudioTrack:
             return
         with av.open(str(self.source)) as src:
             ain = src.streams.audio[0]
-            if self.how == "copy":
-                _remux_audio(src, ain, self.stream, self.container, t0, t1)
-            else:
-                _transcode_audio(src, ain, self.stream, self.container, t0, t1)
+            try:
+                if self.how == "copy":
+                    _remux_audio(src, ain, self.stream, self.container, t0, t1)
+                else:
+                    _transcode_audio(src, ain, self.stream, self.container, t0, t1)
+            except av.error.FFmpegError as err:  # the picture is whole; say what the sound lacks
+                log.warning("%s: the audio of %s could not be read to its end (%s); the sound stops there",
+                            self.container.name, self.source, err.strerror or type(err).__name__)
 
 
 def _remux_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
