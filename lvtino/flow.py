@@ -12,6 +12,9 @@ def _grey(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY))
 
 
+MIN_SIDE = 12  # DIS refuses frames smaller than this on both sides
+
+
 class FlowEstimator:
     """DIS optical flow, one instance reused for every pair (DIS keeps scratch buffers)."""
 
@@ -21,7 +24,10 @@ class FlowEstimator:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow (H, W, 2) in pixels (dx, dy) such that a(p) ~ b(p + flow(p))."""
+        """Flow (H, W, 2) in pixels (dx, dy) such that a(p) ~ b(p + flow(p)); none (zeros) for frames smaller
+        than DIS's smallest patch grid (12 pixels a side)."""
+        if min(a.shape[:2]) < MIN_SIDE:
+            return np.zeros((*a.shape[:2], 2), np.float32)
         return self._dis.calc(_grey(a), _grey(b), None)
 
 

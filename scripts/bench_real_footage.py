@@ -2,11 +2,12 @@
 
 A clean clip (default: the 41 Adobe240 street frames, 640x360) is shrunk 4x by
 ffmpeg's default scaler (swscale bicubic, on the yuv420p planes as ffmpeg scales
-video) and by PIL (bicubic), cut to a quarter of its frame rate by keeping every
-4th frame, and written as an ordinary H.264 .mp4 (crf 23, yuv420p) with an audio
-track. Each is then brought back to 640x360 at the full rate by:
+video) and by PIL (bicubic), cut to a quarter of its frame rate by ffmpeg's fps
+filter (PyAV's own: frames 1, 5, 9, ... as ``-vf fps=7.5`` keeps them), and
+written as an ordinary H.264 .mp4 (crf 23, yuv420p) with an audio track. Each is
+then brought back to 640x360 at the full rate by:
 
-- player: bicubic upscaling, each frame held (what a player shows);
+- player: lvtino's player's picture (each frame held until the next, torch's bicubic);
 - ffmpeg: lanczos upscaling + ``minterpolate`` (mi_mode=mci, motion-compensated), PyAV's filter graph;
 - lvtino tv (motion start), lvtino tv (linear start), lvtino pinv: ``restore --scale 4 --fps-factor 4``
   with the matching ``--resampler``.
@@ -85,13 +86,48 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: Fraction, crf: int, sec
             c.mux(p)
 
 
+def fps_filter(frames: list[np.ndarray], rate: Fraction, factor: int) -> list[int]:
+    """Which frames ffmpeg's ``-vf fps=rate/factor`` keeps (PyAV's own filter, frames fed as a decoder feeds them)."""
+    return kept_by_filter(len(frames), rate, "fps", f"fps={rate / factor}")
+
+
+def kept_by_filter(frames: int, rate: Fraction, name: str, args: str) -> list[int]:
+    """The numbers of the frames PyAV's filter ``name=args`` keeps of ``frames`` numbered frames fed at ``rate``:
+    regular timestamps, each frame lasting 1/rate (as a decoder gives them)."""
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=16, height=16, format="gray16le", time_base=1 / rate)
+    step, sink = graph.add(name, args), graph.add("buffersink")
+    src.link_to(step)
+    step.link_to(sink)
+    graph.configure()
+    kept = []
+
+    def drain():
+        while True:
+            try:
+                kept.append(int(sink.pull().to_ndarray()[0, 0]))
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((16, 16), i, np.uint16), format="gray16le")
+        frame.pts, frame.time_base, frame.duration = i, 1 / rate, 1
+        src.push(frame)
+        drain()
+    src.push(None)
+    drain()
+    return kept
+
+
 def decode(path: Path) -> list[np.ndarray]:
     return list(read_frames(probe(path)))
 
 
-def player(low: list[np.ndarray], size: tuple[int, int], kt: int) -> list[np.ndarray]:
-    up = [np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in low]
-    return [f for f in up for _ in range(kt)]
+def player(low: list[np.ndarray], size: tuple[int, int], kt: int, frames: int) -> list[np.ndarray]:
+    """The player's picture, as lvtino's fit line, demo and report define it (``player_frames``)."""
+    from lvtino.solvers.baselines import player_factors, player_frames
+
+    factors = (kt, *player_factors((1, *low[0].shape[:2]), (1, *size))[1:])
+    return list(player_frames(low, factors, (frames, *size)))
 
 
 def ffmpeg_minterpolate(path: Path, size: tuple[int, int], fps: Fraction) -> list[np.ndarray]:
@@ -134,9 +170,12 @@ def lvtino(args: list[str]) -> float:
 
 
 def score(frames: list[np.ndarray], clean: list[np.ndarray], held: list[int]) -> dict:
-    n = len(clean)
+    """PSNR/SSIM over the frames both have (41 frames cut to 7.5 fps keep 10: the restoration has 40), and over
+    the held-out ones among them."""
+    n = min(len(clean), len(frames))
+    held = [t for t in held if t < n]
     x = torch.from_numpy(np.stack(frames[:n])).permute(0, 3, 1, 2).double() / 255
-    r = torch.from_numpy(np.stack(clean)).permute(0, 3, 1, 2).double() / 255
+    r = torch.from_numpy(np.stack(clean[:n])).permute(0, 3, 1, 2).double() / 255
     p, s = psnr(x, r), ssim(x, r)
     return {"psnr": float(p.mean()), "ssim": float(s.mean()),
             "psnr_held": float(p[held].mean()) if held else None, "ssim_held": float(s[held].mean()) if held else None}
@@ -172,16 +211,17 @@ def main() -> None:
     if args.noise:
         return noise_check(clean, folder)
     fps, size, k = Fraction(30), clean[0].shape[:2], 4
-    held = [t for t in range(len(clean)) if t % k]
+    kept = fps_filter(clean, fps, k)
+    held = [t for t in range(len(clean)) if t not in kept]
     rows = []
     for tool, resampler in (("ffmpeg", "ffmpeg"), ("pil", "pil-bicubic")):
         small = shrink(clean, tool, k)
-        cases = {"scale 4, fps / 4": (small[::k], fps / k, ["--scale", "4", "--fps-factor", "4"], k),
+        cases = {"scale 4, fps / 4": ([small[t] for t in kept], fps / k, ["--scale", "4", "--fps-factor", "4"], k),
                  "scale 4": (small, fps, ["--scale", "4"], 1)}
         for case, (frames, rate, words, kt) in cases.items():
             low = folder / f"{tool}-{case.replace(' ', '').replace(',', '-').replace('/', '')}.mp4"
             write_mp4(low, frames, rate, args.crf, len(frames) / rate)
-            results = {"player (bicubic, frames held)": score(player(decode(low), size, kt), clean,
+            results = {"player's picture (held, bicubic)": score(player(decode(low), size, kt, len(clean)), clean,
                                                              held if kt > 1 else [])}
             if kt > 1:
                 t0 = time.perf_counter()

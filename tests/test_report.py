@@ -17,6 +17,8 @@ from PIL import Image
 from conftest import smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.metrics.fidelity import psnr
+from lvtino.solvers.baselines import naive_upsample
+from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import probe, read_frames
 
 
@@ -35,13 +37,26 @@ def report(tmp_path_factory):
 def test_baseline_row_is_the_players_picture_against_the_reference(report):
     page = (report / "report" / "index.html").read_text()
     clean = np.stack(list(read_frames(probe(report / "clean.mkv"))))
-    low = list(read_frames(probe(report / "y.mkv")))
-    player = np.stack([np.asarray(Image.fromarray(f).resize((96, 64), Image.BICUBIC)) for f in low])
+    y = frames_to_tensor(read_frames(probe(report / "y.mkv")))
+    player = np.stack(list(tensor_to_frames(naive_upsample(y, (1, 2, 2), (12, 64, 96)))))  # the player's picture
     unit = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).double() / 255  # noqa: E731
     want = float(psnr(unit(player), unit(clean)).mean())
     restored = json.loads((report / "m.json").read_text())["psnr"]
     assert f"<td>{want:.2f}</td>" in page and f"{restored - want:+.2f}" in page
     assert "id=\"baseline\"" in page and "gain of restoring" in page
+
+
+def test_the_demo_and_its_report_give_one_baseline(tmp_path, capsys):
+    """The player's picture is defined once: the demo's metrics.json, its terminal line and its report's baseline
+    row give the same PSNR for it."""
+    clip = write_video(tmp_path / "clip.mkv", smooth_frames(9, 64, 96), fps=Fraction(30), codec="ffv1")
+    assert main(["demo", "--input", str(clip), "--frames", "9", "-o", str(tmp_path / "demo")]) == 0
+    said = capsys.readouterr().out
+    naive = json.loads((tmp_path / "demo" / "metrics.json").read_text())["naive"]["psnr"]
+    page = (tmp_path / "demo" / "report" / "index.html").read_text()
+    row = re.search(r"as a player shows it[^<]*</td><td>([0-9.]+)</td>", page)
+    assert row is not None and row.group(1) == f"{naive:.2f}"
+    assert f"naive upsampling PSNR {naive:.2f} dB" in said
 
 
 def test_before_after_loops_and_paths_are_names(report):

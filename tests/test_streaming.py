@@ -241,5 +241,7 @@ def test_many_segments_are_merged_and_join_to_the_same_frames(tmp_path, capsys):
     info = probe(tmp_path / "x.mp4")
     assert (info.frames, info.fps, info.expected_frames) == (400, FPS, 400)
     lossy, exact = frames_of(tmp_path / "x.mp4").astype(int), frames_of(tmp_path / "x.mkv").astype(int)
-    aligned, shifted = np.abs(lossy - exact).mean(), np.abs(lossy[1:] - exact[:-1]).mean()
-    assert aligned < 8 and aligned < 0.5 * shifted  # every frame in its place (H.264 loses a little)
+    offset = {s: np.abs(lossy[max(s, 0):len(lossy) + min(s, 0)] - exact[max(-s, 0):len(exact) + min(-s, 0)]).mean()
+              for s in (-2, -1, 0, 1, 2)}
+    assert offset[0] < 8 and min(offset, key=offset.get) == 0, offset  # every frame in its place (H.264 loses a
+    # little; the restoration moves smoothly, so a frame's neighbours differ from it by little more)

@@ -30,16 +30,18 @@ class ResidualMeter:
     """
 
     def __init__(self, physics, supports: list, start: int, end: int, measured: DecodedFrames, timer: StageTimer,
-                 first: int | None = None):
-        """``first``: count only measured frames that start at or after this frame (a resumed run's first)."""
-        self.physics, self.measured, self.timer = physics, measured, timer
+                 first: int | None = None, guide: DecodedFrames | None = None):
+        """``first``: count only measured frames that start at or after this frame (a resumed run's first).
+        ``guide``: another tool's restoration (``--guide``), measured beside the restoration: ``guide_value``."""
+        self.physics, self.measured, self.timer, self.guide = physics, measured, timer, guide
         split = getattr(physics, "split_time", None)
         self.band, self.spatial = split() if split is not None else (None, None)
         lo = start if first is None else first
         self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
                                if s is not None and lo <= s[0] and s[1] <= end), reverse=True)
         self.frames: dict[int, torch.Tensor] = {}
-        self.num = self.den = self.naive_num = 0.0
+        self.guided: dict[int, torch.Tensor] = {}  # the guide's frames, measured in space
+        self.num = self.den = self.naive_num = self.guide_num = 0.0
         self.rows = self.values = 0
         self._naive: dict[int, torch.Tensor] = {}  # measured frame -> its upscale, measured in space
 
@@ -51,6 +53,9 @@ class ResidualMeter:
     def _add(self, final) -> None:
         for t, frame in final:
             self.frames[t] = self.spatial.A(frame) if self.spatial is not None else frame
+            if self.guide is not None:
+                g = self.guide.get([min(t, self.guide.info.frames - 1)], keep_from=t).to(frame)
+                self.guided[t] = self.spatial.A(g) if self.spatial is not None else g
         done = max(self.frames, default=-1)
         ready = []
         while self.pending and self.pending[-1][0] - 1 <= done:
@@ -58,9 +63,11 @@ class ResidualMeter:
         ready = [r for r in ready if all(t in self.frames for t in range(r[1], r[0]))]
         if ready:  # every measured frame that became computable, at once
             picked = [row for _, _, row in ready]
-            ax = self._measure(ready)
+            ax = self._measure(ready, self.frames)
             y = self.measured.get(picked)
             self.num += float((ax - y).pow(2).sum())
+            if self.guide is not None:
+                self.guide_num += float((self._measure(ready, self.guided) - y).pow(2).sum())
             self.den += float(y.pow(2).sum())
             self.rows += len(picked)
             self.values += y.numel()
@@ -69,30 +76,31 @@ class ResidualMeter:
         low = min((lo for _, lo, _ in self.pending), default=done + 1)
         for t in [t for t in self.frames if t < low]:
             del self.frames[t]
+            self.guided.pop(t, None)
 
-    def _measure(self, ready) -> torch.Tensor:
+    def _measure(self, ready, frames: dict[int, torch.Tensor]) -> torch.Tensor:
         if self.spatial is not None:  # the band's weighted sums of the per-frame measurements
             if self.band is None:
-                return torch.cat([self.frames[row] for _, _, row in ready], dim=2)
+                return torch.cat([frames[row] for _, _, row in ready], dim=2)
             out = []
             for _, _, row in ready:
                 index, weight = self.band.index[row].tolist(), self.band.weight[row].tolist()
                 acc = None
                 for t, wt in zip(index, weight):
                     if wt != 0:
-                        acc = self.frames[t] * wt if acc is None else acc.add_(self.frames[t], alpha=wt)
+                        acc = frames[t] * wt if acc is None else acc.add_(frames[t], alpha=wt)
                 out.append(acc)
             return torch.cat(out, dim=2)
         lo, hi = min(r[1] for r in ready), max(r[0] for r in ready)
         physics_r, rows = self.physics.restrict_time(lo, hi)
-        x = torch.cat([self.frames[t] for t in range(lo, hi)], dim=2)
+        x = torch.cat([frames[t] for t in range(lo, hi)], dim=2)
         index = {r: i for i, r in enumerate(rows)}
         return physics_r.A(x)[:, :, [index[row] for _, _, row in ready]]
 
     def _naive_measure(self, rows: list[int]) -> torch.Tensor:
         """A of the player's picture for measured frames ``rows``: a signal frame t shows measured frame
         t // k, upscaled; A's time band then weighs those."""
-        from lvtino.solvers.baselines import upscale_frames
+        from lvtino.solvers.baselines import player_index, upscale_frames
 
         kt, kh, kw = self.physics.factors
         out = []
@@ -101,7 +109,7 @@ class ResidualMeter:
                 shown = [(row, 1.0)]
             else:
                 index, weight = self.band.index[row].tolist(), self.band.weight[row].tolist()
-                shown = [(min(t // kt, self.band.rows - 1), wt) for t, wt in zip(index, weight) if wt != 0]
+                shown = [(player_index(t, kt, self.band.rows), wt) for t, wt in zip(index, weight) if wt != 0]
             acc = None
             for j, wt in shown:
                 if j not in self._naive:
@@ -135,4 +143,6 @@ class ResidualMeter:
         out = {"restored": grey(self.num), "input": grey(self.den)}
         if self.spatial is not None:
             out["naive"] = grey(self.naive_num)
+        if self.guide is not None:
+            out["guide"] = grey(self.guide_num)
         return out

@@ -50,18 +50,25 @@ def _save(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path)
 
 
-def _upsampled(frames, count: int, width: int, height: int):
-    """What a player shows of the degraded input at the output's frame count and size."""
-    frames = list(frames)
-    for t in range(count):
-        src = frames[min(len(frames) - 1, t * len(frames) // count)]
-        yield np.asarray(Image.fromarray(src).resize((width, height), Image.BICUBIC))
+def _player(info, count: int, width: int, height: int):
+    """What a player shows of the degraded input at the output's frame count and size (``solvers.baselines``'s
+    player's picture, the one the demo, the fit line and the benchmarks use): with the factors of the operator
+    the input records, else the nearest whole ratios of the sizes."""
+    from lvtino.physics.problems import chain_factors
+    from lvtino.solvers.baselines import player_factors, player_frames
+
+    shape = (count, height, width)
+    try:
+        factors = chain_factors(info.metadata["operator"])
+    except (KeyError, ValueError):  # no recorded operator, or one that is not valid: the sizes say it
+        factors = player_factors((info.frames, info.height, info.width), shape)
+    return player_frames(read_frames(info), factors, shape)
 
 
 def _frames(path, count: int, width: int, height: int, upsample: bool):
     info = probe(path)
     if upsample:
-        yield from _upsampled(read_frames(info), count, width, height)
+        yield from _player(info, count, width, height)
         return
     for f in read_frames(info, 0, min(count, info.frames)):
         yield f if f.shape[:2] == (height, width) else np.asarray(Image.fromarray(f).resize((width, height),
@@ -119,7 +126,7 @@ def _write_report(folder: Path, evaluation: dict, degraded, stats, frames_shown:
         restored=Path(evaluation["restored"]).name, reference=Path(evaluation["reference"]).name, n=n, w=w, h=h,
         written=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", note=(stats or {}).get("models_note"),
         metrics=_metrics(evaluation), notes=evaluation.get("notes", []),
-        baseline=_baseline(baseline, evaluation) if degraded is not None else None,
+        baseline=_baseline(baseline, evaluation) if degraded is not None or "guide" in evaluation else None,
         plots=_plots(evaluation), jumps=_jumps(evaluation), picks=picks, side=side, degraded=degraded is not None,
         crops=[(t, names) for t in picks], animation=animation, row=row, slices=names,
         xt_scale=max(1, min(4, 240 // max(1, n))), **_run(stats))
@@ -152,11 +159,18 @@ def _metrics(ev: dict) -> list[tuple[str, str, str]]:
 
 
 def _baseline(base: dict, ev: dict) -> dict:
-    p = float(np.mean(base["psnr"])) if base["psnr"] else float("nan")
-    s = float(np.nanmean(base["ssim"])) if base["ssim"] else float("nan")
-    return {"psnr": f"{p:.2f}", "ssim": f"{s:.4f}", "restored_psnr": f"{ev['psnr']:.2f}",
-            "restored_ssim": f"{ev['ssim']:.4f}", "gain_psnr": _signed(ev["psnr"] - p, 2),
-            "gain_ssim": _signed(ev["ssim"] - s, 4)}
+    """The rows of the baseline table: the player's picture (when the degraded input is given), the guide of a
+    ``restore --guide`` run (when its evaluation is in ``ev``), the restoration, and the gains over each."""
+    out = {"restored_psnr": f"{ev['psnr']:.2f}", "restored_ssim": f"{ev['ssim']:.4f}", "psnr": None, "guide": None}
+    if base["psnr"]:
+        p, s = float(np.mean(base["psnr"])), float(np.nanmean(base["ssim"]))
+        out.update(psnr=f"{p:.2f}", ssim=f"{s:.4f}", gain_psnr=_signed(ev["psnr"] - p, 2),
+                   gain_ssim=_signed(ev["ssim"] - s, 4))
+    if "guide" in ev:
+        g = ev["guide"]
+        out["guide"] = {"name": Path(g["restored"]).name, "psnr": f"{g['psnr']:.2f}", "ssim": f"{g['ssim']:.4f}",
+                        "gain_psnr": _signed(ev["psnr"] - g["psnr"], 2), "gain_ssim": _signed(ev["ssim"] - g["ssim"], 4)}
+    return out
 
 
 def _plots(ev: dict) -> list[str]:
@@ -195,7 +209,8 @@ def _run(stats: dict | None) -> dict:
              ("seconds", stats.get("seconds")), ("peak memory (MB)", stats.get("peak_memory_mb")),
              ("device", stats.get("device")), ("relative residual ||Ax - y|| / ||y||", stats.get("relative_residual")),
              ("fit to the input, re-degraded (grey levels RMS)", fit.get("restored")),
-             ("a player's picture, re-degraded (grey levels RMS)", fit.get("naive"))]
+             ("a player's picture, re-degraded (grey levels RMS)", fit.get("naive")),
+             ("the guide, re-degraded (grey levels RMS)", fit.get("guide"))]
     stages = [(k, _fmt(v)) for k, v in (stats.get("seconds_per_stage") or {}).items()]
     config = json.dumps(stats["config"], indent=1) if stats.get("config") else None
     return {"facts": [(k, _fmt(v)) for k, v in facts if v is not None], "stages": stages, "config": config}

@@ -13,11 +13,15 @@ from lvtino.solvers.tv import tv_pdhg
 
 
 def pinv_restore(physics, y: Tensor, cfg: PinvConfig) -> tuple[Tensor, dict]:
-    r"""u = A^T (A A^T + eps I)^{-1} y: the measurement-consistent least-squares start.
+    r"""u = s + A^T (A A^T + eps I)^{-1} (y - A s): the frames nearest to the motion start s that fit y.
 
-    A non-linear operator is replaced by its linear surrogate (for JPEG: the identity).
+    Where every frame is measured (no temporal factor) s plays no part and u = A^+ y,
+    the least-squares solution; where frames are dropped, the least-norm solution
+    would leave them zero (flat grey): they come from the motion start instead
+    (``interpolation_start``). A non-linear operator is replaced by its linear
+    surrogate (for JPEG: the identity).
     """
-    return physics.linear_surrogate().A_dagger(y, eps=cfg.eps), {"iterations": 0}
+    return interpolation_start(physics, y, cfg.eps, motion=True), {"iterations": 0}
 
 
 def linear_interpolate(keys: Tensor, times: list[float], frames: int) -> Tensor:
@@ -31,6 +35,18 @@ def linear_interpolate(keys: Tensor, times: list[float], frames: int) -> Tensor:
     w = ((t - pos[i0]) / span).clamp(0, 1) if len(times) > 1 else torch.zeros(frames, dtype=torch.float64)
     w = w.to(keys.dtype).to(keys.device).view(1, 1, -1, 1, 1)
     return keys[:, :, i0] * (1 - w) + keys[:, :, i1] * w
+
+
+def unmeasured_frames(physics, start: int, end: int) -> int:
+    """How many signal frames of [start, end) no measured frame depends on (their values cannot be checked
+    against the input: they come from the prior alone)."""
+    linear = physics.linear_surrogate()
+    split = getattr(linear, "split_time", None)
+    band = split()[0] if split is not None else None
+    if band is None:
+        return 0
+    touched = torch.unique(band.index[band.weight != 0])
+    return (end - start) - int(((touched >= start) & (touched < end)).sum())
 
 
 def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> Tensor:
@@ -72,15 +88,49 @@ def tv_restore(physics, y: Tensor, cfg: TVConfig, pinv: PinvConfig, callback=Non
                    tau=cfg.tau, sigma=cfg.sigma, theta=cfg.theta, tol=cfg.tol, return_info=True, callback=callback)
 
 
+# -- the player's picture: the one baseline of the demo, the report, the fit line, evaluate and the benchmarks ------
+
+def player_index(t: int, kt: int, measured: int) -> int:
+    """The measured frame a player shows at output frame ``t``: a video at 1/kt of the rate shows frame m from
+    output frame m kt until the next one comes (the last one held after the end)."""
+    return min(t // kt, measured - 1)
+
+
 def naive_upsample(y: Tensor, factors: tuple[int, int, int], shape: tuple[int, int, int]) -> Tensor:
-    """What a plain player shows: each measured frame repeated, each frame bicubic-upscaled.
+    """What a player shows: the measured frame of each output time (``player_index``), bicubic-upscaled
+    (``upscale_frames``).
 
     ``factors`` are the operator's (temporal, height, width) factors and ``shape``
-    the (T, H, W) to crop to. Not measurement-consistent: the comparison baseline.
+    the (T, H, W) of the output. Not measurement-consistent: the comparison baseline.
     """
     kt, kh, kw = factors
     T, H, W = shape
-    return upscale_frames(y, (kh, kw), (H, W)).repeat_interleave(kt, dim=2)[:, :, :T]
+    index = [player_index(t, kt, y.shape[2]) for t in range(T)]
+    return upscale_frames(y, (kh, kw), (H, W))[:, :, index]
+
+
+def player_frames(frames, factors: tuple[int, int, int], shape: tuple[int, int, int]):
+    """``naive_upsample`` of measured frames (H, W, 3) uint8 given one at a time: output frames (H, W, 3) uint8,
+    one measured frame in memory at a time (for a report or a benchmark reading a file)."""
+    from lvtino.video.convert import frames_to_tensor, tensor_to_frames
+
+    kt, kh, kw = factors
+    T, H, W = shape
+    t = 0
+    for m, frame in enumerate(frames):
+        up = next(iter(tensor_to_frames(upscale_frames(frames_to_tensor([frame]), (kh, kw), (H, W)))))
+        while t < T and t // kt <= m:
+            yield up
+            t += 1
+    while t < T:  # the last measured frame held to the end
+        yield up
+        t += 1
+
+
+def player_factors(measured: tuple[int, int, int], shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(temporal, height, width) factors from a measured (t, h, w) to an output (T, H, W), when no operator
+    says them: the nearest whole ratios, at least 1."""
+    return tuple(max(1, round(big / small)) for big, small in zip(shape, measured))
 
 
 def upscale_frames(y: Tensor, factors: tuple[int, int], size: tuple[int, int] | None = None) -> Tensor:
