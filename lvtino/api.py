@@ -33,19 +33,20 @@ def _overwrite(flag: bool | None) -> str:
     return {True: "yes", False: "no", None: "ask"}[flag]
 
 
-def _words(scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="drop"):
+def _words(scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="ffmpeg", fps_phase=None):
     from lvtino.pipeline.words import Words
 
-    words = Words(scale, fps_factor, size, None if fps is None else Fraction(fps), resampler, fps_mode)
+    words = Words(scale, fps_factor, size, None if fps is None else Fraction(fps), resampler, fps_mode, fps_phase)
     return words if words.given() else None
 
 
-def restore(input, output, *, problem=None, prior="tv", scale=None, fps_factor=None, size=None, fps=None,
-            resampler="ffmpeg", fps_mode="drop", models=None, dtype="auto", offload="none", vae_tiling="off",
+def restore(input, output, *, problem=None, prior=None, scale=None, fps_factor=None, size=None, fps=None,
+            resampler="ffmpeg", fps_mode="ffmpeg", fps_phase=None, models=None, dtype="auto", offload="none", vae_tiling="off",
             device="auto", overwrite: bool | None = None, **options) -> dict:
     """``lvtino restore``: ``overwrite`` True replaces an existing output (-y), False never does (-n), None refuses
-    it in one line. Other keywords: config, overrides, start, end, frames, stats, crf, preset, no_audio, seed,
-    resume, keep_state, window, overlap, accept_truncated."""
+    it in one line; ``prior`` None is tv, or the guide's consistency step with ``guide="other-tool.mp4"``. Other
+    keywords: config, overrides, start, end, frames, stats, crf, preset, pix_fmt, no_audio, seed, resume,
+    keep_state, window, overlap, accept_truncated, dry_run."""
     from lvtino.pipeline.priors import ModelOptions
     from lvtino.pipeline.restore import restore as run
 
@@ -53,18 +54,18 @@ def restore(input, output, *, problem=None, prior="tv", scale=None, fps_factor=N
     with stop_on_signals():  # Ctrl-C and SIGTERM: the run stops cleanly (its state kept) and raises here
         return run(input, output, problem=problem, prior=prior, device=device,
                    models=ModelOptions(models, dtype, offload, vae_tiling), overwrite=_overwrite(overwrite),
-                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode), **options)
+                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
 
 
 def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg",
-            fps_mode="drop", overwrite: bool | None = None, **options) -> dict:
+            fps_mode="ffmpeg", fps_phase=None, overwrite: bool | None = None, **options) -> dict:
     """``lvtino degrade``; other keywords: config, overrides, noise_std, seed, no_audio, accept_truncated."""
     from lvtino.pipeline.degrade import degrade as run
 
     _check_keywords("degrade", run, options, taken=("words", "overwrite"))
     with stop_on_signals():
         return run(input, output, problem=problem, overwrite=_overwrite(overwrite),
-                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode), **options)
+                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
 
 
 def evaluate(restored, reference, **options) -> dict:

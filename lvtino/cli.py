@@ -10,7 +10,9 @@ action is one line too (``lvtino: notice: ...``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from fractions import Fraction
 
@@ -95,23 +97,29 @@ def _add_words_options(p: argparse.ArgumentParser, restoring: bool) -> None:
                    help="the frame rate " + ("times K: K frames for every input frame" if restoring else
                                              "divided by K: one frame kept (or averaged) in K"))
     p.add_argument("--size", default=None, metavar="WxH",
-                   help=f"the {larger} video's size, instead of --scale (a whole factor of the "
-                        f"{'input' if restoring else 'clean'} size)")
+                   help=f"the {larger} video's size, instead of --scale (" + (
+                       "a whole multiple of the input's size" if restoring else
+                       "the clean size divided by a whole number") + ")")
     p.add_argument("--fps", type=_fraction, default=None,
-                   help=f"the {'restored' if restoring else 'measured'} frame rate, instead of --fps-factor (a whole "
-                        "factor of the input's)")
+                   help=f"the {'restored' if restoring else 'measured'} frame rate, instead of --fps-factor (" + (
+                       "a whole multiple of the input's" if restoring else "the clean rate divided by a whole number")
+                   + ")")
     p.add_argument("--resampler", default="ffmpeg", choices=list(RESAMPLERS), metavar="NAME",
                    help="the tool that shrank the video: " + ", ".join(RESAMPLERS) + " (default ffmpeg: its default "
                         "bicubic scaler)")
-    p.add_argument("--fps-mode", dest="fps_mode", default="drop", choices=list(FPS_MODES),
-                   help="how the lower frame rate was made: drop (one frame kept in K, as ffmpeg's fps filter and "
-                        "most cameras; default) or average (a long exposure)")
+    p.add_argument("--fps-mode", dest="fps_mode", default="ffmpeg", choices=list(FPS_MODES),
+                   help="the rule of the tool that lowered the frame rate: ffmpeg (default; also called drop): its "
+                        "fps filter, which keeps frames 1, 5, 9, ... for 30 -> 7.5 fps; select: every K-th frame from "
+                        "the first (select='not(mod(n,K))', framestep, most scripts); average: the K frames "
+                        "averaged (a long exposure)")
+    p.add_argument("--fps-phase", dest="fps_phase", type=int, default=None, metavar="N",
+                   help="the first frame kept (0 to K-1), for a tool whose rule is none of the modes")
 
 
 def _words(args):
     from lvtino.pipeline.words import Words
 
-    return Words(args.scale, args.fps_factor, args.size, args.fps, args.resampler, args.fps_mode)
+    return Words(args.scale, args.fps_factor, args.size, args.fps, args.resampler, args.fps_mode, args.fps_phase)
 
 
 def _model_options(args) -> ModelOptions:
@@ -175,7 +183,8 @@ def _common() -> argparse.ArgumentParser:
     loud.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                       help="debug messages too")
     loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                      help="no progress bars or notices: errors and warnings only")
+                      help="nothing on success (no results, progress bars or notices: use --stats, --json or the "
+                           "batch summary for results); errors and warnings only")
     return common
 
 
@@ -215,9 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restored video: .mp4 (H.264), .mkv (lossless FFV1) or a folder (PNG frames)")
     _add_problem_options(p, required=False)
     _add_words_options(p, restoring=True)
-    p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
-                   help="pinv: measurement-consistent least squares; tv: spatio-temporal TV (default); lvtino: the "
-                        "video + image consistency models (needs their weights, see `lvtino download`); "
+    p.add_argument("--guide", default=None, metavar="VIDEO",
+                   help="a restoration of the same input made by another tool (Real-ESRGAN, RIFE, video2x, Topaz, "
+                        "a player...) at the output's size, frame rate and frame count: the output is the video "
+                        "closest to it that explains the input (instead of --prior)")
+    p.add_argument("--prior", default=None, choices=PRIORS, metavar="PRIOR",
+                   help="pinv: the frames nearest a motion-interpolated start that fit the input; tv: "
+                        "spatio-temporal TV (default); lvtino: the video + image consistency models (needs their "
+                        "weights, see `lvtino download`); "
                         "lvtino-video / lvtino-image: one model only (the paper's ablations)")
     p.add_argument("--start", default=None, metavar="FRAME|TIME",
                    help="first output frame to restore: a frame number, seconds (12.5 or 12.5s) or a time "
@@ -305,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("restored", help="restored video or folder of frames")
     p.add_argument("--reference", required=True, help="the clean video")
     p.add_argument("--degraded", default=None, help="the measurement, shown (upsampled) in the report")
+    p.add_argument("--guide", default=None, metavar="VIDEO",
+                   help="the guide of a `restore --guide` run (another tool's restoration): scored beside the "
+                        "restoration, a row of its own in the report")
     p.add_argument("--json", metavar="FILE", help="write the per-frame and clip values here")
     p.add_argument("--report", metavar="DIR", help="write an HTML report (index.html and its images) into DIR")
     p.add_argument("--stats", metavar="FILE.json", help="the restoration's --stats JSON, for the report's run facts")
@@ -335,10 +352,15 @@ def _print_fit(fit: dict) -> None:
     if "restored" not in rms:
         return
     line = f"fit to the input, re-degraded: {rms['restored']:.2f} grey levels RMS"
-    if "naive" in rms:
-        line += f" (a player's upscale: {rms['naive']:.2f})"
+    others = [f"the guide: {rms['guide']:.2f}"] if "guide" in rms else []
+    others += [f"a player's upscale: {rms['naive']:.2f}"] if "naive" in rms else []
+    if others:
+        line += f" ({'; '.join(others)})"
     if noise:
         line += f"; its compression noise: ~{noise['noise_grey']:.1f} (mean QP {noise['mean_qp']:.0f})"
+    if fit.get("unmeasured_frames"):
+        line += (f"; {fit['unmeasured_frames']} of the {fit['frames']} frames are in no input frame (dropped): "
+                 "the input cannot check them")
     print(line)
     if fit.get("suspect_operator"):
         print("warning: even a player's upscale fits the input poorly through this operator: was the video made "
@@ -362,7 +384,7 @@ def _run(args: argparse.Namespace) -> None:
                     models=_model_options(args), seed=args.seed,
                     resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
                     overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
-                    dry_run=args.dry_run)
+                    dry_run=args.dry_run, guide=args.guide)
         if r is None:  # another process of a multi-process launch: the main process reports
             return
         if r.get("dry_run"):
@@ -421,16 +443,24 @@ def _run(args: argparse.Namespace) -> None:
         from lvtino.pipeline.outputs import Output, check_outputs
         check_outputs([*([Output("--json", Path(args.json))] if args.json else []),
                        *([Output("--report", Path(args.report), "folder")] if args.report else [])],
-                      [("the restored video", args.restored), ("--reference", args.reference), ("--degraded", args.degraded),
-                       ("--stats", args.stats)], args.overwrite)
+                      [("the restored video", args.restored), ("--reference", args.reference),
+                       ("--degraded", args.degraded), ("--stats", args.stats), ("--guide", args.guide)],
+                      args.overwrite)
         run_stats = _read_stats(args.stats)
         r = evaluate(args.restored, args.reference, fps=args.input_fps, resize=args.resize,
                      accept_truncated=args.accept_truncated)
+        if args.guide:
+            r["guide"] = evaluate(args.guide, args.reference, fps=args.input_fps, resize=args.resize,
+                                  accept_truncated=args.accept_truncated, temporal=False)
         if args.json:
             write_json(args.json, r)
         lpips = f"{r['lpips']:.4f}" if r["lpips"] is not None else "not computed"
         print(f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  (Y: {r['psnr_y']:.2f} dB, {r['ssim_y']:.4f})  "
               f"over {r['frames']} frames (PSNR of the whole clip {r['psnr_global']:.2f} dB)")
+        if args.guide:
+            g = r["guide"]
+            print(f"the guide: PSNR {g['psnr']:.2f} dB  SSIM {g['ssim']:.4f}  (Y: {g['psnr_y']:.2f} dB, "
+                  f"{g['ssim_y']:.4f}); restoring it gained {r['psnr'] - g['psnr']:+.2f} dB")
         if r["warping_error"] is not None:
             print(f"LPIPS {lpips}  warping error {r['warping_error']:.5f}  flicker {r['flicker']:.5f}  "
                   f"tOF {r['tof']:.3f} px")
@@ -491,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     elif getattr(args, "verbose", False):
         log.setLevel(logging.DEBUG)
     try:
-        with stop_on_signals():
+        with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)):
             code = _run(args)
     except UserError as err:
         print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
@@ -513,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.removeHandler(handler)
     return code or 0
+
+
+@contextlib.contextmanager
+def _results_shown(shown: bool):
+    """With -q nothing is printed on success (results go to --stats, --json, the summary): the standard output is
+    dropped; errors, warnings and notices go to the standard error as ever (warnings even with -q)."""
+    if shown:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -60,6 +60,14 @@ class TVConfig:
 
 
 @dataclass
+class GuideConfig:
+    """``--guide VIDEO``: the frames nearest the guide that fit the input, where a correction reaches the frames
+    between measurements and fades over about ``reach`` frames (``solvers.guide``); fits to ``pinv.eps``."""
+
+    reach: float = setting(12.0, Number(ge=1, le=10_000))
+
+
+@dataclass
 class DataStepConfig:
     """One data-consistency step of the sampler. List values are per outer step.
 
@@ -129,6 +137,7 @@ class ProblemConfig:
     noise_std: float = setting(0.001, Number(ge=0, le=1))
     pinv: PinvConfig = field(default_factory=PinvConfig)
     tv: TVConfig = field(default_factory=TVConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
 

@@ -180,11 +180,12 @@ class Job:
     supports: list  # per measured frame, the signal frames [lo, hi) it depends on (None: wraps around)
     plan: Plan
     selected: list[Window]
+    guide: VideoInfo | None = None  # --guide: another tool's restoration, checked against the output
 
 
 def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
             overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
-            overlap: int | None = None, words: Words | None = None) -> tuple[Job, Path]:
+            overlap: int | None = None, words: Words | None = None, guide=None) -> tuple[Job, Path]:
     """Check the inputs and every output path; settle the operator, the output's size, the range and the windows.
 
     Nothing is written here: a mistake found now leaves no file behind.
@@ -197,7 +198,7 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
     kind = output_kind(output)
     check_outputs([Output("-o", output, "frames" if kind == "frames" else "video"),
                    *([Output("--stats", Path(stats))] if stats is not None else [])],
-                  [("the input", input), ("--config", config),
+                  [("the input", input), ("--config", config), ("--guide", guide),
                    ("--models", models if models not in (None, "tiny") else None)], overwrite)
     for note in info.notes():
         log.info("%s", note)
@@ -212,7 +213,35 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
                         f"{measured[2]}x{measured[1]}; check --problem and --frames")
     job = _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
     check_rate(output, job.fps)
+    if guide is not None:
+        job.guide = check_guide(guide, job, accept_truncated)
     return job, output
+
+
+GUIDE_RATE_TOLERANCE = 1e-3  # relative: 29.97 against 30000/1001 passes, 25 against 30 does not
+
+
+def check_guide(path, job: "Job", accept_truncated: bool = False) -> VideoInfo:
+    """The guide, a restoration of the input by another tool, at the output's size and rate with its frame count;
+    one line naming both when it is not. An interpolator that stops at the last input frame gives up to K - 1
+    frames fewer: the last one is held (with a notice)."""
+    guide = probe(path, accept_truncated=accept_truncated)
+    t, h, w = job.shape
+    if (guide.width, guide.height) != (w, h):
+        raise UserError(f"--guide {path}: its frames are {guide.width}x{guide.height}, the output's {w}x{h}; give a "
+                        "guide at the output's size")
+    if abs(float(guide.fps) / float(job.fps) - 1) > GUIDE_RATE_TOLERANCE:
+        raise UserError(f"--guide {path}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; give a "
+                        "guide at the output's frame rate")
+    short = t - guide.frames
+    if not 0 <= short < job.physics.factors[0]:
+        raise UserError(f"--guide {path}: {guide.frames} frames, the output {t}; give a guide of the output's "
+                        "frames (an interpolator's, which may stop at the last input frame, is up to "
+                        f"{job.physics.factors[0] - 1} short)")
+    if short:
+        log.info("--guide %s: %d frames, the output %d: its last frame is held for the last %d", path, guide.frames,
+                 t, short)
+    return guide
 
 
 def _names(window, overlap) -> tuple[str, str]:
@@ -247,7 +276,7 @@ def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None, e
     share with the first, and what ``batch`` compares to skip an item as done)."""
     return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
             "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows],
-            "encoding": encoding}
+            "encoding": encoding, "guide": input_identity(job.guide.path)["digest"] if job.guide else None}
 
 
 def encoding_settings(output: Path, info: VideoInfo, crf: int, preset: str, pix_fmt: str, no_audio: bool) -> dict:

@@ -1,8 +1,10 @@
-"""Every ``--prior``, behind one call: ``prior(physics, y, seed) -> (x, facts)``.
+"""Every ``--prior``, behind one call: ``prior(physics, y, seed, span) -> (x, facts)``.
 
-The classical priors (pinv, tv) need nothing but the preset. The generative
-ones (lvtino and its two ablations) load their networks once, when the prior is
-made, so that a run over many windows or clips pays for loading once.
+``span`` is the window's output frames [start, end). The classical priors (pinv,
+tv) need nothing but the preset; the guide prior reads the guide's frames of the
+span. The generative ones (lvtino and its two ablations) load their networks
+once, when the prior is made, so that a run over many windows or clips pays for
+loading once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
 from lvtino.solvers.baselines import pinv_restore, tv_restore
+from lvtino.solvers.guide import guided_restore
 
 CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
     "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv),
@@ -30,6 +33,7 @@ CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
 # which networks each generative prior runs: the method, and the paper's two ablations
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
 PRIORS = (*CLASSICAL, *GENERATIVE)
+GUIDE = "guide"  # the prior of --guide VIDEO (another tool's restoration, made consistent)
 log = logging.getLogger("lvtino")
 
 
@@ -59,10 +63,31 @@ class ClassicalPrior:
     def __init__(self, name: str, cfg: ProblemConfig):
         self.name, self.cfg = name, cfg
 
-    def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         with _window_progress(self.cfg.tv.iterations if self.name == "tv" else None, "iteration") as tick:
             x, info = CLASSICAL[self.name](physics, y, self.cfg, tick)
         return x.clamp(-1, 1), {"solver_iterations": info.get("iterations")}
+
+    def facts(self) -> dict:
+        return {"nfe": {"video": 0, "image": 0, "total": 0}}
+
+
+class GuidePrior:
+    """The guide's frames of each window made consistent with the input (``solvers.guide.guided_restore``)."""
+
+    name = GUIDE
+
+    def __init__(self, cfg: ProblemConfig, guide):
+        """``guide``: a ``video.frames.DecodedFrames`` of the guide, already checked against the output."""
+        self.cfg, self.guide = cfg, guide
+
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
+        start, end = span
+        last = self.guide.info.frames - 1  # a guide that stops at the last input frame: that frame held
+        g = self.guide.get([min(t, last) for t in range(start, end)], keep_from=min(start, last))
+        g = g.to(y.device, torch.float32)
+        x = guided_restore(physics, y, g, self.cfg.guide.reach, self.cfg.pinv.eps)
+        return x.clamp(-1, 1), {"solver_iterations": 0}
 
     def facts(self) -> dict:
         return {"nfe": {"video": 0, "image": 0, "total": 0}}
@@ -112,7 +137,7 @@ class GenerativePrior:
                              for k in ("video", "image")}
         self.dtype, self.image_dtype = dtype, image_dtype
 
-    def __call__(self, physics, y: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
         with _window_progress(len(self.schedule.steps), "step") as tick:
             x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
@@ -161,7 +186,9 @@ def describe_models(name: str, options: ModelOptions | None) -> dict:
 
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
-               device: torch.device = torch.device("cpu"), networks: Networks | None = None):
+               device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None):
+    if guide is not None:
+        return GuidePrior(cfg, guide)
     if name in CLASSICAL:
         return ClassicalPrior(name, cfg)
     if name in GENERATIVE:

@@ -33,7 +33,7 @@ from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memo
 from lvtino.pipeline.job import (Job, encoding_settings, output_digest, prepare, run_settings, source_seconds,
                                  window_shape)
 from lvtino.pipeline.measurement import ResidualMeter
-from lvtino.pipeline.priors import PRIORS, ModelOptions, Networks, describe_models, make_prior
+from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions, Networks, describe_models, make_prior
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Window, seam_step
 from lvtino.pipeline.words import Words
@@ -58,6 +58,7 @@ class WindowRestorer:
     def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, state: RunState,
                  measured: DecodedFrames, device: torch.device, timer: StageTimer, networks: Networks | None = None):
         self.job, self.prior_name, self.models, self.seed, self.networks = job, prior, models, seed, networks
+        self.guide = DecodedFrames(job.guide, device, timer) if job.guide is not None else None
         self.state, self.measured, self.device, self.timer = state, measured, device, timer
         self.prior = None
         self.count = 0
@@ -68,12 +69,13 @@ class WindowRestorer:
         job = self.job
         if self.prior is None:
             with self.timer("load"):
-                self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks)
+                self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks,
+                                        guide=self.guide)
         physics_w, rows = job.plan.operator(w)
         previous = job.plan.operator(job.plan.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))
         with self.timer("prior"):
-            x, facts = self.prior(physics_w, y, window_seed(self.seed, w.index))
+            x, facts = self.prior(physics_w, y, window_seed(self.seed, w.index), span=(w.start, w.end))
         if facts.get("solver_iterations") is not None:
             self.iterations.append(facts["solver_iterations"])
         self.count += 1
@@ -91,15 +93,18 @@ class WindowRestorer:
         return facts
 
 
-def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str = "tv",
+def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str | None = None,
             config: str | Path | None = None, overrides: list[str] | None = None, start=None, end=None,
             frames: int | None = None, stats: str | Path | None = None, fps=None, crf: int = 18,
             preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
             seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
             overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
             accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p",
-            dry_run: bool = False, networks: Networks | None = None) -> dict | None:
-    """Restore a degraded video with ``prior`` and write output frames [start, end).
+            dry_run: bool = False, networks: Networks | None = None, guide: str | Path | None = None) -> dict | None:
+    """Restore a degraded video with ``prior`` (default tv) and write output frames [start, end).
+
+    ``guide``: another tool's restoration of the input (at the output's size, rate and frame count), made
+    consistent with the input instead of a prior (``solvers.guide``).
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
     None on the other processes of a multi-process launch. ``dry_run``: check
@@ -110,14 +115,18 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     t_start = time.perf_counter()
     reset_peak_memory()
     # 1. Check inputs and outputs; settle the operator, sizes, range and windows
-    if prior not in PRIORS:
+    if guide is not None and prior is not None:
+        raise UserError(f"--prior {prior} and --guide {guide}: the guide takes the prior's place; give one")
+    prior = GUIDE if guide is not None else (prior or "tv")
+    if prior not in PRIORS and guide is None:
         raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
     check_encoding(crf, preset, pix_fmt)
     seed = whole(0, 2**63 - 1).parse(seed, "--seed")
     procs = processes or Processes(check_device(device))
     job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
                           models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
-                          accept_truncated=accept_truncated, window=window, overlap=overlap, words=words)
+                          accept_truncated=accept_truncated, window=window, overlap=overlap, words=words,
+                          guide=guide)
     if dry_run:
         return {"dry_run": True, "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
                 "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start, "end": job.end,
@@ -233,8 +242,9 @@ class _Run:
         job = self.job
         self.encoder = Encoder(segments, self.covered)
         self.restore_window.before_save = self.make_room
+        guide = DecodedFrames(job.guide, self.procs.device, self.timer) if job.guide is not None else None
         self.meter = ResidualMeter(job.physics, job.supports, job.start, job.end, self.measured, self.timer,
-                                   first=self.covered)
+                                   first=self.covered, guide=guide)
         seam = seam_step(job.physics, self.measured, job.cfg.pinv.eps) if job.physics.linear else None
         joiner = Joiner(job.plan, seam)
         bar = _progress(job.end - self.covered, self.procs)
@@ -348,7 +358,10 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
     the input's compression noise read from its quantiser."""
     from lvtino.video.quality import compression_noise
 
-    fit = {"rms_grey": meter.rms() if meter else {}, "compression": None, "suspect_operator": False}
+    from lvtino.solvers.baselines import unmeasured_frames
+
+    fit = {"rms_grey": meter.rms() if meter else {}, "compression": None, "suspect_operator": False,
+           "frames": job.end - job.start, "unmeasured_frames": unmeasured_frames(job.physics, job.start, job.end)}
     if meter is not None and meter.naive() is not None and "operator" not in job.info.metadata:
         # a measurement lvtino made records its operator: only a guessed one (words, a preset) can be wrong
         fit["suspect_operator"] = meter.naive() > SUSPECT_NAIVE
