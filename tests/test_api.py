@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
 
@@ -151,3 +152,19 @@ def test_the_restorer_refuses_what_it_cannot_restore_before_any_work(tmp_path, m
     with pytest.raises(UserError, match="fps=0: expected a frame rate"):
         restorer(np.zeros((4, 16, 16, 3), np.uint8), fps=0)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_quiet_prints_nothing_on_success_and_the_error_on_failure(measured, tmp_path, capsys):
+    path, _ = measured
+    out, stats = tmp_path / "x.mkv", tmp_path / "s.json"
+    for where in (["-q", "restore"], ["restore", "-q"]):
+        assert main([*where, str(path), "-o", str(out), "--scale", "2", "--prior", "pinv", "-y",
+                     "--stats", str(stats)]) == 0
+        said = capsys.readouterr()
+        assert said.out == "" and said.err == ""
+    assert json.loads(stats.read_text())["frames"] == 9  # the results went to --stats
+    assert main(["-q", "evaluate", str(out), "--reference", str(out), "--json", str(tmp_path / "m.json")]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["-q", "restore", str(path), "-o", str(out), "--scale", "2"]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.startswith("lvtino: error: -o") and said.err.count("\n") == 1
