@@ -29,6 +29,7 @@ FINAL_STEP_METHODS = ("none", *DATA_STEP_METHODS)
 INIT_METHODS = ("prox", "interpolate")
 INIT_ORIGINS = ("black", "grey")
 SAMPLER_OUTPUTS = ("data", "prior")
+CLAMPS = ("lvtino", "published")
 START_METHODS = ("motion", "linear")
 MAX_ITERATIONS = 100_000
 MAX_WINDOW = 10_000  # frames of one window: its operator's temporal matrix is dense
@@ -114,6 +115,11 @@ class SamplerConfig:
     # ``prior``, the last video-model estimate as the published code does (its last data step is skipped)
     output: str = setting("data", Choice(SAMPLER_OUTPUTS))
     final_step: DataStepConfig = field(default_factory=lambda: DataStepConfig(method="none"))
+    # where the iterate is kept in [-1, 1]: ``lvtino``, the start, both data steps' outputs and both networks'
+    # decodes; ``published``, as the published code: the video decodes and the first data step's output, and the
+    # tv3d (Adam-TV3) and jpeg steps' iterates after every iteration (the start, the SDXL decodes and the second
+    # data step's output are left as they come)
+    clamp: str = setting("lvtino", Choice(CLAMPS))
 
 
 @dataclass

@@ -7,9 +7,11 @@ with noise 0.001; restored with LVTINO, its frame-by-frame ablation
 (lvtino-image, the closest to VISION-XL that this tool runs) and the classical
 TV prior; and evaluated. The table (CSV, Markdown, HTML) puts the published
 numbers beside yours. Finished cells are reused if the script is run again.
-The generative priors return what the published code returns (``sampler.output
-prior``: the last video-model estimate); ``--output data`` gives lvtino's default
-(frames that fit the measurement), ``--output both`` runs and tables both.
+The generative priors behave as the published code does (``sampler.output prior``:
+the last video-model estimate; ``sampler.clamp published``: its clamps, the start
+and the SDXL decodes left as they come, the Adam-TV3 and JPEG iterates projected
+onto [-1, 1]); ``--output data`` gives lvtino's defaults (frames that fit the
+measurement, lvtino's clamps), ``--output both`` runs and tables both.
 
     python scripts/reproduce_paper.py /data/adobe240/test/*/ -o paper-table --device cuda
 """
@@ -38,7 +40,8 @@ def main() -> None:
     rows = []
     modes = ["prior", "data"] if args.sampler_output == "both" else [args.sampler_output]
     for mode in modes:
-        models = ModelOptions(args.models, "auto", "none", "off", output=mode)
+        models = ModelOptions(args.models, "auto", "none", "off", output=mode,
+                              clamp="published" if mode == "prior" else "lvtino")
         priors = args.priors if mode == modes[0] else [p for p in args.priors if p.startswith("lvtino")]
         for problems, frames in ((["A", "B"], 25), (["C"], 81)):
             part, _ = run_benchmark(args.clips, problems, priors, out / f"{frames}-frames-{mode}", frames=frames,

@@ -33,9 +33,9 @@ def test_presets_hold_the_papers_values():
     assert b.sampler.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.sampler.data_step_1.gamma[2] == 1363.0
     assert b.sampler.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.sampler.data_step_2.gamma[2] == 2721.0
     assert c.sampler.video_timesteps == [757, 522, 375] and c.sampler.image_timesteps == [249, 63]
-    assert c.sampler.data_step_1.lam[:2] == [6.18e-7, 1.56e-6] and c.sampler.data_step_1.iterations == 55
-    assert c.sampler.data_step_1.lr == 0.0198 and c.sampler.data_step_2.iterations == 23
-    assert j.sampler.data_step_1.gamma == [0.603] and j.sampler.data_step_2.gamma == [0.519]
+    assert c.sampler.data_step_1.lam[:2] == [6.1785e-7, 1.5583e-6] and c.sampler.data_step_1.iterations == 55
+    assert c.sampler.data_step_1.lr == 0.019848 and c.sampler.data_step_2.iterations == 23
+    assert j.sampler.data_step_1.gamma == [0.6026421] and j.sampler.data_step_2.gamma == [0.5187516]
     assert a.noise_std == 0.001 and j.noise_std == 0.01
 
 

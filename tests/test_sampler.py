@@ -44,9 +44,9 @@ class Spy:
             return self._restore[1](*args, **kwargs)
         net.forward = counted
 
-    def denoise(self, x, t, generator):
+    def denoise(self, x, t, generator, **options):
         self.calls += 1
-        self.last = self.model.denoise(x, t, generator)
+        self.last = self.model.denoise(x, t, generator, **options)
         return self.last
 
     def close(self):
@@ -227,7 +227,37 @@ def test_presets_hold_the_papers_numbers():
     assert b.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.data_step_2.gamma[2] == 2721.0
     assert (a.data_step_1.method, a.data_step_1.lam, a.data_step_1.iterations) == ("tv_time", [2.874e-4], 200)
     assert (a.data_step_2.method, a.data_step_2.eps, a.data_step_2.iterations) == ("normal", 1e-6, 19)
-    assert (c.data_step_1.method, c.data_step_1.lam[:2], c.data_step_1.iterations) == ("tv3d", [6.18e-7, 1.56e-6], 55)
-    assert c.data_step_1.lr == pytest.approx(0.0198) and c.data_step_2.iterations == 23 and c.data_step_2.eps == 0
+    assert (c.data_step_1.method, c.data_step_1.lam, c.data_step_1.iterations) == \
+        ("tv3d", [6.1785e-7, 1.5583e-6, 1.5583e-6], 55)  # the published values, not the paper's rounding
+    assert c.data_step_1.lr == 0.019848 and c.data_step_2.iterations == 23 and c.data_step_2.eps == 0
     assert c.init.method == "interpolate" and b.init.gamma == 200.0
-    assert (j.data_step_1.gamma, j.data_step_2.gamma) == ([0.603], [0.519])
+    assert (j.data_step_1.gamma, j.data_step_2.gamma) == ([0.6026421], [0.5187516])
+    assert all(s.clamp == "lvtino" for s in (a, b, c, j))
+
+
+def test_the_published_clamps_are_a_setting():
+    """sampler.clamp=published: the start and the second data step's output are left as they come (the published
+    start reaches below -1), the tv3d and jpeg iterates are projected onto [-1, 1] after every iteration."""
+    from lvtino.solvers.gradient import surrogate_gradient_steps
+    from lvtino.solvers.tv import tv3d_adam
+
+    cfg, physics, _, y = problem("A", (8, 16, 16))
+    published = Schedule.from_config(load_problem("A", overrides=["sampler.clamp=published"]).sampler)
+    ours = Schedule.from_config(cfg.sampler)
+    assert (published.clamps_all, ours.clamps_all) == (False, True)
+    edges = torch.where((torch.arange(16) // 4 % 2).view(1, 1, 1, 1, 16).bool(), 1.0, -1.0).expand(1, 3, 8, 16, 16)
+    start = published.init(physics, physics.A(edges), torch.zeros(1, 3, 8, 16, 16))
+    assert float(start.min()) < -1  # the prox from black rings past the range on sharp edges: the published code
+    # keeps it
+    x0 = torch.linspace(-3, 3, 3 * 8 * 16 * 16).view(1, 3, 8, 16, 16)
+    boxed = tv3d_adam(physics, y, x0, lam=1e-6, iterations=3, lr=0.02, box=(-1, 1))
+    free = tv3d_adam(physics, y, x0, lam=1e-6, iterations=3, lr=0.02)
+    assert float(boxed.abs().max()) <= 1 and float(free.abs().max()) > 2
+    from lvtino.physics.jpeg import JPEG
+    jpeg = JPEG(10)
+    yj = jpeg.A(torch.rand(1, 3, 2, 16, 16) * 2 - 1)
+    stepped = surrogate_gradient_steps(jpeg, yj, 1.5 * torch.ones(1, 3, 2, 16, 16), 0.6, 5, box=(-1, 1))
+    assert float(stepped.max()) <= 1
+    c = Schedule.from_config(load_problem("C", overrides=["sampler.clamp=published"]).sampler)
+    assert c.steps[0].data_step_1.keywords["box"] == (-1.0, 1.0)
+    assert Schedule.from_config(load_problem("C").sampler).steps[0].data_step_1.keywords["box"] is None

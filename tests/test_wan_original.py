@@ -124,7 +124,21 @@ def test_causvid_checkpoint_predicts_as_the_original_wan_model(original, tmp_pat
     want = _predict_original(model, latents, context, timestep)
     got = _predict_diffusers(net, latents, context, timestep)
     assert want.abs().mean() > 0.1  # a real prediction, not the zero-initialised head
-    assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max())), float((got - want).abs().max())
+    assert_float32_equal(got, want, timestep)
+
+
+def assert_float32_equal(got, want, timestep: float):
+    """The two models agree to what float32 allows at ``timestep``. The original Wan code computes the sinusoidal
+    timestep embedding (and RoPE) in float64, diffusers in float32: the embedding's arguments reach t times the
+    base frequency, so they carry an error of about t float32 ulps, which every block then carries. The relative
+    RMS difference is held to (1 + t) ulps (measured: a tenth of that, 1.6e-6 at t = 125, 7.3e-6 at 757) and the
+    largest element's to four times that (the tail moves with the CPU's summation order); a wrong weight, name or
+    rotary phase differs by 1e-2 or more."""
+    ulps = (1 + timestep) * torch.finfo(torch.float32).eps
+    diff = (got - want).double()
+    rms = float(diff.pow(2).mean().sqrt() / want.double().pow(2).mean().sqrt())
+    peak = float(diff.abs().max()) / max(1.0, float(want.abs().max()))
+    assert rms <= ulps and peak <= 4 * ulps, (rms, peak, ulps)
 
 
 def test_a_fused_lora_predicts_as_the_original_with_the_update_added(original, tmp_path):
@@ -151,7 +165,7 @@ def test_a_fused_lora_predicts_as_the_original_with_the_update_added(original, t
     latents, context = _inputs(2)
     want = _predict_original(model, latents, context, 375.0)
     got = _predict_diffusers(net, latents, context, 375.0)
-    assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max())), float((got - want).abs().max())
+    assert_float32_equal(got, want, 375.0)
 
 
 def test_the_wan_vae_encodes_and_decodes_as_the_original(original):

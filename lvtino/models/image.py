@@ -40,7 +40,9 @@ class ImageConsistencyModel(ConsistencyModel):
         self.spatial_multiple = vae_scale * 2 ** (len(unet.config.block_out_channels) - 1)
 
     @torch.inference_mode()
-    def denoise(self, x: Tensor, timestep: float, generator: torch.Generator) -> Tensor:
+    def denoise(self, x: Tensor, timestep: float, generator: torch.Generator, clamp: bool = True) -> Tensor:
+        """x0 of the clip in pixel space, kept in [-1, 1] unless ``clamp`` is false (the published code leaves the
+        SDXL decodes as they come)."""
         b, _, t, h, w = x.shape
         p = self.placement
         frames = pad_frames(rearrange(x, "b c t h w -> (b t) c h w"), self.spatial_multiple)
@@ -70,5 +72,5 @@ class ImageConsistencyModel(ConsistencyModel):
                 for z in (z0_hat / self.scaling + self.shift).split(VAE_FRAMES):
                     out.append(vae.decode(z.to(p.dtype), return_dict=False)[0].float())
         self.calls += 1
-        restored = rearrange(torch.cat(out), "(b t) c h w -> b c t h w", b=b)
-        return restored[..., :h, :w].clamp(-1, 1).to(x.device)
+        restored = rearrange(torch.cat(out), "(b t) c h w -> b c t h w", b=b)[..., :h, :w]
+        return (restored.clamp(-1, 1) if clamp else restored).to(x.device)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from lvtino.config import SAMPLER_OUTPUTS, ProblemConfig
+from lvtino.config import CLAMPS, SAMPLER_OUTPUTS, ProblemConfig
 from lvtino.errors import UserError
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
@@ -46,6 +46,7 @@ class ModelOptions:
     offload: str = "none"
     vae_tiling: str = "off"    # off (as published), on, or auto: only when a decode would not fit free memory
     output: str | None = None  # the sampler's output, data or prior, over the preset's (benchmarks, reproduction)
+    clamp: str | None = None   # the sampler's clamps, lvtino or published, over the preset's (reproduction)
 
 
 def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
@@ -124,6 +125,8 @@ class GenerativePrior:
         if options.output is not None:
             cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
                                                                                                 "sampler.output")))
+        if options.clamp is not None:
+            cfg = replace(cfg, sampler=replace(cfg.sampler, clamp=Choice(CLAMPS).parse(options.clamp, "sampler.clamp")))
         self.schedule = Schedule.from_config(cfg.sampler)
         dtype, image_dtype = network_dtypes(options.dtype, device)
         if options.models == "tiny":

@@ -33,9 +33,10 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
     if video is None and image is None:
         raise ValueError("sample needs at least one prior")
     timer = timer or StageTimer()
+    keep = _clamped if schedule.clamps_all else _as_is  # the start, the image decodes and the second data step
     with timer("data_steps"):
         zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
-        x = schedule.init(physics, y, zero).clamp(-1, 1)
+        x = keep(schedule.init(physics, y, zero))
     estimate = x
     for step in schedule.steps:
         last = step is schedule.steps[-1]
@@ -48,10 +49,10 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
             with timer("data_steps"):
                 x2 = step.data_step_1(physics, y, x1).clamp(-1, 1)
             if step.image_timestep is not None and image is not None:
-                x3 = image.denoise(x2, step.image_timestep, generator)
+                x3 = image.denoise(x2, step.image_timestep, generator, clamp=schedule.clamps_all)
                 estimate = x3 if video is None else estimate
                 with timer("data_steps"):
-                    x = step.data_step_2(physics, y, x3).clamp(-1, 1)
+                    x = keep(step.data_step_2(physics, y, x3))
             else:
                 x = x2
         if callback is not None:
@@ -59,4 +60,12 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
     if schedule.output == "data" and schedule.final is not None:
         with timer("data_steps"):
             x = schedule.final(physics, y, x).clamp(-1, 1)
+    return x
+
+
+def _clamped(x: Tensor) -> Tensor:
+    return x.clamp(-1, 1)
+
+
+def _as_is(x: Tensor) -> Tensor:
     return x

@@ -32,20 +32,23 @@ def _tv_time(physics, y, x, lam, iterations, tau, sigma):
                    tau=tau, sigma=sigma)
 
 
-def _tv3d(physics, y, x, lam, iterations, lr, eps):
-    return tv3d_adam(physics.linear_surrogate(), y, x, lam=lam, iterations=iterations, lr=lr, eps=eps)
+def _tv3d(physics, y, x, lam, iterations, lr, eps, box):
+    return tv3d_adam(physics.linear_surrogate(), y, x, lam=lam, iterations=iterations, lr=lr, eps=eps, box=box)
 
 
 def _normal(physics, y, x, eps, iterations):
     return normal_equations(physics.linear_surrogate(), y, x, eps=eps, max_iter=iterations)
 
 
-def _jpeg(physics, y, x, gamma, iterations):
-    return surrogate_gradient_steps(physics, y, x, gamma=gamma, iterations=iterations)
+def _jpeg(physics, y, x, gamma, iterations, box):
+    return surrogate_gradient_steps(physics, y, x, gamma=gamma, iterations=iterations, box=box)
 
 
-def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
-    """The data step ``cfg`` with its parameters for outer step k."""
+PIXELS = (-1.0, 1.0)
+
+
+def _bind(cfg: DataStepConfig, k: int, what: str, box: tuple[float, float] | None = None) -> DataStep:
+    """The data step ``cfg`` with its parameters for outer step k (``box``: the iterative steps' projection)."""
     m = cfg.method
     if m == "none":
         raise UserError(f"{what}.method=none: only sampler.final_step may be none")
@@ -56,11 +59,11 @@ def _bind(cfg: DataStepConfig, k: int, what: str) -> DataStep:
                        tau=cfg.tau, sigma=cfg.sigma)
     if m == "tv3d":
         return partial(_tv3d, lam=per_step(cfg.lam, k, f"{what}.lam"), iterations=cfg.iterations, lr=cfg.lr,
-                       eps=cfg.eps)
+                       eps=cfg.eps, box=box)
     if m == "normal":
         return partial(_normal, eps=cfg.eps, iterations=cfg.iterations)
     if m == "jpeg":
-        return partial(_jpeg, gamma=per_step(cfg.gamma, k, f"{what}.gamma"), iterations=cfg.iterations)
+        return partial(_jpeg, gamma=per_step(cfg.gamma, k, f"{what}.gamma"), iterations=cfg.iterations, box=box)
     if m == "project":
         return partial(project, eps=cfg.eps)
     raise UserError(f"{what}.method={m!r} is not a data step")
@@ -96,6 +99,12 @@ class Schedule:
     steps: tuple[OuterStep, ...]
     output: str = "data"            # "data": the last data step (then ``final``); "prior": the last model estimate
     final: DataStep | None = None   # in "data" mode, after the last data step: a solve that fits y
+    clamp: str = "lvtino"           # where the iterate is kept in [-1, 1] (``SamplerConfig.clamp``)
+
+    @property
+    def clamps_all(self) -> bool:
+        """lvtino's choice: the start, every data step's output and every decode clamped."""
+        return self.clamp == "lvtino"
 
     @classmethod
     def from_config(cls, cfg: SamplerConfig) -> "Schedule":
@@ -108,14 +117,15 @@ class Schedule:
         for t in [*cfg.video_timesteps, *cfg.image_timesteps]:
             if not 0 <= t < 1000:
                 raise UserError(f"sampler timestep {t}: must lie in [0, 1000)")
+        box = PIXELS if cfg.clamp == "published" else None  # the published Adam-TV3 and JPEG steps project
         steps = []
         for k, tv in enumerate(cfg.video_timesteps):
             last = k == n - 1
             steps.append(OuterStep(
-                k=k, video_timestep=float(tv), data_step_1=_bind(cfg.data_step_1, k, "sampler.data_step_1"),
+                k=k, video_timestep=float(tv), data_step_1=_bind(cfg.data_step_1, k, "sampler.data_step_1", box),
                 image_timestep=None if last else float(cfg.image_timesteps[k]),
-                data_step_2=None if last else _bind(cfg.data_step_2, k, "sampler.data_step_2")))
+                data_step_2=None if last else _bind(cfg.data_step_2, k, "sampler.data_step_2", box)))
         final = None
         if cfg.output == "data" and cfg.final_step.method != "none":
             final = _bind(cfg.final_step, n - 1, "sampler.final_step")
-        return cls(_init(cfg.init), tuple(steps), cfg.output, final)
+        return cls(_init(cfg.init), tuple(steps), cfg.output, final, cfg.clamp)

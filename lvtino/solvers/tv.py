@@ -101,8 +101,9 @@ def tv_pdhg(physics, y: Tensor, init: Tensor, lam_space: float, lam_time: float,
 
 
 def tv3d_adam(physics, y: Tensor, init: Tensor, lam: float, iterations: int, lr: float, eps: float = 1e-2,
-              return_info: bool = False):
-    r"""Adam on 0.5 ||A u - y||^2 + lam sum sqrt(|grad_xyt u|^2 + eps^2), started at init.
+              return_info: bool = False, box: tuple[float, float] | None = None):
+    r"""Adam on 0.5 ||A u - y||^2 + lam sum sqrt(|grad_xyt u|^2 + eps^2), started at init; with ``box`` = (lo,
+    hi), u is projected onto it after every step (projected Adam, as the published code's Adam-TV3).
 
     Gradients flow through the operator A only; nothing else is differentiated.
     """
@@ -116,6 +117,9 @@ def tv3d_adam(physics, y: Tensor, init: Tensor, lam: float, iterations: int, lr:
             loss = 0.5 * (physics.A(u) - y).pow(2).sum() + lam * tv
             loss.backward()
             opt.step()
+            if box is not None:
+                with torch.no_grad():
+                    u.clamp_(*box)
     u = u.detach()
     if return_info:
         return u, {"iterations": iterations}
