@@ -10,7 +10,7 @@ TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench real-size clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lvtino demo
@@ -20,6 +20,11 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_solvers.py
+
+# the generative prior at real size through the real loader on this machine (random weights; ~8 GB of folders in a
+# temporary folder, ~11 GB of memory, minutes on a 2-core CPU): its last line is one JSON object
+real-size: $(VENV)/.installed
+	$(BIN)/python scripts/real_size.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,49 +1,71 @@
 #!/usr/bin/env bash
-# The GPU checks of one lent session (about 15 minutes of device time), in order of what they tell:
-#   1. CUDA output of the tiny networks equal to the CPU's (bf16 tolerance), and a torchrun launch;
-#   2. the paper's 25-frame 768x1280 Problem B job with the real-size networks (random weights): seconds per
-#      stage, total, NFE, peak GPU memory, in the default placement and with --offload model;
-#   3. the 81-frame Problem C job if time is left.
-# Run from the repository root on the device machine, with the wheels its image lacks in wheels/:
-#   pip download -d wheels --only-binary=:all: diffusers==0.42.1 av==18.1.0 einops==0.8.2 imageio==2.38.1 \
-#       opencv-python-headless==5.0.0.93 accelerate==1.15.0 transformers==5.24.0 safetensors==0.8.0 \
-#       tokenizers==0.23.3 huggingface-hub pyyaml tqdm jinja2 pillow
-#   (the device tool:) run command="bash scripts/gpu_session.sh" carry=["wheels"] timeout_s=540
-# Each step has its own time limit and writes into $OUT (default gpu-out); a failed step does not stop the next.
+# The GPU checks of one lent session, in one call of the device tool, in order of what they tell:
+#   1. the CUDA output of the tiny networks against the CPU's (bf16 tolerance);
+#   2. Problem B, 25 x 768 x 1280, real-size networks (random weights), bf16: seconds per stage, total, NFE,
+#      peak GPU memory, beside the memory plan of the same job (the paper: 132 s, 35.2 GB);
+#   3. Problem A, the same size;
+#   4. Problem B with --offload model;
+#   5. a torchrun launch of restore (tiny networks, CUDA);
+#   6. Problem C's 81 frames, if time is left.
+# Prepare here first (the wheels the device's image lacks): bash scripts/gpu_prepare.sh
+# Then, with the device tool: run command="bash scripts/gpu_session.sh" carry=[".whl"] timeout_s=600
+# Everything goes to $OUT as it is written (unbuffered); each step has a limit and the limits add up to BUDGET
+# seconds (540 by default), so the call ends well inside the tool's 600 s.
 set -u
+export PYTHONUNBUFFERED=1
 OUT=${OUT:-gpu-out}
+BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
-log() { echo "== $(date +%T) $*" | tee -a "$OUT/session.txt"; }
+SESSION="$OUT/session.txt"
+log() { echo "== $(date +%T) [${SECONDS}s] $*" | tee -a "$SESSION"; }
+# step NAME LIMIT FILE COMMAND...: run with a time limit (never past the budget), its output into FILE as it comes
+step() {
+    local name=$1 limit=$2 file=$3
+    shift 3
+    local left=$((BUDGET - SECONDS - 5))
+    if [ "$left" -lt 20 ]; then
+        log "$name: skipped (${left}s left of the budget)"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    log "$name (limit ${limit}s)"
+    timeout --signal=INT --kill-after=10 "$limit" "$@" >"$OUT/$file" 2>&1
+    local rc=$?
+    tail -25 "$OUT/$file" | tee -a "$SESSION"
+    log "$name: exit $rc"
+}
 
-log "install"
-python -m pip install -q --no-index --find-links wheels diffusers av einops imageio opencv-python-headless accelerate \
-    transformers safetensors tokenizers huggingface-hub pyyaml tqdm jinja2 pillow >>"$OUT/install.txt" 2>&1
-python -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/install.txt" 2>&1
+log "0. install the carried wheels and lvtino (into /tmp/site)"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >"$OUT/install.txt" 2>&1 &&
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . \
+        >>"$OUT/install.txt" 2>&1
+export PYTHONPATH=/tmp/site
+if ! python3 -c "import diffusers, av, lvtino, lvtino.configs, torch; print('torch', torch.__version__, 'cuda', \
+torch.version.cuda, torch.cuda.get_device_name(0), '| diffusers', diffusers.__version__, '| av', av.__version__)" \
+        2>&1 | tee -a "$SESSION"; then
+    log "the install failed: see $OUT/install.txt"
+    tail -20 "$OUT/install.txt"
+    exit 1
+fi
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
-python -c "import torch, diffusers; print(torch.__version__, torch.version.cuda, diffusers.__version__)" | tee -a "$OUT/session.txt"
 
-log "1. tiny networks: cuda bf16 vs cpu float32"
-timeout 120 python scripts/cuda_vs_cpu.py --device cuda --dtype bfloat16 2>&1 | tail -3 | tee -a "$OUT/session.txt"
-log "1b. torchrun --nproc_per_node 1, tiny networks on cuda"
-python - <<'PY' >>"$OUT/session.txt" 2>&1
+step "1. tiny networks: cuda bf16 against cpu float32" 60 cuda-vs-cpu.txt \
+    python3 scripts/cuda_vs_cpu.py --device cuda --dtype bfloat16
+step "2. Problem B, 25 x 768 x 1280, real-size, default placement (a warm-up run, then the timed one)" 150 \
+    timing-B.txt python3 scripts/gpu_timing.py --problem B --runs 2
+step "3. Problem A, 25 x 768 x 1280, real-size" 110 timing-A.txt python3 scripts/gpu_timing.py --problem A
+step "4. Problem B with --offload model" 90 timing-B-offload.txt \
+    python3 scripts/gpu_timing.py --problem B --offload model
+step "5. torchrun, restore with the tiny networks on cuda" 45 torchrun.txt bash -c '
+    python3 -c "
 from fractions import Fraction
 from lvtino.video.synthetic import synthetic_clip
 from lvtino.video.writer import VideoWriter
-with VideoWriter("gpu-clean.mkv", Fraction(30)) as w:
+with VideoWriter(\"/tmp/gpu-clean.mkv\", Fraction(30)) as w:
     for f in synthetic_clip(17, 64, 96): w.write(f)
-PY
-python -m lvtino degrade gpu-clean.mkv -o gpu-y.mkv --problem B -y >>"$OUT/session.txt" 2>&1
-timeout 120 torchrun --nproc_per_node 1 -m lvtino restore gpu-y.mkv -o "$OUT/torchrun.mkv" --prior lvtino \
-    --models tiny --device cuda --stats "$OUT/torchrun.json" -y 2>&1 | tail -3 | tee -a "$OUT/session.txt"
-
-log "2. Problem B, 25 x 768 x 1280, real-size networks, default placement"
-timeout 200 python scripts/gpu_timing.py --problem B --runs 2 2>&1 | tail -30 | tee "$OUT/timing-B.txt"
-log "2b. the same with --offload model"
-timeout 150 python scripts/gpu_timing.py --problem B --offload model 2>&1 | tail -30 | tee "$OUT/timing-B-offload.txt"
-log "2c. the memory plan of the same job, for comparison"
-python -m lvtino restore gpu-y.mkv -o /tmp/plan.mp4 --prior lvtino --dry-run --device cuda -y 2>&1 \
-    | tee "$OUT/plan.txt" >/dev/null
-
-log "3. Problem C, 81 frames"
-timeout 150 python scripts/gpu_timing.py --problem C --frames 81 2>&1 | tail -30 | tee "$OUT/timing-C.txt"
-log "done"
+" && python3 -m lvtino degrade /tmp/gpu-clean.mkv -o /tmp/gpu-y.mkv --problem B -y &&
+    torchrun --nproc_per_node 1 -m lvtino restore /tmp/gpu-y.mkv -o /tmp/torchrun.mkv --prior lvtino \
+        --models tiny --device cuda --stats '"$OUT"'/torchrun.json -y'
+step "6. Problem C, 81 x 768 x 1280, real-size" 200 timing-C.txt python3 scripts/gpu_timing.py --problem C --frames 81
+log "done in ${SECONDS}s"

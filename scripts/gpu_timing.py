@@ -107,6 +107,13 @@ def main() -> None:
         if device.type == "cuda":
             print(f"  peak GPU memory   {torch.cuda.max_memory_allocated() / 2**30:8.2f} GiB "
                   f"(reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB)")
+    if not args.tiny:  # the memory plan restore prints for the same job, to hold against the measured peak
+        from lvtino.pipeline import memory
+
+        stages = memory.plan(["video", "image"], frames, h, w, args.offload, dtype.itemsize,
+                             image.placement.dtype.itemsize)
+        print(f"\nmemory plan of the same job (--offload {args.offload}), for comparison:")
+        print("\n".join(memory.describe(stages)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from lvtino.models.base import Placement, pad_frames, pad_time
 from lvtino.models.loader import causvid_to_diffusers, fuse_wan_lora, load_models, load_models_spec, read_state_dict
 from lvtino.models.video import flow_sigmas
 from lvtino.runtime import StageTimer
-from tiny_repos import save_tiny_repos
+from model_repos import save_repos
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 
@@ -24,7 +24,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
-    return save_tiny_repos(tmp_path_factory.mktemp("repos"))
+    return save_repos(tmp_path_factory.mktemp("repos"), "tiny")
 
 
 def clip(frames=5, h=40, w=56, seed=0):
@@ -132,7 +132,7 @@ def test_networks_never_require_grad(tiny):
 def test_causvid_checkpoint_converts_to_identical_weights(repos):
     path, weights = repos
     spec = load_models_spec(path)
-    state = causvid_to_diffusers(read_state_dict(spec.video.weights.repo + "/model.pt"))
+    state = causvid_to_diffusers(read_state_dict(f"{spec.video.weights.repo}/{spec.video.weights.filename}"))
     assert set(state) == {k for k in weights if not k.startswith("rope.")}
     assert all(torch.equal(state[k], weights[k]) for k in state)
 
@@ -201,9 +201,10 @@ def test_checkpoints_with_code_are_refused(tmp_path):
 def test_a_checkpoint_that_does_not_fit_is_one_line(repos, tmp_path):
     path, _ = repos
     spec = load_models_spec(path)
-    bad = read_state_dict(spec.video.weights.repo + "/model.pt")
+    bad = read_state_dict(f"{spec.video.weights.repo}/{spec.video.weights.filename}")
     del bad["generator"]["model.head.head.weight"]
-    torch.save(bad, tmp_path / "model.pt")
+    (tmp_path / spec.video.weights.filename).parent.mkdir(parents=True)
+    torch.save(bad, tmp_path / spec.video.weights.filename)
     text = path.read_text().replace(spec.video.weights.repo, str(tmp_path))
     (tmp_path / "models.yaml").write_text(text)
     with pytest.raises(UserError, match="1 weights missing, e.g. proj_out.weight"):

@@ -147,6 +147,15 @@ class GenerativePrior:
                        callback=tick)
         return x, {}
 
+    def parameters(self) -> dict[str, int]:
+        """Parameters of each network built (what a models file's folders really held)."""
+        nets = {}
+        if self.models.video is not None:
+            nets.update(video_transformer=self.models.video.transformer, video_vae=self.models.video.vae)
+        if self.models.image is not None:
+            nets.update(image_unet=self.models.image.unet, image_vae=self.models.image.vae)
+        return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+
     def facts(self) -> dict:
         video = self.models.video.calls - self.calls_before["video"] if self.models.video else 0
         image = self.models.image.calls - self.calls_before["image"] if self.models.image else 0
@@ -154,7 +163,7 @@ class GenerativePrior:
                  "models": self.models.label, "dtype": str(self.dtype).removeprefix("torch."),
                  "image_dtype": str(self.image_dtype).removeprefix("torch."),
                  "vae_tiled_calls": sum(m.tiled for m in (self.models.video, self.models.image) if m is not None),
-                 "seconds_per_stage": self.timer.rounded()}
+                 "parameters": self.parameters(), "seconds_per_stage": self.timer.rounded()}
         if self.models.note:
             facts["models_note"] = self.models.note
         return facts
