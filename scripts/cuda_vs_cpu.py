@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lvtino.config import load_problem  # noqa: E402
-from lvtino.models.base import DTYPES, Placement  # noqa: E402
-from lvtino.models.loader import load_models  # noqa: E402
-from lvtino.physics.problems import build_physics  # noqa: E402
-from lvtino.runtime import StageTimer  # noqa: E402
-from lvtino.sampling.sampler import sample  # noqa: E402
-from lvtino.sampling.schedule import Schedule  # noqa: E402
-from lvtino.video.convert import frames_to_tensor  # noqa: E402
-from lvtino.video.synthetic import synthetic_clip  # noqa: E402
+from lvtino.config import load_problem
+from lvtino.models.base import DTYPES, Placement
+from lvtino.models.loader import load_models
+from lvtino.physics.problems import build_physics
+from lvtino.runtime import StageTimer
+from lvtino.sampling.sampler import sample
+from lvtino.sampling.schedule import Schedule
+from lvtino.video.convert import frames_to_tensor
+from lvtino.video.synthetic import synthetic_clip
 
 
 def run(device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -13,7 +13,8 @@
 # seconds (540 by default), so the call ends well inside the tool's 600 s.
 set -u
 export PYTHONUNBUFFERED=1
-OUT=${OUT:-gpu-out}
+REPO=$(pwd)
+OUT=$(realpath -m "${OUT:-gpu-out}")
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 SESSION="$OUT/session.txt"
@@ -36,27 +37,29 @@ step() {
 }
 
 log "0. install the carried wheels and lvtino (into /tmp/site)"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$REPO"/.whl/*.whl \
     >"$OUT/install.txt" 2>&1 &&
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . \
         >>"$OUT/install.txt" 2>&1
 export PYTHONPATH=/tmp/site
-if ! python3 -c "import diffusers, av, lvtino, lvtino.configs, torch; print('torch', torch.__version__, 'cuda', \
-torch.version.cuda, torch.cuda.get_device_name(0), '| diffusers', diffusers.__version__, '| av', av.__version__)" \
-        2>&1 | tee -a "$SESSION"; then
+mkdir -p /tmp/lvtino-run && cd /tmp/lvtino-run  # outside the source tree: lvtino (and its configs) from /tmp/site
+if ! python3 -c "import diffusers, av, lvtino, lvtino.configs; print('diffusers', diffusers.__version__, '| av', \
+av.__version__, '| lvtino from', lvtino.__file__)" 2>&1 | tee -a "$SESSION"; then
     log "the install failed: see $OUT/install.txt"
     tail -20 "$OUT/install.txt"
     exit 1
 fi
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')" 2>&1 | tee -a "$SESSION"
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 
 step "1. tiny networks: cuda bf16 against cpu float32" 60 cuda-vs-cpu.txt \
-    python3 scripts/cuda_vs_cpu.py --device cuda --dtype bfloat16
+    python3 "$REPO/scripts/cuda_vs_cpu.py" --device cuda --dtype bfloat16
 step "2. Problem B, 25 x 768 x 1280, real-size, default placement (a warm-up run, then the timed one)" 150 \
-    timing-B.txt python3 scripts/gpu_timing.py --problem B --runs 2
-step "3. Problem A, 25 x 768 x 1280, real-size" 110 timing-A.txt python3 scripts/gpu_timing.py --problem A
+    timing-B.txt python3 "$REPO/scripts/gpu_timing.py" --problem B --runs 2
+step "3. Problem A, 25 x 768 x 1280, real-size" 110 timing-A.txt python3 "$REPO/scripts/gpu_timing.py" --problem A
 step "4. Problem B with --offload model" 90 timing-B-offload.txt \
-    python3 scripts/gpu_timing.py --problem B --offload model
+    python3 "$REPO/scripts/gpu_timing.py" --problem B --offload model
 step "5. torchrun, restore with the tiny networks on cuda" 45 torchrun.txt bash -c '
     python3 -c "
 from fractions import Fraction
@@ -67,5 +70,6 @@ with VideoWriter(\"/tmp/gpu-clean.mkv\", Fraction(30)) as w:
 " && python3 -m lvtino degrade /tmp/gpu-clean.mkv -o /tmp/gpu-y.mkv --problem B -y &&
     torchrun --nproc_per_node 1 -m lvtino restore /tmp/gpu-y.mkv -o /tmp/torchrun.mkv --prior lvtino \
         --models tiny --device cuda --stats '"$OUT"'/torchrun.json -y'
-step "6. Problem C, 81 x 768 x 1280, real-size" 200 timing-C.txt python3 scripts/gpu_timing.py --problem C --frames 81
+step "6. Problem C, 81 x 768 x 1280, real-size" 200 timing-C.txt \
+    python3 "$REPO/scripts/gpu_timing.py" --problem C --frames 81
 log "done in ${SECONDS}s"
