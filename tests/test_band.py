@@ -80,36 +80,60 @@ def reference_restrict(M: torch.Tensor, start: int, end: int, within=None):
 PRESETS = sorted(known_problems())
 
 
+def dense_apply(Mt, Mh, Mw, x):
+    """A x with every axis's matrix dense (None: the identity), by plain products: the reference."""
+    if Mt is not None:
+        x = torch.einsum("st,bcthw->bcshw", Mt, x)
+    if Mh is not None:
+        x = torch.einsum("ih,bcthw->bctiw", Mh, x)
+    if Mw is not None:
+        x = torch.einsum("jw,bcthw->bcthj", Mw, x)
+    return x
+
+
+def dense_matrices(physics):
+    mt, mh, mw = physics.matrices
+    return (None if mt is None else mt.dense().clone(), mh, mw)
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_band_equals_dense(name):
-    """A, A^T, supports, restrict_time (and the within form the seam uses) and prox, band against dense."""
+    """A, A^T, A A^T, supports, restrict_time (and the within form the seam uses) and prox of the banded operator,
+    against plain dense products of the matrix the band stands for (``dense_apply``), and the prox against its
+    optimality condition."""
     rng = random.Random(name)
     chain = load_problem(name).operator
     for frames in (rng.randint(9, 60), rng.randint(61, 130)):
         physics = build_physics(chain, (frames, 16, 24)).linear_surrogate()
         if not isinstance(physics, SeparableLinear) or physics.time is None:
             continue
-        dense_t = physics.time.dense()
-        twin = SeparableLinear(dense_t.clone(), *physics.matrices[1:], physics.factors)  # the dense path
+        Mt, Mh, Mw = dense_matrices(physics)
+        T = lambda M: None if M is None else M.T  # noqa: E731
         x = torch.randn(1, 3, frames, 16, 24, dtype=torch.float64)
         y = physics.A(x)
-        assert torch.allclose(y, twin.A(x)) and torch.allclose(physics.A_adjoint(y), twin.A_adjoint(y))
-        assert torch.allclose(physics.A_A_adjoint(y), twin.A_A_adjoint(y))
-        assert physics.time_supports(frames) == twin.time_supports(frames)
+        assert torch.allclose(y, dense_apply(Mt, Mh, Mw, x))
+        assert torch.allclose(physics.A_adjoint(y), dense_apply(T(Mt), T(Mh), T(Mw), y))
+        gram = dense_apply(Mt, Mh, Mw, dense_apply(T(Mt), T(Mh), T(Mw), y))
+        assert torch.allclose(physics.A_A_adjoint(y), gram)
+        supports = [None if not (nz := torch.nonzero(row).flatten().tolist()) or nz[-1] - nz[0] + 1 != len(nz)
+                    else (nz[0], nz[-1] + 1) for row in Mt]
+        assert physics.time_supports(frames) == supports
         for _ in range(6):
             start = rng.randint(0, frames - 2)
             end = rng.randint(start + 1, frames)
             lo, hi = max(0, start - rng.randint(0, 6)), min(frames, end + rng.randint(0, 6))
             for within in (None, (lo, hi)):
                 op, rows = physics.restrict_time(start, end, within)
-                ref, ref_rows = reference_restrict(dense_t, start, end, within)
+                ref, ref_rows = reference_restrict(Mt, start, end, within)
                 assert rows == ref_rows
                 if rows:
                     assert torch.allclose(op.time.dense(), ref)
                     xs = x[:, :, start:end]
-                    assert torch.allclose(op.A(xs), SeparableLinear(ref, *physics.matrices[1:]).A(xs))
+                    assert torch.allclose(op.A(xs), dense_apply(ref, Mh, Mw, xs))
         gamma = 37.0
-        assert torch.allclose(physics.prox_l2(x, y + 0.1, gamma), twin.prox_l2(x, y + 0.1, gamma), atol=1e-10)
+        u = physics.prox_l2(x, y + 0.1, gamma)  # argmin 0.5 ||A u - y'||^2 + ||u - x||^2 / (2 gamma)
+        grad = (u - x) + gamma * dense_apply(T(Mt), T(Mh), T(Mw), dense_apply(Mt, Mh, Mw, u) - (y + 0.1))
+        assert grad.abs().max() < 1e-9 * max(1.0, float((u - x).abs().max()))
 
 
 def test_prox_of_a_band_operator_solves_its_normal_equations():
@@ -148,19 +172,32 @@ def test_an_hour_of_video_costs_megabytes():
 
 
 @pytest.mark.parametrize("name", ["A", "C", "deblur-t7", "fps8", "sr4"])
-def test_the_seam_step_is_the_same_on_band_and_dense(name):
+def test_the_production_seam_step_fits_every_measured_frame_touching_the_seam(name):
+    """pipeline.windows.seam_step, as the joiner calls it: the correction of frames [a, b) is the least-squares fit
+    of every measured frame that touches them (and no frame outside [lo, hi)): what is left of their residual is
+    orthogonal to everything frames [a, b) can change (exactly zero where they can fit it whole: pooling,
+    sampling, per-frame; a blur's rows outnumber the frames); the other measured frames are not touched."""
     from lvtino.pipeline.windows import seam_step
 
     physics = build_physics(load_problem(name).operator, (90, 16, 24))
-    twin = SeparableLinear(physics.time.dense().clone(), *physics.matrices[1:], physics.factors) \
-        if physics.time is not None else physics
-    x = torch.rand(1, 3, 90, 16, 24, dtype=torch.float64) * 2 - 1
-    y = physics.A(torch.rand_like(x))
+    g = torch.Generator().manual_seed(2)
+    truth = torch.rand(1, 3, 90, 16, 24, dtype=torch.float64, generator=g) * 0.8 - 0.4
+    y = physics.A(truth)
+    x = truth + 0.1 * torch.randn(truth.shape, dtype=torch.float64, generator=g)  # a window's estimate
 
     class Measured:
         def get(self, rows):
             return y[:, :, rows]
     a, b, lo, hi = 40, 52, 32, 60
-    got = seam_step(physics, Measured(), 1e-4)(a, b, lo, hi, x[:, :, lo:hi])
-    ref = seam_step(twin, Measured(), 1e-4)(a, b, lo, hi, x[:, :, lo:hi])
-    assert torch.allclose(got, ref, atol=1e-12) and got.shape[2] == b - a
+    corrected = x.clone()
+    corrected[:, :, a:b] = seam_step(physics, Measured(), 1e-9)(a, b, lo, hi, x[:, :, lo:hi])
+    region, rows = physics.restrict_time(a, b, within=(lo, hi))
+    assert rows  # the seam is measured
+    left = lambda u: region.A_adjoint(physics.A(u)[:, :, rows] - y[:, :, rows])  # noqa: E731 (normal equations)
+    assert float(left(corrected).abs().max()) < 1e-6 * float(left(x).abs().max())
+    if name != "deblur-t7":
+        assert torch.allclose(physics.A(corrected)[:, :, rows], y[:, :, rows], atol=1e-6)
+    outside = [r for r in range(y.shape[2]) if r not in rows
+               and all(not (a <= c < b) for c in torch.nonzero(physics.time.dense()[r]).flatten().tolist())] \
+        if physics.time is not None else [r for r in range(90) if not a <= r < b]
+    assert torch.equal(physics.A(corrected)[:, :, outside], physics.A(x)[:, :, outside])

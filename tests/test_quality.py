@@ -96,3 +96,53 @@ def test_a_suspect_operator_is_one_warning(capsys):
     assert err.count("\n") == 1 and err.startswith("warning: even a player's upscale fits the input poorly")
     _print_fit({**fit, "suspect_operator": False})
     assert capsys.readouterr().err == ""
+
+
+def test_a_real_run_on_a_video_made_another_way_warns(real_frames, tmp_path, capsys):
+    """Street frames decimated by nearest neighbour (every 4th pixel, no filter: not what a scaler does) and
+    restored as if ffmpeg's scaler had shrunk them: even the player's picture misfits by more than 10 %, and the
+    run says so once; the same frames shrunk by ffmpeg's scaler (PyAV's own) do not warn."""
+    import av
+
+    from lvtino.video.reader import probe, read_frames
+
+    clean = np.stack(list(read_frames(probe(real_frames), 0, 4)))[:, :192, :320]
+    nearest = write_video(tmp_path / "nearest.mkv", clean[:, ::4, ::4], codec="ffv1")
+    scaled = np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").reformat(width=80, height=48,
+                                                                             interpolation="BICUBIC").to_ndarray()
+                       for f in clean])
+    ffmpeg = write_video(tmp_path / "ffmpeg.mkv", scaled, codec="ffv1")
+    facts = {}
+    for name, path in (("nearest", nearest), ("ffmpeg", ffmpeg)):
+        stats = tmp_path / f"{name}.json"
+        assert main(["restore", str(path), "-o", str(tmp_path / f"{name}-up.mkv"), "--scale", "4", "--prior",
+                     "pinv", "--stats", str(stats)]) == 0
+        facts[name] = (json.loads(stats.read_text())["fit"], capsys.readouterr().err)
+    fit, err = facts["nearest"]
+    assert fit["suspect_operator"] and err.count("warning: even a player's upscale fits the input poorly") == 1
+    fit, err = facts["ffmpeg"]
+    assert not fit["suspect_operator"] and "warning" not in err
+
+
+def test_the_reported_residual_is_that_of_the_written_frames(tmp_path, capsys):
+    """relative_residual in --stats, recomputed independently: the lossless output decoded, put through the
+    operator the input records, against the decoded input (8-bit rounding of the output aside)."""
+    import torch
+
+    from lvtino.physics.problems import build_physics
+    from lvtino.video.convert import frames_to_tensor
+    from lvtino.video.reader import probe, read_frames
+
+    clean = write_video(tmp_path / "clean.mkv", smooth_frames(12, 48, 64), codec="ffv1")
+    y_path, out, stats = tmp_path / "y.mkv", tmp_path / "x.mkv", tmp_path / "s.json"
+    assert main(["degrade", str(clean), "-o", str(y_path), "--problem", "A", "--noise-std", "0.02"]) == 0
+    assert main(["restore", str(y_path), "-o", str(out), "--stats", str(stats), "--prior", "pinv",
+                 "--set", "pinv.eps=0.02"]) == 0  # a damped projection: a misfit left to measure
+    reported = json.loads(stats.read_text())["relative_residual"]
+    info = probe(y_path)
+    physics = build_physics(info.metadata["operator"], (12, 48, 64))
+    y = frames_to_tensor(read_frames(info)).double()
+    x = frames_to_tensor(read_frames(probe(out))).double()
+    recomputed = float((physics.A(x) - y).norm() / y.norm())
+    assert reported > 0.005  # a real misfit to compare
+    assert recomputed == pytest.approx(reported, rel=0.05)
