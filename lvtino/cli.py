@@ -17,7 +17,7 @@ import sys
 from fractions import Fraction
 
 from lvtino.config import known_problems
-from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full
+from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full, naming
 from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
 from lvtino.pipeline.priors import PRIORS, ModelOptions
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     elif getattr(args, "verbose", False):
         log.setLevel(logging.DEBUG)
     try:
-        with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)):
+        with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)), naming(flag):
             code = _run(args)
     except UserError as err:
         print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
@@ -543,6 +543,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.removeHandler(handler)
     return code or 0
+
+
+FLAGS = {"output": "-o", "overrides": "--set"}  # the library's parameters whose flag is not --their-name
+
+
+def flag(name: str) -> str:
+    """The command line's flag for the library's parameter ``name``: the one place where a Python keyword becomes
+    what the user typed (``fps_factor`` -> ``--fps-factor``), for every error and notice below the command line."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 @contextlib.contextmanager

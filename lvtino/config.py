@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg
 from lvtino.validation import (FINITE, WHOLE, Choice, Flag, Number, Text, parse_yaml, read_text_file, rule_of,
                                setting, show, whole)
 
@@ -184,7 +184,7 @@ def load_raw(problem: str | None = None, config: str | Path | None = None) -> di
     """The preset as a dict: a named problem, or a YAML file given by path."""
     if config is not None:
         path = Path(config)
-        text = read_text_file(path, "--config")
+        text = read_text_file(path, arg("config"))
         source = str(path)
     else:
         if problem not in known_problems():
@@ -204,12 +204,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set {item!r}: expected key=value")
+            raise UserError(f"{arg('overrides')} {item!r}: expected key=value")
         parts = key.split(".")
         if len(parts) > MAX_KEY_PARTS:
-            raise UserError(f"--set {key[:60]}...: a key of {len(parts)} dotted parts; preset keys have at most "
+            raise UserError(f"{arg('overrides')} {key[:60]}...: a key of {len(parts)} dotted parts; preset keys have at most "
                             f"{MAX_KEY_PARTS}")
-        value = parse_yaml(text, f"--set {key}") if text else ""
+        value = parse_yaml(text, f"{arg('overrides')} {key}") if text else ""
         _set_path(raw, parts, value, key)
     return raw
 

@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from lvtino.config import load_problem
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.files import atomic_folder
 from lvtino.metrics.evaluate import evaluate
 from lvtino.report.html import write_report
@@ -37,10 +37,10 @@ def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str 
              accept_truncated: bool = False) -> dict:
     """Write the demo's folder whole (an earlier demo folder is replaced; any other folder is refused)."""
     final = Path(output)
-    frames = whole(1, 10_000).parse(frames, "--frames")
-    start = whole(0, None).parse(start, "--start")
+    frames = whole(1, 10_000).parse(frames, arg("frames"))
+    start = whole(0, None).parse(start, arg("start"))
     load_problem(problem)  # an unknown name stops here, before any work
-    check_outputs([Output("-o", final, "folder")], [("--input", input)], overwrite="yes")
+    check_outputs([Output(arg("output"), final, "folder")], [(arg("input"), input)], overwrite="yes")
     if input is not None:
         probe(input, fps, accept_truncated=accept_truncated)
     with atomic_folder(final, "demo") as out:
@@ -63,7 +63,7 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
     else:
         info = probe(input, fps, accept_truncated=accept_truncated)
         if start >= info.frames:
-            raise UserError(f"--start {start}: the input has {info.frames} frames")
+            raise UserError(f"{said('start', start)}: the input has {info.frames} frames")
         end = min(start + frames, info.frames)
         clip, rate = list(read_frames(info, start, end)), info.fps
         audio = input if info.has_audio else None

@@ -2,9 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import shutil
 from pathlib import Path
+
+
+# How the person running lvtino names a setting: the library's errors and notices name parameters (``offload``,
+# ``window``) through ``arg``/``said``; the command line installs its flags for the length of a run (``naming``),
+# so a Python caller of ``lvtino.restore(..., offload=...)`` is told of ``offload='model'`` and a user of the
+# command line of ``--offload model``, from the same sentence.
+_NAMING: contextvars.ContextVar = contextvars.ContextVar("lvtino_naming", default=None)
+
+
+def arg(name: str) -> str:
+    """The setting ``name`` as its caller wrote it: a flag under the command line (``--fps-factor``), else the
+    keyword (``fps_factor``)."""
+    flag = _NAMING.get()
+    return flag(name) if flag is not None else name
+
+
+def said(name: str, value) -> str:
+    """A setting and its value as its caller wrote them: ``--offload model``, or ``offload='model'``."""
+    from fractions import Fraction
+
+    from lvtino.validation import show
+
+    if isinstance(value, Fraction):
+        value = float(value) if value.denominator != 1 else int(value)
+    if _NAMING.get() is not None:
+        return arg(name) if value is True else f"{arg(name)} {show(value)}"  # a switch is its flag alone
+    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={show(value)}"
+
+
+@contextlib.contextmanager
+def naming(flag):
+    """Within the block, ``arg`` and ``said`` name settings by ``flag(name)`` (the command line's flags)."""
+    token = _NAMING.set(flag)
+    try:
+        yield
+    finally:
+        _NAMING.reset(token)
 
 
 class UserError(ValueError):
@@ -36,7 +75,7 @@ class DiskFull(OSError):
         if facts:
             parts.append(f"({', '.join(facts)})")
         if resumable:
-            parts.append("; the finished windows are kept: free some space and run again with --resume")
+            parts.append(f"; the finished windows are kept: free some space and run again with {arg('resume')}")
         super().__init__(errno.ENOSPC, " ".join(parts[:2]) + "".join(parts[2:]))
 
     def __str__(self) -> str:

@@ -117,15 +117,18 @@ def test_networks_load_once_per_restorer_and_per_batch(measured, tmp_path, monke
 
 @pytest.mark.parametrize("call,said", [
     (lambda p, o: lvtino.restore(p, o, scale=2, overwrite="no"), "overwrite='no': expected True"),
-    (lambda p, o: lvtino.restore(p, o, scale=2, crf=99), "--crf 99: expected a whole number from 0 to 51"),
-    (lambda p, o: lvtino.restore(p, o, scale=2, preset="quick"), "--preset quick: expected one of"),
-    (lambda p, o: lvtino.restore(p, o, scale=2, seed=-1), "--seed -1"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, crf=99), "crf=99: expected a whole number from 0 to 51"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, preset="quick"), "preset=quick: expected one of"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, seed=-1), "seed=-1"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, fps_factor=2, fps=60), "fps_factor and fps: give one of them"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, window=0), "window=0: expected a whole number"),
     (lambda p, o: lvtino.restore(p, o, scale=2, colour=True), "lvtino.restore: unknown keyword 'colour'"),
-    (lambda p, o: lvtino.degrade(p, o, scale=2, seed=1.5), "--seed 1.5"),
+    (lambda p, o: lvtino.degrade(p, o, scale=2, seed=1.5), "seed=1.5"),
     (lambda p, o: lvtino.degrade(p, o, scale=2, noise=0.1), "lvtino.degrade: unknown keyword 'noise'"),
     (lambda p, o: lvtino.evaluate(p, p, psnr=True), "lvtino.evaluate: unknown keyword 'psnr'"),
 ])
-def test_every_keyword_is_checked_with_the_command_lines_words(measured, tmp_path, call, said):
+def test_every_keyword_is_checked_with_the_callers_words(measured, tmp_path, call, said):
+    """A Python caller is told of the keywords it used (offload='model'), never of a flag it did not type."""
     path, _ = measured
     with pytest.raises(UserError, match=re.escape(said)):
         call(path, tmp_path / "out.mkv")
@@ -168,3 +171,15 @@ def test_quiet_prints_nothing_on_success_and_the_error_on_failure(measured, tmp_
     assert main(["-q", "restore", str(path), "-o", str(out), "--scale", "2"]) == 2
     said = capsys.readouterr()
     assert said.out == "" and said.err.startswith("lvtino: error: -o") and said.err.count("\n") == 1
+
+
+def test_one_sentence_names_a_flag_on_the_command_line_and_a_keyword_from_python(measured, tmp_path, capsys):
+    path, _ = measured
+    with pytest.raises(UserError, match=r"^offload='model': offloading"):
+        lvtino.restore(path, tmp_path / "x.mkv", scale=2, prior="lvtino", models="tiny", offload="model")
+    assert main(["restore", str(path), "-o", str(tmp_path / "x.mkv"), "--scale", "2", "--prior", "lvtino",
+                 "--models", "tiny", "--offload", "model"]) == 2
+    assert "lvtino: error: --offload model: offloading" in capsys.readouterr().err
+    from lvtino.cli import flag
+    assert (flag("fps_factor"), flag("output"), flag("overrides"), flag("vae_tiling")) == \
+        ("--fps-factor", "-o", "--set", "--vae-tiling")

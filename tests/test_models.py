@@ -250,7 +250,7 @@ def test_missing_weights_stop_at_once_with_one_line(tmp_path, monkeypatch):
     message = str(err.value)
     assert "\n" not in message
     assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in message
-    assert "lvtino download" in message and "--prior tv" in message
+    assert "lvtino download" in message and "prior='tv'" in message  # a Python caller's words
 
 
 def test_models_file_mistakes_are_named(tmp_path):
@@ -266,7 +266,7 @@ def test_models_file_mistakes_are_named(tmp_path):
 
 
 def test_offloading_needs_a_gpu():
-    with pytest.raises(UserError, match="--offload model"):
+    with pytest.raises(UserError, match="offload='model': offloading moves networks to a CUDA device"):
         Placement(torch.device("cpu"), torch.float32, "model")
 
 
@@ -299,7 +299,7 @@ def test_vae_tiling_is_off_by_default_as_published(tiny):
     for mode, want in (("on", True), ("off", False), ("auto", False)):  # auto on a CPU: never tiles
         assert Placement(torch.device("cpu"), torch.float32, vae_tiling=mode).tile(vae, "video", 10**9) is want
         assert vae.use_tiling is want
-    with pytest.raises(UserError, match="--vae-tiling sometimes: unknown"):
+    with pytest.raises(UserError, match="vae_tiling='sometimes': unknown"):
         Placement(torch.device("cpu"), torch.float32, vae_tiling="sometimes")
 
 

@@ -52,7 +52,7 @@ def test_odd_sizes_are_playable_by_default_or_exact_with_yuv444p(tmp_path, caplo
         path = _write(tmp_path / "odd.mp4", frames)
     info = probe(path)
     assert (info.width, info.height, info.frames) == (34, 22, 4)
-    assert "padded to 34x22" in caplog.text and "--pix-fmt yuv444p" in caplog.text
+    assert "padded to 34x22" in caplog.text and "pix_fmt='yuv444p'" in caplog.text
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
     decoded = np.stack(list(read_frames(info))).astype(float)
@@ -206,7 +206,7 @@ def test_truncated_input_is_refused_unless_accepted(tmp_path):
     cut = tmp_path / "cut.mkv"
     data = good.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    with pytest.raises(UserError, match="promises 10 frames but holds [0-9]: .*--accept-truncated"):
+    with pytest.raises(UserError, match="promises 10 frames but holds [0-9]: .*accept_truncated=True"):
         probe(cut)
     info = probe(cut, accept_truncated=True)
     assert 0 < info.frames < 10 and len(list(read_frames(info))) == info.frames

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -46,18 +47,28 @@ def test_words_build_the_chain(words, chain):
     assert words.chain(SMALL) == chain
 
 
-@pytest.mark.parametrize("words,message", [
-    (Words(size="50x40"), "--size 50x40: the input's 12x10 does not scale to it by one whole factor"),
-    (Words(fps=Fraction(20)), "--fps 20: not a whole multiple of the input's 7.5 fps"),
-    (Words(scale=4, size="48x40"), "--scale and --size: give one of them"),
-    (Words(scale=1), "nothing to restore"),
-    (Words(scale=0), "--scale 0: expected a whole number from 1 to 64"),
-    (Words(scale=4, resampler="magic"), "--resampler magic: unknown"),
-    (Words(fps_factor=4, fps_phase=4), "--fps-phase 4: expected a whole number from 0 to 3"),
-    (Words(scale=2, fps_phase=1), "--fps-phase 1: goes with --fps-factor or --fps"),
+@pytest.mark.parametrize("words,message,flags", [
+    (Words(size="50x40"), "size='50x40': the input's 12x10 does not scale to it by one whole factor",
+     "--size 50x40: the input's 12x10 does not scale to it by one whole factor (use --scale)"),
+    (Words(fps=Fraction(20)), "fps=20: not a whole multiple of the input's 7.5 fps",
+     "--fps 20: not a whole multiple of the input's 7.5 fps (use --fps-factor)"),
+    (Words(scale=4, size="48x40"), "scale and size: give one of them", "--scale and --size: give one of them"),
+    (Words(scale=1), "nothing to restore", "--scale/--fps-factor of 1: nothing to restore"),
+    (Words(scale=0), "scale=0: expected a whole number from 1 to 64", "--scale 0: expected a whole number"),
+    (Words(scale=4, resampler="magic"), "resampler='magic': unknown", "--resampler magic: unknown"),
+    (Words(fps_factor=4, fps_phase=4), "fps_phase=4: expected a whole number from 0 to 3",
+     "--fps-phase 4: expected a whole number from 0 to 3"),
+    (Words(scale=2, fps_phase=1), "fps_phase=1: goes with fps_factor or fps",
+     "--fps-phase 1: goes with --fps-factor or --fps"),
 ])
-def test_words_mistakes(words, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_words_mistakes(words, message, flags):
+    """A Python caller is told of its keywords; the command line, of the flags its user typed."""
+    from lvtino.cli import flag
+    from lvtino.errors import naming
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        words.chain(SMALL)
+    with naming(flag), pytest.raises(UserError, match=re.escape(flags)):
         words.chain(SMALL)
 
 

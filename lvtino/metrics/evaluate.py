@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg
 from lvtino.metrics.fidelity import luma, psnr, ssim
 from lvtino.metrics.perceptual import LPIPS
 from lvtino.metrics.temporal import TemporalMeter
@@ -66,12 +66,12 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
     if (a.width, a.height) != (b.width, b.height):
         if not resize:
             raise UserError(f"size differs: {restored} is {a.width}x{a.height}, {reference} is "
-                            f"{b.width}x{b.height} (--resize compares them at the reference's size)")
+                            f"{b.width}x{b.height} ({arg('resize')} compares them at the reference's size)")
         notes.append(f"restored frames resized from {a.width}x{a.height} to {b.width}x{b.height} (bicubic)")
     if a.frames != b.frames:
         if not resize:
             raise UserError(f"frame count differs: {restored} has {a.frames}, {reference} has {b.frames} "
-                            "(--resize compares the frames both have)")
+                            f"({arg('resize')} compares the frames both have)")
         frames = min(a.frames, b.frames)
         notes.append(f"frame counts differ ({a.frames} restored, {b.frames} reference): the first {frames} compared")
     for note in notes:

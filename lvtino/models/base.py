@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.runtime import StageTimer
 
 OFFLOAD_MODES = ("none", "model", "group")
@@ -40,12 +40,12 @@ class Placement:
 
     def __init__(self, device: torch.device, dtype: torch.dtype, offload: str = "none", vae_tiling: str = "off"):
         if vae_tiling not in TILING_MODES:
-            raise UserError(f"--vae-tiling {vae_tiling}: unknown (known: {', '.join(TILING_MODES)})")
+            raise UserError(f"{said('vae_tiling', vae_tiling)}: unknown (known: {', '.join(TILING_MODES)})")
         if offload not in OFFLOAD_MODES:
-            raise UserError(f"--offload {offload}: unknown mode (known: {', '.join(OFFLOAD_MODES)})")
+            raise UserError(f"{said('offload', offload)}: unknown mode (known: {', '.join(OFFLOAD_MODES)})")
         if offload != "none" and device.type != "cuda":
-            raise UserError(f"--offload {offload}: offloading moves networks to a CUDA device; "
-                            f"with --device {device} use --offload none")
+            raise UserError(f"{said('offload', offload)}: offloading moves networks to a CUDA device; "
+                            f"with {said('device', str(device))} use {said('offload', 'none')}")
         self.device, self.dtype, self.offload, self.vae_tiling = device, dtype, offload, vae_tiling
 
     def with_dtype(self, dtype: torch.dtype) -> "Placement":

@@ -22,7 +22,7 @@ import yaml
 from torch import Tensor
 
 from lvtino.config import from_dict
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.files import atomic_file
 from lvtino.models.architectures import TINY
 from lvtino.models.base import Placement
@@ -81,7 +81,7 @@ def load_models_spec(path: str | Path | None = None) -> ModelsSpec:
     source = "models.yaml"
     if path is not None:
         source = str(path)
-        user = parse_yaml(read_text_file(path, "--models"), source) or {}
+        user = parse_yaml(read_text_file(path, arg("models")), source) or {}
         if not isinstance(user, dict):
             raise UserError(f"{source}: expected a mapping with 'video' and/or 'image' sections")
         raw = _overlay(raw, user)
@@ -147,7 +147,7 @@ class MissingWeights(UserError):
     def __init__(self, what: str, repo: str, filename: str):
         super().__init__(f"model weights missing: {what}: {repo}/{filename} is neither a local file nor in the "
                          "Hugging Face cache; run `lvtino download` on a machine with network access, "
-                         "or restore with --prior tv")
+                         f"or restore with {said('prior', 'tv')}")
 
 
 def locate(repo: str, filename: str, what: str = "model file") -> Path:
@@ -484,5 +484,5 @@ def load_models(models: str | None, kinds: list[str], placement: Placement, time
             image = _image_model(spec.image, image_placement, timer)
     except OSError as err:  # a file the quick check does not name (a weight shard) is missing
         raise UserError(f"model weights missing: {str(err).splitlines()[0]}; run `lvtino download` on a machine "
-                        "with network access, or restore with --prior tv") from None
+                        f"with network access, or restore with {said('prior', 'tv')}") from None
     return Models(video, image, models or "models.yaml")

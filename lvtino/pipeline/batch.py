@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from lvtino.distributed import Processes
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg
 from lvtino.files import RunLock, write_text_atomic
 from lvtino.pipeline.common import check_device
 from lvtino.pipeline.outputs import Output, check_outputs, resolved
@@ -146,7 +146,7 @@ def check_items(items: list[Item], summary: Path | None = None, overwrite: str =
         files = [("the manifest", manifest if manifest is not None and not Path(manifest).is_dir() else None),
                  *(("a batch item's input", i.input) for i in items),
                  *(("a batch item's output", i.output) for i in items)]
-        check_outputs([Output("--summary", summary, create_parent=True)], files,
+        check_outputs([Output(arg("summary"), summary, create_parent=True)], files,
                       "yes" if is_summary(summary) else overwrite)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from lvtino.config import ProblemConfig
-from lvtino.errors import UserError
+from lvtino.errors import UserError, said
 from lvtino.physics.problems import build_physics
 
 MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
@@ -67,12 +67,12 @@ def check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        raise UserError(f"{said('device', device)}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+            raise UserError(f"{said('device', device)}: CUDA is not available on this machine (use {said('device', 'cpu')})")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise UserError(f"{said('device', device)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type not in ("cpu", "mps"):
-        raise UserError(f"--device {device}: unsupported device type {dev.type!r} (cpu or cuda)")
+        raise UserError(f"{said('device', device)}: unsupported device type {dev.type!r} (cpu or cuda)")
     return dev

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
-from lvtino.errors import DiskFull, UserError, is_disk_full
+from lvtino.errors import DiskFull, UserError, arg, is_disk_full, said
 from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
@@ -38,17 +38,17 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
     """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata."""
     said = words is not None and words.given()
     if said and problem is not None:
-        raise UserError(f"--problem {problem} and --scale/--fps-factor: give one of them")
+        raise UserError(f"{said('problem', problem)} and {arg('scale')}/{arg('fps_factor')}: give one of them")
     if problem is None and config is None and not said:
-        raise UserError(f"--problem is required, or --scale/--fps-factor (known problems: "
+        raise UserError(f"{arg('problem')} is required, or {arg('scale')}/{arg('fps_factor')} (known problems: "
                         f"{', '.join(known_problems())})")
     if noise_std is not None:
-        noise_std = Number(ge=0, le=1).parse(noise_std, "--noise-std")
-    seed = whole(0, 2**63 - 1).parse(seed, "--seed")
+        noise_std = Number(ge=0, le=1).parse(noise_std, arg("noise_std"))
+    seed = whole(0, 2**63 - 1).parse(seed, arg("seed"))
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
-    check_outputs([Output("-o", output, "frames" if output_kind(output) == "frames" else "video")],
-                  [("the input", input), ("--config", config)], overwrite)
+    check_outputs([Output(arg("output"), output, "frames" if output_kind(output) == "frames" else "video")],
+                  [("the input", input), (arg("config"), config)], overwrite)
     if said:
         cfg = words.config(config, overrides, large=(info.width, info.height, info.fps))
     else:

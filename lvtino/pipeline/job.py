@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from lvtino.config import MAX_WINDOW, ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
@@ -50,7 +50,7 @@ def read_recorded(info: VideoInfo, ignore: set[str] = frozenset()) -> dict:
             elif key != "problem" or "problem" not in out:
                 out[key] = RECORDED[key].parse(meta[key], key)
         except UserError as err:
-            hint = "--frames" if key == "frames" else "--problem (and --frames)"
+            hint = arg("frames") if key == "frames" else f"{arg('problem')} (and {arg('frames')})"
             raise UserError(f"{info.path}: its recorded degradation is not valid ({err}); pass {hint} to restore "
                             "it without the recording") from None
     return out
@@ -75,22 +75,22 @@ def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, fra
     name = recorded.get("problem")
     if problem is None and config is None:
         if name is None or "operator" not in recorded:
-            raise UserError(f"{info.path}: carries no lvtino metadata; name the degradation with --problem")
+            raise UserError(f"{info.path}: carries no lvtino metadata; name the degradation with {arg('problem')}")
         if name not in known_problems():
             raise UserError(f"{info.path}: records problem {name!r}, which is not a packaged preset; give its "
-                            "preset with --config FILE")
+                            f"preset with {arg('config')}")
         problem = name
     raw = load_raw(problem, config)
     if "operator" in recorded:
         raw["operator"] = recorded["operator"]
     elif explicit and info.metadata:
-        given = f"--problem {problem}" if config is None else f"--config {config}"
+        given = said("problem", problem) if config is None else said("config", str(config))
         log.info("%s overrides the degradation recorded in %s (problem %s) and the sizes it records", given,
                  info.path, named)
     cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
     factors = chain_factors(cfg.operator)
     if frames is not None and not explicit and info.metadata.get("frames") not in (None, frames):
-        log.info("--frames %d overrides the %s frames recorded in %s", frames, info.metadata["frames"], info.path)
+        log.info("%s overrides the %s frames recorded in %s", said("frames", frames), info.metadata["frames"], info.path)
     t = frames or recorded.get("frames") or factors[0] * info.frames
     h = recorded.get("height") or factors[1] * info.height
     w = recorded.get("width") or factors[2] * info.width
@@ -99,19 +99,19 @@ def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, fra
 
 def _from_words(info: VideoInfo, words: Words, problem, config, overrides, frames):
     if problem is not None:
-        raise UserError(f"--problem {problem} and --scale/--fps-factor: the words build the operator; leave out "
-                        "--problem (--config FILE takes other settings)")
+        raise UserError(f"{said('problem', problem)} and {arg('scale')}/{arg('fps_factor')}: the words build the "
+                        f"operator; leave out {arg('problem')} ({arg('config')} takes other settings)")
     cfg = words.config(config, overrides, small=(info.width, info.height, info.fps))
     factors = chain_factors(cfg.operator)
     shape = (frames or factors[0] * info.frames, factors[1] * info.height, factors[2] * info.width)
     if info.metadata.get("operator") is not None:
         recorded = _recorded_shape(info, cfg, frames)
         if recorded is not None and recorded != shape:  # a size no whole factor reaches (161x91 shrunk 2x: 80x45)
-            log.info("--scale/--fps-factor override the degradation recorded in %s; its recorded size %dx%d (%d "
-                     "frames), which they measure to the input's, is kept", info.path, recorded[2], recorded[1],
-                     recorded[0])
+            log.info("%s/%s override the degradation recorded in %s; its recorded size %dx%d (%d "
+                     "frames), which they measure to the input's, is kept", arg("scale"), arg("fps_factor"), info.path,
+                     recorded[2], recorded[1], recorded[0])
             return cfg, recorded
-        log.info("--scale/--fps-factor override the degradation recorded in %s", info.path)
+        log.info("%s/%s override the degradation recorded in %s", arg("scale"), arg("fps_factor"), info.path)
     return cfg, shape
 
 
@@ -192,14 +192,14 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
     """
     overrides = [*(overrides or []), *_window_overrides(window, overlap)]
     if frames is not None:
-        frames = whole(1, MAX_FRAMES).parse(frames, "--frames")
+        frames = whole(1, MAX_FRAMES).parse(frames, arg("frames"))
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
     kind = output_kind(output)
-    check_outputs([Output("-o", output, "frames" if kind == "frames" else "video"),
-                   *([Output("--stats", Path(stats))] if stats is not None else [])],
-                  [("the input", input), ("--config", config), ("--guide", guide),
-                   ("--models", models if models not in (None, "tiny") else None)], overwrite)
+    check_outputs([Output(arg("output"), output, "frames" if kind == "frames" else "video"),
+                   *([Output(arg("stats"), Path(stats))] if stats is not None else [])],
+                  [("the input", input), (arg("config"), config), (arg("guide"), guide),
+                   (arg("models"), models if models not in (None, "tiny") else None)], overwrite)
     for note in info.notes():
         log.info("%s", note)
     cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
@@ -210,7 +210,7 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
         source = "recorded in the file" if info.metadata and frames is None else "asked for"
         raise UserError(f"{input}: holds {info.frames} frames of {info.width}x{info.height}, but problem {cfg.name} "
                         f"on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures {measured[0]} frames of "
-                        f"{measured[2]}x{measured[1]}; check --problem and --frames")
+                        f"{measured[2]}x{measured[1]}; check {arg('problem')} and {arg('frames')}")
     job = _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
     check_rate(output, job.fps)
     if guide is not None:
@@ -228,26 +228,26 @@ def check_guide(path, job: "Job", accept_truncated: bool = False) -> VideoInfo:
     guide = probe(path, accept_truncated=accept_truncated)
     t, h, w = job.shape
     if (guide.width, guide.height) != (w, h):
-        raise UserError(f"--guide {path}: its frames are {guide.width}x{guide.height}, the output's {w}x{h}; give a "
+        raise UserError(f"{said('guide', str(path))}: its frames are {guide.width}x{guide.height}, the output's {w}x{h}; give a "
                         "guide at the output's size")
     if abs(float(guide.fps) / float(job.fps) - 1) > GUIDE_RATE_TOLERANCE:
-        raise UserError(f"--guide {path}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; give a "
+        raise UserError(f"{said('guide', str(path))}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; give a "
                         "guide at the output's frame rate")
     short = t - guide.frames
     if not 0 <= short < job.physics.factors[0]:
-        raise UserError(f"--guide {path}: {guide.frames} frames, the output {t}; give a guide of the output's "
+        raise UserError(f"{said('guide', str(path))}: {guide.frames} frames, the output {t}; give a guide of the output's "
                         "frames (an interpolator's, which may stop at the last input frame, is up to "
                         f"{job.physics.factors[0] - 1} short)")
     if short:
-        log.info("--guide %s: %d frames, the output %d: its last frame is held for the last %d", path, guide.frames,
+        log.info("%s: %d frames, the output %d: its last frame is held for the last %d", said("guide", str(path)), guide.frames,
                  t, short)
     return guide
 
 
 def _names(window, overlap) -> tuple[str, str]:
     """What the user called the window settings: the flags, or the preset's keys."""
-    return ("--window" if window is not None else "window.frames",
-            "--overlap" if overlap is not None else "window.overlap")
+    return (arg("window") if window is not None else "window.frames",
+            arg("overlap") if overlap is not None else "window.overlap")
 
 
 def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
@@ -256,15 +256,15 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
     physics = physics or build_checked_physics(cfg, shape)
     factor = physics.factors[0]
     out_fps = info.fps * factor
-    start = frame_position(start, out_fps, info, factor, "--start")
-    end = frame_position(end, out_fps, info, factor, "--end")
+    start = frame_position(start, out_fps, info, factor, arg("start"))
+    end = frame_position(end, out_fps, info, factor, arg("end"))
     start = 0 if start is None else start
     end = shape[0] if end is None else end
     if end > shape[0] and 0 <= start < shape[0]:  # as ffmpeg's -to past the end: up to the last frame
-        log.info("--end %d is past the video's %d output frames: restoring up to its end", end, shape[0])
+        log.info("%s is past the video's %d output frames: restoring up to its end", said("end", end), shape[0])
         end = shape[0]
     if not 0 <= start < end <= shape[0]:
-        raise UserError(f"--start {start} --end {end}: the range must satisfy 0 <= start < end <= {shape[0]} "
+        raise UserError(f"{said('start', start)} {said('end', end)}: the range must satisfy 0 <= start < end <= {shape[0]} "
                         "(output frames)")
     supports = physics.time_supports(shape[0])
     plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, physics, names)
@@ -311,9 +311,9 @@ def _window_overrides(window, overlap) -> list[str]:
     """``--window``/``--overlap`` as preset entries, checked under the flags' own names."""
     out = []
     if window is not None:
-        out.append(f"window.frames={whole(1, MAX_WINDOW).parse(window, '--window')}")
+        out.append(f"window.frames={whole(1, MAX_WINDOW).parse(window, arg('window'))}")
     if overlap is not None:
-        out.append(f"window.overlap={whole(0, MAX_WINDOW).parse(overlap, '--overlap')}")
+        out.append(f"window.overlap={whole(0, MAX_WINDOW).parse(overlap, arg('overlap'))}")
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from lvtino.config import CLAMPS, SAMPLER_OUTPUTS, ProblemConfig
-from lvtino.errors import UserError
+from lvtino.errors import UserError, said
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
 from lvtino.runtime import StageTimer
@@ -57,7 +57,7 @@ def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torc
         return (torch.bfloat16, torch.float16) if cuda else (torch.float32, torch.float32)
     if option in DTYPES:
         return DTYPES[option], DTYPES[option]
-    raise UserError(f"--dtype {option}: unknown (known: auto, {', '.join(DTYPES)})")
+    raise UserError(f"{said('dtype', option)}: unknown (known: auto, {', '.join(DTYPES)})")
 
 
 class ClassicalPrior:
@@ -130,7 +130,7 @@ class GenerativePrior:
         self.schedule = Schedule.from_config(cfg.sampler)
         dtype, image_dtype = network_dtypes(options.dtype, device)
         if options.models == "tiny":
-            log.warning("--models tiny: %s", TINY_NOTE)
+            log.warning("%s: %s", said("models", "tiny"), TINY_NOTE)
         self.timer = StageTimer(device)
         self.models = (networks or Networks()).get(GENERATIVE[name], options, device, dtype, image_dtype, self.timer)
         for model in (self.models.video, self.models.image):
@@ -205,4 +205,4 @@ def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = Non
         return ClassicalPrior(name, cfg)
     if name in GENERATIVE:
         return GenerativePrior(name, cfg, options or ModelOptions(), device, networks)
-    raise UserError(f"--prior {name}: unknown prior (known: {', '.join(PRIORS)})")
+    raise UserError(f"{said('prior', name)}: unknown prior (known: {', '.join(PRIORS)})")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from lvtino.distributed import Processes
-from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full
+from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import write_json
 from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
 from lvtino.pipeline.job import (Job, encoding_settings, output_digest, prepare, run_settings, source_seconds,
@@ -116,12 +116,13 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
     reset_peak_memory()
     # 1. Check inputs and outputs; settle the operator, sizes, range and windows
     if guide is not None and prior is not None:
-        raise UserError(f"--prior {prior} and --guide {guide}: the guide takes the prior's place; give one")
+        raise UserError(f"{said('prior', prior)} and {said('guide', str(guide))}: the guide takes the prior's place; "
+                        "give one")
     prior = GUIDE if guide is not None else (prior or "tv")
     if prior not in PRIORS and guide is None:
-        raise UserError(f"--prior {prior}: unknown prior (known: {', '.join(PRIORS)})")
+        raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
     check_encoding(crf, preset, pix_fmt)
-    seed = whole(0, 2**63 - 1).parse(seed, "--seed")
+    seed = whole(0, 2**63 - 1).parse(seed, arg("seed"))
     procs = processes or Processes(check_device(device))
     job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
                           models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
@@ -172,7 +173,7 @@ def restore(input: str | Path, output: str | Path, problem: str | None = None, p
         try:
             write_json(stats, result)
         except OSError as err:
-            raise NotWritten("--stats", stats, err, f"the output {output} was written whole") from None
+            raise NotWritten(arg("stats"), stats, err, f"the output {output} was written whole") from None
     return result
 
 
@@ -344,7 +345,7 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
         return None
     kinds = list(GENERATIVE[prior])
     if models.models == "tiny":
-        return {"note": "--models tiny: no plan (the plan is for the real networks)"}
+        return {"note": f"{said('models', 'tiny')}: no plan (the plan is for the real networks)"}
     spec = load_models_spec(models.models)
     video_dtype, image_dtype = network_dtypes(models.dtype, device)
     stages = memory.plan(kinds, job.plan.windows[0].frames, job.shape[1], job.shape[2], models.offload,

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg
 from lvtino.files import (RunLock, fsync_folder, pid_alive, read_checked, sealed_text, trailer, unsealed_text,
                           write_text_atomic)
 
@@ -134,8 +134,8 @@ class RunState:
         closed = len([p for p in segments.iterdir() if p.name.startswith("segment-")]) if segments.is_dir() else 0
         if not self.resume:
             also = f" and {closed} closed segment(s)" if closed else ""
-            raise UserError(f"{self.folder} holds {n} finished window(s){also} of an interrupted run: add --resume to "
-                            "reuse them, or delete the folder to start over")
+            raise UserError(f"{self.folder} holds {n} finished window(s){also} of an interrupted run: add "
+                            f"{arg('resume')} to reuse them, or delete the folder to start over")
         try:
             old = json.loads(unsealed_text((self.folder / "state.json").read_text(encoding="utf-8")) or "null")
         except (OSError, ValueError):
@@ -146,14 +146,14 @@ class RunState:
             self._clear()
             return False
         if old.get("input", {}).get("digest") != self.record["input"]["digest"]:
-            raise UserError(f"--resume: {self.folder} was made for another input ({old.get('input', {}).get('path')},"
+            raise UserError(f"{arg('resume')}: {self.folder} was made for another input ({old.get('input', {}).get('path')},"
                             " or that file has changed): delete the folder to start over")
         if old.get("run") != self.record["run"]:
             settings = old.get("settings", {})
             changed = sorted(k for k in set(settings) | set(self.record["settings"])
                              if json.dumps(settings.get(k), sort_keys=True, default=str)
                              != json.dumps(self.record["settings"].get(k), sort_keys=True, default=str))
-            raise UserError(f"--resume: {self.folder} was made with other settings ({', '.join(changed) or 'config'} "
+            raise UserError(f"{arg('resume')}: {self.folder} was made with other settings ({', '.join(changed) or 'config'} "
                             "differ): run with the same ones, or delete the folder to start over")
         return True
 

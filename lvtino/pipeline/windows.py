@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,8 @@ def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: in
         raise UserError(f"the operator's temporal boundary is circular: measured frame {wraps[0]} mixes the first "
                         f"and last frames of the video, which only one window holding all {frames} frames can "
                         f"restore; use {frames_name} {frames} (memory grows with it), or a replicate boundary "
-                        "(--set operator.0.temporal_blur.boundary=replicate, as problem deblur-t7)")
+                        f"(operator.0.temporal_blur.boundary=replicate through {arg('overrides')}, as problem "
+                        "deblur-t7)")
     lo = np.array([s[0] for s in supports], dtype=np.int64)
     hi = np.array([s[1] for s in supports], dtype=np.int64)
     reach = max(0, int((hi - lo).max(initial=1)) - factor)  # frames a measured frame reaches beyond its group

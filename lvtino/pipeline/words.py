@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.physics.resample import RESAMPLERS
 from lvtino.validation import whole
 
@@ -78,17 +78,17 @@ class Words:
         words say the small one.
         """
         if self.scale is not None and self.size is not None:
-            raise UserError("--scale and --size: give one of them")
+            raise UserError(f"{arg('scale')} and {arg('size')}: give one of them")
         if self.fps_factor is not None and self.fps is not None:
-            raise UserError("--fps-factor and --fps: give one of them")
+            raise UserError(f"{arg('fps_factor')} and {arg('fps')}: give one of them")
         if self.resampler not in RESAMPLERS:
-            raise UserError(f"--resampler {self.resampler}: unknown (known: {', '.join(RESAMPLERS)})")
+            raise UserError(f"{said('resampler', self.resampler)}: unknown (known: {', '.join(RESAMPLERS)})")
         if self.fps_mode not in FPS_MODES:
-            raise UserError(f"--fps-mode {self.fps_mode}: expected one of {', '.join(FPS_MODES)}")
+            raise UserError(f"{said('fps_mode', self.fps_mode)}: expected one of {', '.join(FPS_MODES)}")
         if self.fps_phase is not None and self.fps_factor is None and self.fps is None:
-            raise UserError(f"--fps-phase {self.fps_phase}: goes with --fps-factor or --fps")
-        scale = whole(1, 64).parse(self.scale, "--scale") if self.scale is not None else None
-        factor = whole(1, 64).parse(self.fps_factor, "--fps-factor") if self.fps_factor is not None else None
+            raise UserError(f"{said('fps_phase', self.fps_phase)}: goes with {arg('fps_factor')} or {arg('fps')}")
+        scale = whole(1, 64).parse(self.scale, arg("scale")) if self.scale is not None else None
+        factor = whole(1, 64).parse(self.fps_factor, arg("fps_factor")) if self.fps_factor is not None else None
         if self.size is not None:
             scale = _size_factor(self.size, small, large)
         if self.fps is not None:
@@ -98,13 +98,13 @@ class Words:
             rule = FPS_MODES[self.fps_mode]
             phase = rule.phase(factor)
             if self.fps_phase is not None:
-                phase = whole(0, factor - 1).parse(self.fps_phase, "--fps-phase")
+                phase = whole(0, factor - 1).parse(self.fps_phase, arg("fps_phase"))
             chain.append({"temporal_sample": {"factor": factor, "exposure": rule.exposure, "phase": phase,
                                               "count": rule.count}})
         if scale is not None and scale > 1:
             chain.append({"resize": {"factor": scale, "resampler": self.resampler}})
         if not chain:
-            raise UserError("--scale/--fps-factor of 1: nothing to restore (give a factor above 1)")
+            raise UserError(f"{arg('scale')}/{arg('fps_factor')} of 1: nothing to restore (give a factor above 1)")
         return chain
 
 
@@ -112,7 +112,7 @@ def _size_factor(text: str, small, large) -> int:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+        raise UserError(f"{said('size', text)}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
     if large is None:  # restore: the size of the restored video
         big, little, what = (w, h), small[:2], "the input's"
     else:  # degrade: the size of the measurement
@@ -121,8 +121,8 @@ def _size_factor(text: str, small, large) -> int:
     ratio = next(iter(ratios))
     if len(ratios) != 1 or not float(ratio).is_integer() or ratio < 1:
         known = little if large is None else big
-        raise UserError(f"--size {text}: {what} {known[0]}x{known[1]} does not scale to it by one whole factor "
-                        "(use --scale)")
+        raise UserError(f"{said('size', text)}: {what} {known[0]}x{known[1]} does not scale to it by one whole "
+                        f"factor (use {arg('scale')})")
     return int(ratio)
 
 
@@ -131,5 +131,5 @@ def _rate_factor(fps: Fraction, small, large) -> int:
     ratio = Fraction(fps) / base if large is None else base / Fraction(fps)
     if ratio.denominator != 1 or ratio < 1:
         relation = "a whole multiple of" if large is None else "a whole fraction of"
-        raise UserError(f"--fps {fps}: not {relation} the input's {float(base):g} fps (use --fps-factor)")
+        raise UserError(f"{said('fps', fps)}: not {relation} the input's {float(base):g} fps (use {arg('fps_factor')})")
     return int(ratio)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.files import MARKER, remove_tree, write_json, write_text_atomic
 from lvtino.metrics.evaluate import evaluate
 from lvtino.pipeline.degrade import degrade
@@ -62,7 +62,7 @@ def prepare_clip(source: str | Path, folder: Path, start: int, frames: int | Non
     info = probe(source, accept_truncated=accept_truncated)
     end = info.frames if frames is None else start + frames
     if not 0 <= start < end <= info.frames:
-        raise UserError(f"{source}: has {info.frames} frames; --start {start} --frames {frames} asks for "
+        raise UserError(f"{source}: has {info.frames} frames; {said('start', start)} {said('frames', frames)} asks for "
                         f"frames {start}..{end - 1}")
     name = Path(source).stem if Path(source).is_file() else Path(source).name
     tag = f"{start}-{end}" + (f"-{size[1]}x{size[0]}" if size else "")
@@ -222,15 +222,15 @@ def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out:
     one fails; a benchmark folder that this call created and that holds no finished cell is removed."""
     out = Path(out)
     if frames is not None:
-        whole(1, None).parse(frames, "--frames")
-    whole(0, None).parse(start, "--start")
+        whole(1, None).parse(frames, arg("frames"))
+    whole(0, None).parse(start, arg("start"))
     for clip in clips:  # every clip is checked before anything is written
         info = probe(clip, accept_truncated=accept_truncated)
         end = info.frames if frames is None else start + frames
         if not 0 <= start < end <= info.frames:
-            raise UserError(f"{clip}: has {info.frames} frames; --start {start} --frames {frames} asks for frames "
+            raise UserError(f"{clip}: has {info.frames} frames; {said('start', start)} {said('frames', frames)} asks for frames "
                             f"{start}..{end - 1}")
-    check_outputs([Output("-o", out, "folder")], [("the clip", c) for c in clips], overwrite="yes")
+    check_outputs([Output(arg("output"), out, "folder")], [("the clip", c) for c in clips], overwrite="yes")
     if out.is_dir() and any(out.iterdir()) and _kind(out) != "benchmark":
         raise UserError(f"-o {out}: holds another lvtino folder ({_kind(out)}), not a benchmark")
     created = not out.exists()

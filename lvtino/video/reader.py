@@ -26,7 +26,7 @@ import av
 import imageio.v3 as iio
 import numpy as np
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, said
 from lvtino.files import check_name
 from lvtino.validation import parse_json, read_text_file
 
@@ -149,7 +149,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
         raise UserError(f"{path}: the video has zero frames")
     if info.expected_frames is not None and info.frames < info.expected_frames and not accept_truncated:
         raise UserError(f"{path}: the video stream promises {info.expected_frames} frames but holds {info.frames}: "
-                        "the file looks truncated or damaged; pass --accept-truncated to use the frames it holds")
+                        f"the file looks truncated or damaged; pass {said('accept_truncated', True)} to use the frames it holds")
     return info
 
 

@@ -22,7 +22,7 @@ from av.video.reformatter import VideoReformatter
 import imageio.v3 as iio
 import numpy as np
 
-from lvtino.errors import UserError
+from lvtino.errors import UserError, arg, said
 from lvtino.files import fsync_folder, partial_name, remove_stale_partials, replace_folder
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
@@ -37,9 +37,9 @@ def check_encoding(crf: int, preset: str, pix_fmt: str) -> None:
     """The H.264 settings, with the command line's words."""
     from lvtino.validation import Choice, whole
 
-    whole(0, 51).parse(crf, "--crf")
-    Choice(X264_PRESETS).parse(preset, "--preset")
-    Choice(PIX_FMTS).parse(pix_fmt, "--pix-fmt")
+    whole(0, 51).parse(crf, arg("crf"))
+    Choice(X264_PRESETS).parse(preset, arg("preset"))
+    Choice(PIX_FMTS).parse(pix_fmt, arg("pix_fmt"))
 
 
 def check_rate(path: str | Path, fps: Fraction) -> None:
@@ -85,7 +85,7 @@ class VideoWriter:
                  audio_range: tuple[float, float | None] | None = None, rotation: int = 0,
                  pix_fmt: str = "yuv420p"):
         if pix_fmt not in PIX_FMTS:
-            raise UserError(f"--pix-fmt {pix_fmt}: expected one of {', '.join(PIX_FMTS)}")
+            raise UserError(f"{said('pix_fmt', pix_fmt)}: expected one of {', '.join(PIX_FMTS)}")
         self.pix_fmt, self._pad = pix_fmt, (0, 0)
         self.path = Path(path)
         self.kind = output_kind(self.path)
@@ -163,8 +163,8 @@ class VideoWriter:
                 self._pad = (width % 2, height % 2)
                 width, height = width + self._pad[0], height + self._pad[1]
                 log.info("%s: odd frame size %dx%d padded to %dx%d for yuv420p (what players decode); "
-                         "--pix-fmt yuv444p keeps the exact size", self.path, width - self._pad[0],
-                         height - self._pad[1], width, height)
+                         "%s keeps the exact size", self.path, width - self._pad[0],
+                         height - self._pad[1], width, height, said("pix_fmt", "yuv444p"))
             stream.options = {"crf": str(self.crf), "preset": self.preset}
             cc = stream.codec_context
             cc.color_primaries = cc.color_trc = cc.colorspace = BT709
