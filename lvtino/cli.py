@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="lvtino-benchmark", help="output folder (default ./lvtino-benchmark)")
     p.add_argument("--frames", type=int, default=None, help="frames of each clip to use (default all)")
     p.add_argument("--start", type=int, default=0, help="first frame of each clip (default 0)")
-    p.add_argument("--size", default=None, metavar="HxW", help="resize the clips (bicubic), e.g. 768x1280 as the "
+    p.add_argument("--size", default=None, metavar="WxH", help="resize the clips (bicubic), e.g. 1280x768 as the "
                                                                  "paper")
     p.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
     _add_model_options(p)
@@ -478,9 +478,9 @@ def _size(text: str) -> tuple[int, int]:
     from lvtino.video.reader import MAX_SIDE
 
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size {text}: expected HEIGHTxWIDTH, e.g. 768x1280") from None
+        raise UserError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 1280x768") from None
     if h < 8 or w < 8:
         raise UserError(f"--size {text}: too small")
     if max(h, w) > MAX_SIDE:

@@ -1,4 +1,4 @@
-"""Reproduce the paper's Adobe240 table (METHOD.md section 6) on your own copy of the data set.
+"""Reproduce the paper's Adobe240 table (the paper's Table 1, arXiv 2510.01339) on your own copy of the data set.
 
 Needs a GPU and the networks' weights (``lvtino download`` on a connected machine
 first). Each clean clip (a video file or a folder of frames) is cut to the

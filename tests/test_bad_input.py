@@ -381,7 +381,7 @@ CASES = {
     # benchmark
     "benchmark: unknown problem": Case("benchmark {clean} --problems Z -o {d}/bench", 2, "unknown problem 'Z'"),
     "benchmark: missing clip": Case("benchmark {d}/none.mp4 -o {d}/bench", 2, "no such file"),
-    "benchmark: bad size": Case("benchmark {clean} --size big -o {d}/bench", 2, "--size big: expected HEIGHTxWIDTH"),
+    "benchmark: bad size": Case("benchmark {clean} --size big -o {d}/bench", 2, "--size big: expected WIDTHxHEIGHT"),
     "benchmark: a user's folder": Case("benchmark {clean} -o {userdir}", 2, "was not made by lvtino"),
     "benchmark: size 100000x100000": Case("benchmark {clean} --size 100000x100000 -o {d}/bench", 2,
                                           "larger than the 16384x16384"),

@@ -178,7 +178,7 @@ class Band:
     def apply(self, x: Tensor, axis: int) -> Tensor:
         """M along ``axis`` of x (length cols -> rows)."""
         if self.rows * self.cols <= DENSE_LIMIT:
-            return _along(x, self._dense_as(x, False), axis)
+            return along(x, self._dense_as(x, False), axis)
         index, weight = self.index.to(x.device), self.weight.to(x.device, x.dtype)
         shape = [1] * x.dim()
         shape[axis] = -1
@@ -191,7 +191,7 @@ class Band:
     def apply_transpose(self, y: Tensor, axis: int) -> Tensor:
         """M^T along ``axis`` of y (length rows -> cols)."""
         if self.rows * self.cols <= DENSE_LIMIT:
-            return _along(y, self._dense_as(y, True), axis)
+            return along(y, self._dense_as(y, True), axis)
         index, weight = self.index.to(y.device), self.weight.to(y.device, y.dtype)
         shape = [1] * y.dim()
         shape[axis] = -1
@@ -206,7 +206,7 @@ class Band:
         return f"Band({self.rows}x{self.cols}, width {self.index.shape[1]})"
 
 
-def _along(x: Tensor, M: Tensor, axis: int) -> Tensor:
+def along(x: Tensor, M: Tensor, axis: int) -> Tensor:
     """Multiply axis ``axis`` of x by the dense matrix M (one batched product over a contiguous view)."""
     if x.is_contiguous():
         shape = x.shape

@@ -28,7 +28,7 @@ import weakref
 import torch
 from torch import Tensor
 
-from lvtino.physics.band import DENSE_LIMIT, PADDINGS, Band  # noqa: F401  (PADDINGS: re-exported)
+from lvtino.physics.band import DENSE_LIMIT, PADDINGS, Band, along  # noqa: F401  (PADDINGS: re-exported)
 from lvtino.physics.base import LinearPhysics, Shape
 
 def conv_matrix(n: int, kernel: Tensor, stride: int, pad_left: int, mode: str) -> Tensor:
@@ -38,14 +38,7 @@ def conv_matrix(n: int, kernel: Tensor, stride: int, pad_left: int, mode: str) -
 
 def _along(x: Tensor, M, axis: int) -> Tensor:
     """Multiply axis ``axis`` (2=T, 3=H, 4=W) of a (B, C, T, H, W) tensor by M (a matrix or a band)."""
-    if isinstance(M, Band):
-        return M.apply(x, axis)
-    if axis == 4:
-        return x @ M.transpose(0, 1)
-    if axis == 3:
-        return M @ x
-    B, C, T, H, W = x.shape
-    return (M @ x.reshape(B * C, T, H * W)).reshape(B, C, M.shape[0], H, W)
+    return M.apply(x, axis) if isinstance(M, Band) else along(x, M, axis)
 
 
 class _Transposed:
@@ -105,11 +98,6 @@ class SeparableLinear(LinearPhysics):
     def output_shape(self, shape: Shape) -> Shape:
         self._check(shape, "signal", col=True)
         return tuple(n if M is None else M.shape[0] for n, M in zip(shape, self.matrices))
-
-    def input_shape(self, shape: Shape) -> Shape:
-        """(T, H, W) of A^T y for a measurement of shape (T, H, W)."""
-        self._check(shape, "measurement", col=False)
-        return tuple(n if M is None else M.shape[1] for n, M in zip(shape, self.matrices))
 
     # -- windows in time --------------------------------------------------------
     def time_supports(self, frames: int) -> list[tuple[int, int] | None]:

@@ -23,11 +23,10 @@ from pathlib import Path
 
 from lvtino.errors import UserError
 from lvtino.files import MARKER, check_name
+from lvtino.video.reader import SIDECAR
 from lvtino.validation import parse_json, read_text_file
 
-OVERWRITE = ("ask", "yes", "no")  # no flag: refuse an existing output; -y: replace it; -n: never replace
 FRAME_NAME = re.compile(r"^\d{6}\.png$")  # the frames of a frame-folder output
-SIDECAR = "lvtino.json"
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,7 @@ class _Run:
             self.restored.append(w.index)
             return self.restore_window(w).to(self.procs.device)
         if w.index in self.position:  # another process's turn: wait for its file
-            self.state.wait_window(w.index, shape)
+            self.state.wait_window(w.index)
         with self.timer("state"):
             x = self.state.load(w.index, shape)
         if x is None:  # damaged: restore it here

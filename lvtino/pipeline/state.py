@@ -273,7 +273,7 @@ class RunState:
             time.sleep(poll)
             poll = min(0.5, poll * 1.5)
 
-    def wait_window(self, index: int, shape: tuple[int, ...], poll: float = 0.02) -> None:
+    def wait_window(self, index: int, poll: float = 0.02) -> None:
         """Block until another process has saved window ``index``."""
         import time
 

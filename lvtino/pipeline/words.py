@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError, arg, said
+from lvtino.physics.problems import MAX_FACTOR
 from lvtino.physics.resample import RESAMPLERS
 from lvtino.validation import whole
 
@@ -87,8 +88,8 @@ class Words:
             raise UserError(f"{said('fps_mode', self.fps_mode)}: expected one of {', '.join(FPS_MODES)}")
         if self.fps_phase is not None and self.fps_factor is None and self.fps is None:
             raise UserError(f"{said('fps_phase', self.fps_phase)}: goes with {arg('fps_factor')} or {arg('fps')}")
-        scale = whole(1, 64).parse(self.scale, arg("scale")) if self.scale is not None else None
-        factor = whole(1, 64).parse(self.fps_factor, arg("fps_factor")) if self.fps_factor is not None else None
+        scale = whole(1, MAX_FACTOR).parse(self.scale, arg("scale")) if self.scale is not None else None
+        factor = whole(1, MAX_FACTOR).parse(self.fps_factor, arg("fps_factor")) if self.fps_factor is not None else None
         if self.size is not None:
             scale = _size_factor(self.size, small, large)
         if self.fps is not None:

@@ -3,7 +3,7 @@
 For each clean clip (a portion chosen by ``--start``, ``--frames`` and ``--size``),
 each problem and each prior: degrade (noise 0.001, as the paper), restore the
 clip whole (one window, as the paper), evaluate. The table averages the clips per (prior, problem) and sits beside the
-paper's published numbers (METHOD.md section 6), labelled as the paper's: other
+paper's published numbers (the paper's Table 1, arXiv 2510.01339), labelled as the paper's: other
 footage, 1280x768, a GPU. Every cell keeps its files under ``OUT/cells``;
 a rerun reuses each cell whose settings are unchanged.
 """
@@ -34,7 +34,7 @@ from lvtino.validation import whole
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.writer import VideoWriter
 
-# Adobe240 at 1280x768 (METHOD.md section 6): NFE, FVMD, PSNR, SSIM, LPIPS
+# Adobe240 at 1280x768 (the paper's Table 1, arXiv 2510.01339): NFE, FVMD, PSNR, SSIM, LPIPS
 PAPER = {
     "A": {"LVTINO": (9, 371.1, 27.25, 0.837, 0.249), "VISION-XL": (8, 1141, 26.03, 0.672, 0.439),
           "ADMM-TV": (None, 427.6, 18.04, 0.767, 0.297)},
@@ -187,7 +187,7 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
     md = [f"Clips: {clip_names}; noise 0.001. Means over clips.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_cell(r.get(c)) for c in header) + " |" for r in rows]
-    md += ["", "The paper's published numbers (METHOD.md section 6): Adobe240 at 1280x768, another set of clips, "
+    md += ["", "The paper's published numbers (the paper's Table 1, arXiv 2510.01339): Adobe240 at 1280x768, another set of clips, "
            "one GPU; seconds and memory for 25 frames. FVMD is the paper's motion metric. Not comparable cell by "
            "cell with the rows above.", "",
            "| method | problem | nfe | fvmd | psnr | ssim | lpips | seconds | peak_memory_mb |", "|" + "---|" * 9]

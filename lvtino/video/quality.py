@@ -35,9 +35,6 @@ class Compression:
     noise_std: float    # the estimated error, in lvtino's [-1, 1] range
     frames: int         # frames read
 
-    def describe(self) -> str:
-        return f"mean QP {self.qp:.1f} over {self.frames} frames: noise std ~{self.noise_std:.4f}"
-
 
 def noise_from_qp(qp: float) -> float:
     """The pixel error (std, [-1, 1] range) an H.264/HEVC quantiser ``qp`` leaves, by the calibration above."""
