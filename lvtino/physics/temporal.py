@@ -11,27 +11,6 @@ BOUNDARIES = ("circular", "replicate", "reflect")
 KERNELS = ("uniform", "gaussian")
 
 
-class TemporalAveragePool(SeparableLinear):
-    r"""Average every ``factor`` consecutive frames: T frames -> ceil(T / factor).
-
-    The clip is first padded at its end by repeating the last frame up to a
-    multiple of ``factor``. The adjoint repeats each measured frame ``factor``
-    times, divides by ``factor`` and folds the padded tail back onto the last
-    real frame (the transposed matrix does all three).
-    """
-
-    def __init__(self, frames: int, factor: int):
-        if factor < 1:
-            raise ValueError(f"factor={factor} must be a positive integer")
-        self.frames, self.factor = frames, factor
-        kernel = torch.full((factor,), 1.0 / factor, dtype=torch.float64)
-        mt = Band.conv(frames, kernel, stride=factor, pad_left=0, mode="replicate")
-        super().__init__(mt, None, None, factors=(factor, 1, 1))
-
-    def __repr__(self) -> str:
-        return f"TemporalAveragePool(frames={self.frames}, factor={self.factor})"
-
-
 COUNTS = ("ceil", "round")
 
 
@@ -76,6 +55,22 @@ class TemporalSample(SeparableLinear):
     def __repr__(self) -> str:
         return (f"TemporalSample(frames={self.frames}, factor={self.factor}, exposure={self.exposure}, "
                 f"phase={self.phase}, count={self.count!r})")
+
+
+class TemporalAveragePool(TemporalSample):
+    r"""Average every ``factor`` consecutive frames: T frames -> ceil(T / factor) (the paper's Problems A and C).
+
+    ``TemporalSample`` with a fully open shutter (exposure 1). The clip is padded at
+    its end by repeating the last frame up to a multiple of ``factor``; the adjoint
+    repeats each measured frame ``factor`` times, divides by ``factor`` and folds the
+    padded tail back onto the last real frame (the transposed matrix does all three).
+    """
+
+    def __init__(self, frames: int, factor: int):
+        super().__init__(frames, factor, exposure=1.0)
+
+    def __repr__(self) -> str:
+        return f"TemporalAveragePool(frames={self.frames}, factor={self.factor})"
 
 
 def temporal_kernel(size: int, kind: str = "uniform", sigma: float | None = None) -> torch.Tensor:
