@@ -41,8 +41,8 @@ def _words(scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg",
 
 
 def restore(input, output, *, problem=None, prior=None, scale=None, fps_factor=None, size=None, fps=None,
-            resampler="ffmpeg", fps_mode="ffmpeg", fps_phase=None, models=None, dtype="auto", offload="none", vae_tiling="off",
-            device="auto", overwrite: bool | None = None, **options) -> dict:
+            resampler="ffmpeg", fps_mode="ffmpeg", fps_phase=None, models=None, dtype="auto", offload="none",
+            vae_tiling="off", device="auto", overwrite: bool | None = None, **options) -> dict:
     """``lvtino restore``: ``overwrite`` True replaces an existing output (-y), False never does (-n), None refuses
     it in one line; ``prior`` None is tv, or the guide's consistency step with ``guide="other-tool.mp4"``. Other
     keywords: config, overrides, start, end, frames, stats, crf, preset, pix_fmt, no_audio, seed, resume,

@@ -207,8 +207,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise UserError(f"{arg('overrides')} {item!r}: expected key=value")
         parts = key.split(".")
         if len(parts) > MAX_KEY_PARTS:
-            raise UserError(f"{arg('overrides')} {key[:60]}...: a key of {len(parts)} dotted parts; preset keys have at most "
-                            f"{MAX_KEY_PARTS}")
+            raise UserError(f"{arg('overrides')} {key[:60]}...: a key of {len(parts)} dotted parts; preset keys "
+                            f"have at most {MAX_KEY_PARTS}")
         value = parse_yaml(text, f"{arg('overrides')} {key}") if text else ""
         _set_path(raw, parts, value, key)
     return raw

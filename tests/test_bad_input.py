@@ -100,9 +100,9 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     bad_state = d / ".badstate.mkv.lvtino-state"
     bad_state.mkdir()
     (bad_state / "state.json").write_text("{ broken")
-    files = {"clean": clean, "short": short, "tiny": tiny, "y": y, "yb": yb, "yt": yt, "low": lowres, "cut": cut, "notes": notes,
-             "evil": evil, "broken": broken, "following": following, "notjson": notjson, "existing": existing,
-             "mine": mine, "folder": folder, "userdir": userdir, "link": link, "d": d}
+    files = {"clean": clean, "short": short, "tiny": tiny, "y": y, "yb": yb, "yt": yt, "low": lowres, "cut": cut,
+             "notes": notes, "evil": evil, "broken": broken, "following": following, "notjson": notjson,
+             "existing": existing, "mine": mine, "folder": folder, "userdir": userdir, "link": link, "d": d}
     tampered = {"huge": {"frames": 10**12}, "negative": {"frames": -5}, "text": {"frames": "abc"},
                 "mismatch": {"frames": 1000}, "blur": {"operator": [{"temporal_blur": {"size": 10**6}}]},
                 "opstring": {"operator": "rm -rf /"}, "tall": {"height": 10**6},
@@ -161,7 +161,8 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     badname = d / os.fsdecode(b"bad\xffname.mkv")  # a name of bytes that are not UTF-8 (an old disk's)
     badname.write_bytes(y.read_bytes())
     files.update(ok_yaml=ok_yaml, mynotes=mynotes, ok3=ok3, big=big, bombs=bombs, bomb=d / "bomb.png", deep=deep,
-                 pipe=d / "pipe.mp4", pipe_yaml=d / "pipe.yaml", pipe_json=d / "pipe.json", fast=fast, badname=badname, unknown=unknown)
+                 pipe=d / "pipe.mp4", pipe_yaml=d / "pipe.yaml", pipe_json=d / "pipe.json", fast=fast, badname=badname,
+                 unknown=unknown)
     return files
 
 

@@ -440,7 +440,8 @@ def _image_model(spec: ImageSpec, placement: Placement, timer: StageTimer) -> Im
 
 def tiny_models(spec: ModelsSpec, kinds: list[str], placement: Placement, timer: StageTimer,
                 seed: int = 0, image_placement: Placement | None = None) -> Models:
-    """Small randomly initialised networks of the real classes (``architectures.TINY``: diffusers' own test sizes), seeded."""
+    """Small randomly initialised networks of the real classes (``architectures.TINY``: diffusers' own test
+    sizes), seeded."""
     from diffusers import AutoencoderKL, AutoencoderKLWan, DDPMScheduler, UNet2DConditionModel, WanTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, UMT5Config, UMT5EncoderModel
 

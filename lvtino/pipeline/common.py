@@ -70,7 +70,8 @@ def check_device(device: str) -> torch.device:
         raise UserError(f"{said('device', device)}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"{said('device', device)}: CUDA is not available on this machine (use {said('device', 'cpu')})")
+            raise UserError(f"{said('device', device)}: CUDA is not available on this machine "
+                            f"(use {said('device', 'cpu')})")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UserError(f"{said('device', device)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type not in ("cpu", "mps"):

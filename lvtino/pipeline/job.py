@@ -90,7 +90,8 @@ def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, fra
     cfg = from_dict(ProblemConfig, apply_overrides(raw, overrides or [])).validate()
     factors = chain_factors(cfg.operator)
     if frames is not None and not explicit and info.metadata.get("frames") not in (None, frames):
-        log.info("%s overrides the %s frames recorded in %s", said("frames", frames), info.metadata["frames"], info.path)
+        log.info("%s overrides the %s frames recorded in %s", said("frames", frames), info.metadata["frames"],
+                 info.path)
     t = frames or recorded.get("frames") or factors[0] * info.frames
     h = recorded.get("height") or factors[1] * info.height
     w = recorded.get("width") or factors[2] * info.width
@@ -228,19 +229,19 @@ def check_guide(path, job: "Job", accept_truncated: bool = False) -> VideoInfo:
     guide = probe(path, accept_truncated=accept_truncated)
     t, h, w = job.shape
     if (guide.width, guide.height) != (w, h):
-        raise UserError(f"{said('guide', str(path))}: its frames are {guide.width}x{guide.height}, the output's {w}x{h}; give a "
-                        "guide at the output's size")
+        raise UserError(f"{said('guide', str(path))}: its frames are {guide.width}x{guide.height}, the output's "
+                        f"{w}x{h}; give a guide at the output's size")
     if abs(float(guide.fps) / float(job.fps) - 1) > GUIDE_RATE_TOLERANCE:
-        raise UserError(f"{said('guide', str(path))}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; give a "
-                        "guide at the output's frame rate")
+        raise UserError(f"{said('guide', str(path))}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; "
+                        "give a guide at the output's frame rate")
     short = t - guide.frames
     if not 0 <= short < job.physics.factors[0]:
-        raise UserError(f"{said('guide', str(path))}: {guide.frames} frames, the output {t}; give a guide of the output's "
-                        "frames (an interpolator's, which may stop at the last input frame, is up to "
+        raise UserError(f"{said('guide', str(path))}: {guide.frames} frames, the output {t}; give a guide of the "
+                        "output's frames (an interpolator's, which may stop at the last input frame, is up to "
                         f"{job.physics.factors[0] - 1} short)")
     if short:
-        log.info("%s: %d frames, the output %d: its last frame is held for the last %d", said("guide", str(path)), guide.frames,
-                 t, short)
+        log.info("%s: %d frames, the output %d: its last frame is held for the last %d", said("guide", str(path)),
+                 guide.frames, t, short)
     return guide
 
 
@@ -264,8 +265,8 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
         log.info("%s is past the video's %d output frames: restoring up to its end", said("end", end), shape[0])
         end = shape[0]
     if not 0 <= start < end <= shape[0]:
-        raise UserError(f"{said('start', start)} {said('end', end)}: the range must satisfy 0 <= start < end <= {shape[0]} "
-                        "(output frames)")
+        raise UserError(f"{said('start', start)} {said('end', end)}: the range must satisfy "
+                        f"0 <= start < end <= {shape[0]} (output frames)")
     supports = physics.time_supports(shape[0])
     plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, physics, names)
     return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))

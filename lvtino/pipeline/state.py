@@ -146,15 +146,17 @@ class RunState:
             self._clear()
             return False
         if old.get("input", {}).get("digest") != self.record["input"]["digest"]:
-            raise UserError(f"{arg('resume')}: {self.folder} was made for another input ({old.get('input', {}).get('path')},"
-                            " or that file has changed): delete the folder to start over")
+            raise UserError(f"{arg('resume')}: {self.folder} was made for another input "
+                            f"({old.get('input', {}).get('path')}, or that file has changed): delete the folder to "
+                            "start over")
         if old.get("run") != self.record["run"]:
             settings = old.get("settings", {})
             changed = sorted(k for k in set(settings) | set(self.record["settings"])
                              if json.dumps(settings.get(k), sort_keys=True, default=str)
                              != json.dumps(self.record["settings"].get(k), sort_keys=True, default=str))
-            raise UserError(f"{arg('resume')}: {self.folder} was made with other settings ({', '.join(changed) or 'config'} "
-                            "differ): run with the same ones, or delete the folder to start over")
+            raise UserError(f"{arg('resume')}: {self.folder} was made with other settings "
+                            f"({', '.join(changed) or 'config'} differ): run with the same ones, or delete the "
+                            "folder to start over")
         return True
 
     def _clear(self) -> None:

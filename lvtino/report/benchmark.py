@@ -187,9 +187,9 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
     md = [f"Clips: {clip_names}; noise 0.001. Means over clips.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_cell(r.get(c)) for c in header) + " |" for r in rows]
-    md += ["", "The paper's published numbers (the paper's Table 1, arXiv 2510.01339): Adobe240 at 1280x768, another set of clips, "
-           "one GPU; seconds and memory for 25 frames. FVMD is the paper's motion metric. Not comparable cell by "
-           "cell with the rows above.", "",
+    md += ["", "The paper's published numbers (the paper's Table 1, arXiv 2510.01339): Adobe240 at 1280x768, "
+           "another set of clips, one GPU; seconds and memory for 25 frames. FVMD is the paper's motion metric. "
+           "Not comparable cell by cell with the rows above.", "",
            "| method | problem | nfe | fvmd | psnr | ssim | lpips | seconds | peak_memory_mb |", "|" + "---|" * 9]
     md += ["| " + " | ".join(_cell(r.get(c)) for c in ("method", "problem", "nfe", "fvmd", "psnr", "ssim", "lpips",
                                                        "seconds", "peak_memory_mb")) + " |" for r in paper]
@@ -228,8 +228,8 @@ def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out:
         info = probe(clip, accept_truncated=accept_truncated)
         end = info.frames if frames is None else start + frames
         if not 0 <= start < end <= info.frames:
-            raise UserError(f"{clip}: has {info.frames} frames; {said('start', start)} {said('frames', frames)} asks for frames "
-                            f"{start}..{end - 1}")
+            raise UserError(f"{clip}: has {info.frames} frames; {said('start', start)} {said('frames', frames)} "
+                            f"asks for frames {start}..{end - 1}")
     check_outputs([Output(arg("output"), out, "folder")], [("the clip", c) for c in clips], overwrite="yes")
     if out.is_dir() and any(out.iterdir()) and _kind(out) != "benchmark":
         raise UserError(f"-o {out}: holds another lvtino folder ({_kind(out)}), not a benchmark")

@@ -169,7 +169,8 @@ def _baseline(base: dict, ev: dict) -> dict:
     if "guide" in ev:
         g = ev["guide"]
         out["guide"] = {"name": Path(g["restored"]).name, "psnr": f"{g['psnr']:.2f}", "ssim": f"{g['ssim']:.4f}",
-                        "gain_psnr": _signed(ev["psnr"] - g["psnr"], 2), "gain_ssim": _signed(ev["ssim"] - g["ssim"], 4)}
+                        "gain_psnr": _signed(ev["psnr"] - g["psnr"], 2),
+                        "gain_ssim": _signed(ev["ssim"] - g["ssim"], 4)}
     return out
 
 

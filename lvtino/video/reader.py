@@ -149,7 +149,8 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
         raise UserError(f"{path}: the video has zero frames")
     if info.expected_frames is not None and info.frames < info.expected_frames and not accept_truncated:
         raise UserError(f"{path}: the video stream promises {info.expected_frames} frames but holds {info.frames}: "
-                        f"the file looks truncated or damaged; pass {said('accept_truncated', True)} to use the frames it holds")
+                        f"the file looks truncated or damaged; pass {said('accept_truncated', True)} to use the "
+                        "frames it holds")
     return info
 
 
