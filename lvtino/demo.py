@@ -24,7 +24,7 @@ from lvtino.files import write_json
 from lvtino.pipeline.degrade import degrade
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.restore import restore
-from lvtino.solvers.baselines import naive_upsample
+from lvtino.video.player import naive_upsample
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.synthetic import synthetic_clip

@@ -124,7 +124,7 @@ def decode(path: Path) -> list[np.ndarray]:
 
 def player(low: list[np.ndarray], size: tuple[int, int], kt: int, frames: int) -> list[np.ndarray]:
     """The player's picture, as lvtino's fit line, demo and report define it (``player_frames``)."""
-    from lvtino.solvers.baselines import player_factors, player_frames
+    from lvtino.video.player import player_factors, player_frames
 
     factors = (kt, *player_factors((1, *low[0].shape[:2]), (1, *size))[1:])
     return list(player_frames(low, factors, (frames, *size)))

@@ -198,3 +198,60 @@ def test_jpeg_measure_adds_noise_before_compression():
 def test_registry_refuses_bad_chains(chain, message):
     with pytest.raises(ValueError, match=message):
         build_physics(chain, (4, 16, 16))
+
+
+def test_every_registered_chain_streams_in_windows_and_other_operators_are_refused():
+    """The pipeline's check for ``TimeWindows``: every preset's operator has the verbs; an operator without them
+    is refused before any plan, and a composition whose outer part mixes frames refuses windows."""
+    from lvtino.physics.base import ComposedPhysics, Physics, TimeWindows
+    from lvtino.pipeline.common import build_checked_physics
+
+    for name in known_problems():
+        cfg = load_problem(name)
+        assert isinstance(build_physics(cfg.operator, (16, 64, 64)), TimeWindows), name
+
+    class Plain(Physics):
+        def A(self, x):
+            return x
+
+    assert not isinstance(Plain(), TimeWindows)
+    cfg = load_problem("A")
+    import lvtino.pipeline.common as common
+
+    original = common.build_physics
+    common.build_physics = lambda chain, shape: Plain()
+    try:
+        with pytest.raises(TypeError, match="TimeWindows"):
+            build_checked_physics(cfg, (16, 64, 64))
+    finally:
+        common.build_physics = original
+    jpeg_after_resize = JPEG(20) * Downsampling((16, 16), 2)
+    assert jpeg_after_resize.restrict_time(2, 5)[1] == [2, 3, 4]
+    mixing = ComposedPhysics(TemporalBlur(8, 3), Downsampling((16, 16), 2))
+    with pytest.raises(NotImplementedError, match="frame by frame"):
+        mixing.restrict_time(0, 4)
+
+
+def test_windows_share_the_spatial_eigenvectors_found_once():
+    """Every window's operator (and the JPEG surrogate's composition) reuses the run operator's spatial
+    eigenvectors: the eigen-decomposition runs once per axis, however many windows are solved."""
+    import lvtino.physics.separable as separable
+
+    calls = []
+    original = separable._eig
+    separable._eig = lambda M, like: calls.append(M.shape) or original(M, like)
+    try:
+        physics = build_physics([{"temporal_pool": {"factor": 2}}, {"downsample": {"factor": 2}}], (24, 16, 12))
+        y = torch.randn(1, 3, 4, 8, 6, dtype=torch.float64)
+        for start in range(0, 24, 8):
+            op, rows = physics.restrict_time(start, start + 8)
+            op.A_dagger(y, eps=1e-3)
+        spatial = [s for s in calls if s != (4, 8)]  # the per-window time bands are their own
+        assert sorted(spatial) == [(6, 12), (8, 16)]
+        calls.clear()
+        surrogate = (JPEG(20) * Downsampling((16, 12), 2)).linear_surrogate()
+        surrogate.A_dagger(y[:, :, :1], eps=1e-3)
+        surrogate.restrict_time(0, 1)[0].A_dagger(y[:, :, :1], eps=1e-3)
+        assert sorted(calls) == [(6, 12), (8, 16)]
+    finally:
+        separable._eig = original

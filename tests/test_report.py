@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.metrics.fidelity import psnr
-from lvtino.solvers.baselines import naive_upsample
+from lvtino.video.player import naive_upsample
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
 from lvtino.video.reader import probe, read_frames
 

@@ -261,3 +261,22 @@ def test_the_published_clamps_are_a_setting():
     c = Schedule.from_config(load_problem("C", overrides=["sampler.clamp=published"]).sampler)
     assert c.steps[0].data_step_1.keywords["box"] == (-1.0, 1.0)
     assert Schedule.from_config(load_problem("C").sampler).steps[0].data_step_1.keywords["box"] is None
+
+
+def test_priors_sharing_networks_report_their_own_seconds_and_calls():
+    """Two runs on one set of loaded networks (a Restorer's, a batch's): each prior's facts hold its own network
+    time and calls, not the sum since loading; the networks keep their own timer."""
+    from lvtino.pipeline.priors import Networks
+
+    cfg, physics, _, y = problem("B", (9, 32, 48))
+    networks = Networks()
+    first = make_prior("lvtino-video", cfg, ModelOptions(models="tiny"), networks=networks)
+    first(physics, y, seed=0)
+    one = first.facts()["seconds_per_stage"]["video_model"]
+    second = make_prior("lvtino-video", cfg, ModelOptions(models="tiny"), networks=networks)
+    assert second.models is first.models
+    assert second.facts()["seconds_per_stage"].get("video_model", 0.0) == 0.0 and second.facts()["nfe"]["total"] == 0
+    second(physics, y, seed=0)
+    two = second.facts()["seconds_per_stage"]["video_model"]
+    assert two > 0
+    assert networks.timer.seconds["video_model"] == pytest.approx(one + two, abs=2e-3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvtino.config import PinvConfig
 from lvtino.physics.base import ComposedLinearPhysics, LinearPhysics
 from lvtino.physics.jpeg import JPEG
 from lvtino.physics.spatial import Downsampling
@@ -205,7 +204,7 @@ def test_pinv_fills_dropped_frames_from_the_motion_start():
     """Frames no measured frame touches are not left at zero (flat grey): pinv is the motion start made to fit y,
     u = s + A^+ (y - A s), which fits the kept frames exactly and lies nearer the truth than holding them."""
     from lvtino.physics.temporal import TemporalSample
-    from lvtino.solvers.baselines import naive_upsample
+    from lvtino.video.player import naive_upsample
 
     g = torch.Generator().manual_seed(1)
     texture = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 40, generator=g), size=(96, 160), mode="bicubic",
@@ -213,7 +212,7 @@ def test_pinv_fills_dropped_frames_from_the_motion_start():
     x = torch.stack([torch.roll(texture, shifts=2 * t, dims=3) for t in range(13)], dim=2)[..., 8:88, 16:144]
     op = TemporalSample(13, 4, phase=1, count="round")
     y = op.A(x)
-    u, _ = pinv_restore(op, y, PinvConfig(eps=0.0))
+    u, _ = pinv_restore(op, y, eps=0.0)
     assert torch.allclose(op.A(u), y, atol=1e-5)
     assert float(u.std(dim=(1, 3, 4)).min()) > 0.5 * float(x.std(dim=(1, 3, 4)).min())  # no flat frame
     held = naive_upsample(y, op.factors, (13, 80, 128))
@@ -254,7 +253,7 @@ def test_tv_reports_each_iteration_and_gives_the_same_result():
 
 def test_player_upscale_is_torchs_bicubic_cut_or_padded_to_the_signal():
     """As two small products: torch's bicubic to float32 rounding (values ~1, so 1e-5)."""
-    from lvtino.solvers.baselines import upscale_frames
+    from lvtino.video.player import upscale_frames
 
     y = torch.rand(1, 3, 2, 9, 13, generator=torch.Generator().manual_seed(0)) * 2 - 1
     frames = y.permute(0, 2, 1, 3, 4).reshape(2, 3, 9, 13)

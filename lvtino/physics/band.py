@@ -50,6 +50,7 @@ class Band:
         self.index, self.weight, self.cols = index, weight, cols
         self._dense: Tensor | None = None
         self._rows = None
+        self._cast: dict = {}  # (dtype, device, transposed) -> the dense matrix cast (small bands only)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -169,11 +170,10 @@ class Band:
     # -- products along an axis of a tensor --------------------------------------------------
     def _dense_as(self, like: Tensor, transposed: bool) -> Tensor:
         key = (like.dtype, like.device, transposed)
-        cache = self.__dict__.setdefault("_cast", {})
-        if key not in cache:
+        if key not in self._cast:
             m = self.dense()
-            cache[key] = (m.transpose(0, 1) if transposed else m).to(like.device, like.dtype).contiguous()
-        return cache[key]
+            self._cast[key] = (m.transpose(0, 1) if transposed else m).to(like.device, like.dtype).contiguous()
+        return self._cast[key]
 
     def apply(self, x: Tensor, axis: int) -> Tensor:
         """M along ``axis`` of x (length cols -> rows)."""

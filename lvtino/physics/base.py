@@ -5,9 +5,15 @@ The verbs follow deepinv: ``A``, ``A_adjoint``, ``A_adjoint_A``, ``A_A_adjoint``
 ``A_adjoint``; the base class supplies a conjugate-gradient ``prox_l2`` and
 ``A_dagger``, which subclasses replace by closed forms where one exists.
 Composition reads like the math: ``(p2 * p1).A(x) == p2.A(p1.A(x))``.
+
+Restoring a long video in windows of time needs four more verbs
+(``TimeWindows``); an operator implements them (``FrameByFrame`` for one that
+acts on each frame alone) and the pipeline checks for them before it plans.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -54,11 +60,18 @@ class Physics:
         """The linear operator that linear solvers (pinv, TV) use in place of this one."""
         raise NotImplementedError(f"{type(self).__name__} has no linear surrogate")
 
-    # -- windows in time --------------------------------------------------------
-    # The default is a per-frame operator: measured frame t is signal frame t.
+    def __mul__(self, inner: "LinearPhysics") -> "Physics":
+        """``(self * inner).A(x) == self.A(inner.A(x))``."""
+        return ComposedPhysics(self, inner)
+
+
+@runtime_checkable
+class TimeWindows(Protocol):
+    """The verbs that let the pipeline restore an operator in windows of time (``pipeline.windows``) and
+    measure a video a few frames at a time (``pipeline.degrade``)."""
+
     def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
         """For each measured frame, the signal frames [lo, hi) it depends on (None: not contiguous)."""
-        return [(t, t + 1) for t in range(frames)]
 
     def restrict_time(self, start: int, end: int,
                       within: tuple[int, int] | None = None) -> tuple["Physics", list[int]]:
@@ -69,19 +82,29 @@ class Physics:
         frames that depend on some frame of [start, end) and on no frame outside
         [lo, hi), and A_w is their part that acts on [start, end).
         """
-        return self, list(range(start, end))
 
     def time_columns(self, rows: Tensor) -> Tensor:
-        """The signal frames, ascending, that measured frames ``rows`` depend on (per-frame: the same ones)."""
-        return torch.as_tensor(rows, dtype=torch.long)
+        """The signal frames, ascending, that measured frames ``rows`` depend on."""
 
     def restrict_columns(self, rows: Tensor, cols: Tensor) -> "Physics":
         """The operator from signal frames ``cols`` (in that order) to measured frames ``rows``."""
-        return self
 
-    def __mul__(self, inner: "LinearPhysics") -> "Physics":
-        """``(self * inner).A(x) == self.A(inner.A(x))``."""
-        return ComposedPhysics(self, inner)
+
+class FrameByFrame:
+    """``TimeWindows`` of an operator that acts on each frame alone: measured frame t is signal frame t."""
+
+    def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
+        return [(t, t + 1) for t in range(frames)]
+
+    def restrict_time(self, start: int, end: int,
+                      within: tuple[int, int] | None = None) -> tuple["Physics", list[int]]:
+        return self, list(range(start, end))
+
+    def time_columns(self, rows: Tensor) -> Tensor:
+        return torch.as_tensor(rows, dtype=torch.long)
+
+    def restrict_columns(self, rows: Tensor, cols: Tensor) -> "Physics":
+        return self
 
 
 def frame_noise(seed: int, rows, shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> Tensor:
@@ -109,6 +132,11 @@ class LinearPhysics(Physics):
 
     def linear_surrogate(self) -> "LinearPhysics":
         return self
+
+    def split_time(self) -> tuple[object, "LinearPhysics"] | None:
+        """(M_t, the per-frame operator) when A applies a band M_t in time to per-frame measurements
+        (``SeparableLinear``); None when no such split is known (the solvers then take A whole)."""
+        return None
 
     def prox_l2(self, z: Tensor, y: Tensor, gamma: float, tol: float = 1e-6, max_iter: int = 100) -> Tensor:
         r"""argmin_u 0.5 * ||A u - y||^2 + ||u - z||^2 / (2 * gamma).
@@ -152,9 +180,11 @@ class ComposedPhysics(Physics):
         return self.outer.measure(self.inner.A(x), noise_std, generator, noise)
 
     def time_columns(self, rows: Tensor) -> Tensor:
+        self._check_windows()
         return self.inner.time_columns(rows)
 
     def restrict_columns(self, rows: Tensor, cols: Tensor) -> "Physics":
+        self._check_windows()
         return self.outer * self.inner.restrict_columns(rows, cols)
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -164,16 +194,21 @@ class ComposedPhysics(Physics):
         return self.outer.linear_surrogate() * self.inner
 
     def time_supports(self, frames: int) -> list[tuple[int, int] | None]:
-        if self.outer.factors[0] != 1:
-            raise NotImplementedError("windows need the outer operator to act frame by frame")
+        self._check_windows()
         return self.inner.time_supports(frames)
 
     def restrict_time(self, start: int, end: int,
                       within: tuple[int, int] | None = None) -> tuple["Physics", list[int]]:
-        if self.outer.factors[0] != 1:
-            raise NotImplementedError("windows need the outer operator to act frame by frame")
+        self._check_windows()
         inner, rows = self.inner.restrict_time(start, end, within)
         return self.outer * inner, rows
+
+    def _check_windows(self) -> None:
+        per_frame = isinstance(self.outer, TimeWindows) and self.outer.factors[0] == 1 \
+            and self.outer.time_supports(2) == [(0, 1), (1, 2)]
+        if not per_frame or not isinstance(self.inner, TimeWindows):
+            raise NotImplementedError(f"{self!r}: windows need an outer operator that acts frame by frame and an "
+                                      "inner one with TimeWindows")
 
     def __repr__(self) -> str:
         return f"{self.outer!r} * {self.inner!r}"

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lvtino.physics.base import LinearPhysics, Physics, _randn_like
+from lvtino.physics.base import FrameByFrame, LinearPhysics, Physics, _randn_like
 from lvtino.physics.separable import Identity
 
 
-class JPEG(Physics):
+class JPEG(FrameByFrame, Physics):
     r"""y = JPEG_q(x + n): Gaussian noise, then per-frame baseline JPEG at ``quality``.
 
     Frames are rounded to 8 bits and encoded as 4:2:0 YCbCr JPEG (the encoder of

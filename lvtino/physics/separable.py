@@ -23,7 +23,6 @@ Three consequences make this module worth its name:
 from __future__ import annotations
 
 import itertools
-import weakref
 
 import torch
 from torch import Tensor
@@ -80,15 +79,26 @@ class SeparableLinear(LinearPhysics):
 
     The time axis is a ``Band`` (a dense matrix given here is converted), height
     and width dense float64 matrices on the CPU, cast once per (dtype, device).
+    The operators made from this one for windows of time (``restrict_time``,
+    ``with_time``, ...) keep its spatial matrices and share their eigenvectors
+    (``spatial_eig``): found once for a whole run.
     """
 
-    def __init__(self, mt: Band | Tensor | None, mh: Tensor | None, mw: Tensor | None, factors: Shape = (1, 1, 1)):
+    def __init__(self, mt: Band | Tensor | None, mh: Tensor | None, mw: Tensor | None, factors: Shape = (1, 1, 1),
+                 spatial_eig: dict | None = None):
         if mt is not None and not isinstance(mt, Band):
             mt = Band.from_dense(mt)
         self.matrices = (mt, mh, mw)
         self.factors = factors
         self._cast: dict = {}
         self._eig: dict = {}
+        # (axis, dtype, device) -> (the spatial matrix, its Gram's eigenvalues, eigenvectors): shared with the
+        # operators derived from this one, each entry checked against the matrix it was found for
+        self._spatial_eig = {} if spatial_eig is None else spatial_eig
+
+    def with_time(self, mt: Band | Tensor | None, factors: Shape | None = None) -> "SeparableLinear":
+        """This operator's spatial part under another time matrix (sharing its spatial eigenvectors)."""
+        return SeparableLinear(mt, self.matrices[1], self.matrices[2], factors or self.factors, self._spatial_eig)
 
     @property
     def time(self) -> Band | None:
@@ -113,18 +123,17 @@ class SeparableLinear(LinearPhysics):
         return torch.nonzero((count > 0) & (first >= lo) & (last < hi) & (first < end) & (last >= start)).flatten()
 
     def restrict_time(self, start: int, end: int, within: tuple[int, int] | None = None):
-        mt, mh, mw = self.matrices
+        mt = self.time
         if mt is None:
-            return SeparableLinear(None, mh, mw, self.factors), list(range(start, end))
+            return self.with_time(None), list(range(start, end))
         rows = self.time_rows(start, end, within)
         part = mt.restrict(rows, start, end)
         touching = (part.weight != 0).any(1)  # a row may touch [lo, hi) outside [start, end) only
-        return SeparableLinear(part.subset(torch.nonzero(touching).flatten()), mh, mw, self.factors), \
-            rows[touching].tolist()
+        return self.with_time(part.subset(torch.nonzero(touching).flatten())), rows[touching].tolist()
 
     def split_time(self) -> tuple[Band | None, "SeparableLinear"]:
         """(M_t, the per-frame operator M_h (x) M_w): A x = M_t applied to the frames' per-frame measurements."""
-        return self.time, SeparableLinear(None, self.matrices[1], self.matrices[2], (1, *self.factors[1:]))
+        return self.time, self.with_time(None, (1, *self.factors[1:]))
 
     def time_columns(self, rows: Tensor) -> Tensor:
         if self.time is None:
@@ -137,7 +146,7 @@ class SeparableLinear(LinearPhysics):
         """The operator from the signal frames ``cols`` (in that order) to the measured frames ``rows``."""
         if self.time is None:
             return self
-        return SeparableLinear(self.time.take(rows, cols), self.matrices[1], self.matrices[2], self.factors)
+        return self.with_time(self.time.take(rows, cols))
 
     def _check(self, shape: Shape, what: str, col: bool) -> None:
         for name, n, M in zip("THW", shape, self.matrices):
@@ -185,7 +194,10 @@ class SeparableLinear(LinearPhysics):
             else:
                 mats.append(outer.compose(inner) if isinstance(outer, Band) else outer @ inner)
         factors = tuple(a * b for a, b in zip(self.factors, other.factors))
-        composed = SeparableLinear(*mats, factors=factors)
+        # an axis left as it was keeps its eigenvectors (JPEG's identity surrogate around a resize, per window)
+        same = lambda op: all(a is b for a, b in zip(mats[1:], op.matrices[1:]))  # noqa: E731
+        shared = self._spatial_eig if same(self) else other._spatial_eig if same(other) else None
+        composed = SeparableLinear(*mats, factors=factors, spatial_eig=shared)
         composed.parts = (self, other)
         return composed
 
@@ -199,12 +211,12 @@ class SeparableLinear(LinearPhysics):
         """Per axis: (eigenvalues, eigenvectors) of K_a = M_a M_a^T, or None.
 
         The spatial matrices are shared by every window's operator, so their
-        eigenvectors are found once per matrix (``_shared_eig``).
+        eigenvectors are found once per run (``with_time``).
         """
         key = (like.dtype, like.device)
         if key not in self._eig:
             out = []
-            for M in self.matrices:
+            for axis, M in enumerate(self.matrices):
                 if M is None:
                     out.append(None)
                 elif isinstance(M, Band):
@@ -213,9 +225,16 @@ class SeparableLinear(LinearPhysics):
                                          "restore long videos in windows")
                     out.append(_eig(M.dense(), like))
                 else:
-                    out.append(_shared_eig(M, like))
+                    out.append(self._spatial(axis, M, like))
             self._eig[key] = tuple(out)
         return self._eig[key]
+
+    def _spatial(self, axis: int, M: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        key = (axis, like.dtype, like.device)
+        hit = self._spatial_eig.get(key)
+        if hit is None or hit[0] is not M:
+            hit = self._spatial_eig[key] = (M, *_eig(M, like))
+        return hit[1:]
 
     def _spectral(self, r: Tensor, fn) -> Tensor:
         """V diag(fn(lambda)) V^T r in measurement space, lambda the eigenvalues of A A^T."""
@@ -261,18 +280,6 @@ class SeparableLinear(LinearPhysics):
 def _eig(M: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     lam, V = torch.linalg.eigh(M @ M.transpose(0, 1))
     return lam.clamp_min(0).to(like.device, like.dtype), V.to(like.device, like.dtype)
-
-
-_EIG: dict = {}  # (id of a matrix, dtype, device) -> (weak reference to it, eigenvalues, eigenvectors)
-
-
-def _shared_eig(M: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-    """``_eig`` of a matrix many operators share, kept while the matrix lives."""
-    key = (id(M), like.dtype, like.device)
-    hit = _EIG.get(key)
-    if hit is None or hit[0]() is not M:
-        _EIG[key] = (weakref.ref(M, lambda _, k=key: _EIG.pop(k, None)), *_eig(M, like))
-    return _EIG[key][1:]
 
 
 class Identity(SeparableLinear):

@@ -9,17 +9,21 @@ import torch
 
 from lvtino.config import ProblemConfig
 from lvtino.errors import UserError, said
+from lvtino.physics.base import TimeWindows
 from lvtino.physics.problems import build_physics
 
 MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
 
 
 def build_checked_physics(cfg: ProblemConfig, shape: tuple[int, int, int]):
-    """The problem's operator for a signal of (T, H, W), with user-facing errors."""
+    """The problem's operator for a signal of (T, H, W), with user-facing errors; it must have the verbs of
+    ``TimeWindows`` (every stage after this one streams the video in windows of time)."""
     try:
         physics = build_physics(cfg.operator, shape)
     except ValueError as err:
         raise UserError(f"problem {cfg.name}: {err}") from None
+    if not isinstance(physics, TimeWindows):
+        raise TypeError(f"{physics!r} lacks the verbs of physics.base.TimeWindows, which streaming needs")
     t, h, w = physics.output_shape(shape)
     if min(h, w) < MIN_MEASURED_SIDE:
         f = physics.factors

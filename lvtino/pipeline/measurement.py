@@ -13,6 +13,7 @@ import torch
 
 from lvtino.runtime import StageTimer
 from lvtino.video.frames import DecodedFrames
+from lvtino.video.player import player_index, upscale_frames
 
 
 class ResidualMeter:
@@ -34,8 +35,9 @@ class ResidualMeter:
         """``first``: count only measured frames that start at or after this frame (a resumed run's first).
         ``guide``: another tool's restoration (``--guide``), measured beside the restoration: ``guide_value``."""
         self.physics, self.measured, self.timer, self.guide = physics, measured, timer, guide
-        split = getattr(physics, "split_time", None)
-        self.band, self.spatial = split() if split is not None else (None, None)
+        # a linear operator split into a band in time and a per-frame part is measured frame by frame as frames
+        # become final; any other, over the frames each measured frame needs (``restrict_time``)
+        self.band, self.spatial = (physics.split_time() if physics.linear else None) or (None, None)
         lo = start if first is None else first
         self.pending = sorted(((s[1], s[0], r) for r, s in enumerate(supports)
                                if s is not None and lo <= s[0] and s[1] <= end), reverse=True)
@@ -100,8 +102,6 @@ class ResidualMeter:
     def _naive_measure(self, rows: list[int]) -> torch.Tensor:
         """A of the player's picture for measured frames ``rows``: a signal frame t shows measured frame
         t // k, upscaled; A's time band then weighs those."""
-        from lvtino.solvers.baselines import player_index, upscale_frames
-
         kt, kh, kw = self.physics.factors
         out = []
         for row in rows:
@@ -146,3 +146,14 @@ class ResidualMeter:
         if self.guide is not None:
             out["guide"] = grey(self.guide_num)
         return out
+
+
+def unmeasured_frames(physics, start: int, end: int) -> int:
+    """How many signal frames of [start, end) no measured frame depends on (their values cannot be checked
+    against the input: they come from the prior alone)."""
+    split = physics.linear_surrogate().split_time()
+    band = split[0] if split is not None else None
+    if band is None:
+        return 0
+    touched = torch.unique(band.index[band.weight != 0])
+    return (end - start) - int(((touched >= start) & (touched < end)).sum())

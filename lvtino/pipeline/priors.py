@@ -27,8 +27,11 @@ from lvtino.solvers.baselines import pinv_restore, tv_restore
 from lvtino.solvers.guide import guided_restore
 
 CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
-    "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv),
-    "tv": lambda physics, y, cfg, callback: tv_restore(physics, y, cfg.tv, cfg.pinv, callback),
+    "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv.eps),
+    "tv": lambda physics, y, cfg, callback: tv_restore(
+        physics, y, lam_space=cfg.tv.lam_space, lam_time=cfg.tv.lam_time, iterations=cfg.tv.iterations,
+        tau=cfg.tv.tau, sigma=cfg.tv.sigma, theta=cfg.tv.theta, tol=cfg.tv.tol, eps=cfg.pinv.eps,
+        motion=cfg.tv.start == "motion", callback=callback),
 }
 # which networks each generative prior runs: the method, and the paper's two ablations
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
@@ -98,19 +101,22 @@ class Networks:
     """Loaded networks, kept by whoever restores more than once (a ``Restorer``, a batch) so that they load once.
 
     Holds one set at a time: asking for other networks (other kinds, models file,
-    device, dtypes, offload or tiling) lets the previous set go first.
+    device, dtypes, offload or tiling) lets the previous set go first. The set's
+    timer (``timer``) sums the networks' stages over every run that used them;
+    a prior reports the part of its own run.
     """
 
     def __init__(self):
-        self._key, self._models = None, None
+        self._key, self._models, self.timer = None, None, None
 
     def get(self, kinds: tuple[str, ...], options: ModelOptions, device: torch.device, dtype: torch.dtype,
-            image_dtype: torch.dtype, timer: StageTimer):
+            image_dtype: torch.dtype):
         key = (options.models, kinds, str(device), dtype, image_dtype, options.offload, options.vae_tiling)
         if key != self._key:
             self._key, self._models = None, None  # free the old set before loading the new one
             placement = Placement(device, dtype, options.offload, options.vae_tiling)
-            self._models = load_models(options.models, list(kinds), placement, timer,
+            self.timer = StageTimer(device)
+            self._models = load_models(options.models, list(kinds), placement, self.timer,
                                        image_placement=placement.with_dtype(image_dtype))
             self._key = key
         return self._models
@@ -131,11 +137,10 @@ class GenerativePrior:
         dtype, image_dtype = network_dtypes(options.dtype, device)
         if options.models == "tiny":
             log.warning("%s: %s", said("models", "tiny"), TINY_NOTE)
-        self.timer = StageTimer(device)
-        self.models = (networks or Networks()).get(GENERATIVE[name], options, device, dtype, image_dtype, self.timer)
-        for model in (self.models.video, self.models.image):
-            if model is not None:
-                model.timer = self.timer
+        self.timer = StageTimer(device)  # this run's data steps; the networks' stages are timed by their set's
+        networks = networks or Networks()
+        self.models = networks.get(GENERATIVE[name], options, device, dtype, image_dtype)
+        self.network_timer, self.seconds_before = networks.timer, dict(networks.timer.seconds)
         self.calls_before = {k: getattr(self.models, k).calls if getattr(self.models, k) else 0
                              for k in ("video", "image")}
         self.dtype, self.image_dtype = dtype, image_dtype
@@ -156,6 +161,11 @@ class GenerativePrior:
             nets.update(image_unet=self.models.image.unet, image_vae=self.models.image.vae)
         return {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
 
+    def seconds(self) -> dict[str, float]:
+        """Seconds per stage of this prior's run: its data steps, and the networks' time since it began."""
+        networks = {k: v - self.seconds_before.get(k, 0.0) for k, v in self.network_timer.seconds.items()}
+        return {k: round(v, 3) for k, v in {**self.timer.seconds, **networks}.items()}
+
     def facts(self) -> dict:
         video = self.models.video.calls - self.calls_before["video"] if self.models.video else 0
         image = self.models.image.calls - self.calls_before["image"] if self.models.image else 0
@@ -163,7 +173,7 @@ class GenerativePrior:
                  "models": self.models.label, "dtype": str(self.dtype).removeprefix("torch."),
                  "image_dtype": str(self.image_dtype).removeprefix("torch."),
                  "vae_tiled_calls": sum(m.tiled for m in (self.models.video, self.models.image) if m is not None),
-                 "parameters": self.parameters(), "seconds_per_stage": self.timer.rounded()}
+                 "parameters": self.parameters(), "seconds_per_stage": self.seconds()}
         if self.models.note:
             facts["models_note"] = self.models.note
         return facts

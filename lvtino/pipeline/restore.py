@@ -359,7 +359,7 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
     the input's compression noise read from its quantiser."""
     from lvtino.video.quality import compression_noise
 
-    from lvtino.solvers.baselines import unmeasured_frames
+    from lvtino.pipeline.measurement import unmeasured_frames
 
     fit = {"rms_grey": meter.rms() if meter else {}, "compression": None, "suspect_operator": False,
            "frames": job.end - job.start, "unmeasured_frames": unmeasured_frames(job.physics, job.start, job.end)}

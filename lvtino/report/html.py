@@ -51,11 +51,11 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 
 def _player(info, count: int, width: int, height: int):
-    """What a player shows of the degraded input at the output's frame count and size (``solvers.baselines``'s
+    """What a player shows of the degraded input at the output's frame count and size (``video.player``'s
     player's picture, the one the demo, the fit line and the benchmarks use): with the factors of the operator
     the input records, else the nearest whole ratios of the sizes."""
     from lvtino.physics.problems import chain_factors
-    from lvtino.solvers.baselines import player_factors, player_frames
+    from lvtino.video.player import player_factors, player_frames
 
     shape = (count, height, width)
     try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lvtino.physics.separable import SeparableLinear
 
 
 def temporal_sqrt_inverse(frames: int, reach: float) -> Tensor:
@@ -44,11 +43,9 @@ def guided_restore(physics, y: Tensor, guide: Tensor, reach: float, eps: float) 
     (exactly for eps = 0). A non-linear operator is replaced by its linear surrogate."""
     linear = physics.linear_surrogate()
     residual = y - linear.A(guide)
-    split = getattr(linear, "split_time", None)
-    band = split()[0] if split is not None else None
+    band = (linear.split_time() or (None, None))[0]
     if band is None:  # a per-frame operator: every frame is measured, nothing to carry in time
         return guide + linear.A_dagger(residual, eps=eps)
-    _, mh, mw = linear.matrices
     root = temporal_sqrt_inverse(band.cols, reach)
-    z = SeparableLinear(band.dense() @ root, mh, mw, linear.factors).A_dagger(residual, eps=eps)
+    z = linear.with_time(band.dense() @ root).A_dagger(residual, eps=eps)
     return guide + torch.einsum("st,bcthw->bcshw", root.to(z), z)
