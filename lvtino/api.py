@@ -8,16 +8,13 @@
 The functions take the command line's options as keywords (``overwrite=True`` is
 ``-y``); they return the facts ``--stats``/``--json`` would write. The pipeline
 object runs the same streaming restoration as the command (windows, seams, the
-measured frames' own operator), on a lossless copy of the tensor in a temporary
-folder: a float input is measured at 8 bits, as a video file is, and the result
-comes back at 8 bits.
+measured frames' own operator) on the frames in memory, read as the windows need
+them: no temporary file, and a float tensor comes back as floats, unrounded.
 """
 
 from __future__ import annotations
 
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,14 +44,27 @@ def restore(input, output, *, problem=None, prior=None, scale=None, fps_factor=N
     it in one line; ``prior`` None is tv, or the guide's consistency step with ``guide="other-tool.mp4"``. Other
     keywords: config, overrides, start, end, frames, stats, crf, preset, pix_fmt, no_audio, seed, resume,
     keep_state, window, overlap, accept_truncated, dry_run."""
-    from lvtino.pipeline.priors import ModelOptions
     from lvtino.pipeline.restore import restore as run
 
-    _check_keywords("restore", run, options, taken=("models", "words", "overwrite", "processes"))
+    request = _request("restore", input, output, problem=problem, prior=prior, device=device,
+                       overwrite=_overwrite(overwrite), models=(models, dtype, offload, vae_tiling),
+                       words=(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), options=options)
     with stop_on_signals():  # Ctrl-C and SIGTERM: the run stops cleanly (its state kept) and raises here
-        return run(input, output, problem=problem, prior=prior, device=device,
-                   models=ModelOptions(models, dtype, offload, vae_tiling), overwrite=_overwrite(overwrite),
-                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
+        return run(request)
+
+
+def _request(name: str, input, output, *, models: tuple, words: tuple, options: dict, **settings):
+    """A ``pipeline.request.Request`` from the Python keywords (each checked: one line for an unknown one)."""
+    from dataclasses import fields
+
+    from lvtino.pipeline.priors import ModelOptions
+    from lvtino.pipeline.request import Request
+
+    _check_keywords(name, [f.name for f in fields(Request)], options,
+                    taken=("models", "words", "overwrite", "device", "problem", "prior", "fps"))
+    if "overrides" in options:
+        options = {**options, "overrides": tuple(options["overrides"] or ())}
+    return Request(input, output, models=ModelOptions(*models), words=_words(*words), **settings, **options)
 
 
 def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg",
@@ -62,7 +72,7 @@ def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=No
     """``lvtino degrade``; other keywords: config, overrides, noise_std, seed, no_audio, accept_truncated."""
     from lvtino.pipeline.degrade import degrade as run
 
-    _check_keywords("degrade", run, options, taken=("words", "overwrite"))
+    _check_keywords("degrade", _parameters(run), options, taken=("words", "overwrite"))
     with stop_on_signals():
         return run(input, output, problem=problem, overwrite=_overwrite(overwrite),
                    words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
@@ -72,65 +82,73 @@ def evaluate(restored, reference, **options) -> dict:
     """``lvtino evaluate``: clip means and per-frame values (keywords: fps, resize, lpips, temporal)."""
     from lvtino.metrics.evaluate import evaluate as run
 
-    _check_keywords("evaluate", run, options)
+    _check_keywords("evaluate", _parameters(run), options)
     return run(restored, reference, **options)
 
 
-def _check_keywords(name: str, function, options: dict, taken: tuple[str, ...] = ()) -> None:
-    """One line for a keyword ``lvtino.<name>`` does not take (instead of Python's TypeError)."""
+def _parameters(function) -> list[str]:
     import inspect
 
-    known = [p for p in inspect.signature(function).parameters if p not in ("input", "output", *taken)]
+    return list(inspect.signature(function).parameters)
+
+
+def _check_keywords(name: str, parameters: list[str], options: dict, taken: tuple[str, ...] = ()) -> None:
+    """One line for a keyword ``lvtino.<name>`` does not take (instead of Python's TypeError)."""
+    known = [p for p in parameters if p not in ("input", "output", *taken)]
     for key in options:
         if key not in known:
             raise UserError(f"lvtino.{name}: unknown keyword {key!r} (known: {', '.join(sorted(known))})")
 
 
 class Restorer:
-    """A restoration set up once and called on videos, in the manner of a diffusers pipeline: the generative
-    priors' networks load at the first call and are kept for the next."""
+    """A restoration set up once and called on videos in memory, in the manner of a diffusers pipeline: the
+    generative priors' networks load at the first call and are kept for the next. A call runs the streaming
+    restoration of ``lvtino restore`` (windows, seams, the measured frames' own operator) on the frames as given:
+    no file, and a float tensor is not rounded to 8 bits."""
 
-    def __init__(self, problem: str | None = None, prior: str = "tv", **options):
-        self.problem, self.prior, self.options = problem, prior, options
+    # keywords of lvtino.restore that belong to files: a Restorer takes frames and returns frames
+    FILE_ONLY = ("stats", "crf", "preset", "pix_fmt", "no_audio", "resume", "keep_state", "accept_truncated",
+                 "dry_run", "overwrite")
+
+    def __init__(self, request, networks=None):
+        """``request``: a ``pipeline.request.Request`` (its input and output unused); see ``from_preset``."""
+        from lvtino.pipeline.priors import Networks
+
+        self.request, self.networks = request.check_inputs(), networks or Networks()
 
     @classmethod
     def from_preset(cls, problem: str | None = None, prior: str = "tv", *, models: str | None = None,
-                    device: str = "auto", seed: int = 0, **options) -> "Restorer":
+                    dtype="auto", offload="none", vae_tiling="off", device: str = "auto", seed: int = 0,
+                    scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="ffmpeg",
+                    fps_phase=None, **options) -> "Restorer":
         """``problem``: a preset (A, B, C, sr4, ...) or None with ``scale=``/``fps_factor=``; ``models``: a
-        models YAML, None for the packaged one, or "tiny". Other keywords as ``lvtino.restore``."""
+        models YAML, None for the packaged one, or "tiny". Other keywords as ``lvtino.restore``'s that are not
+        about files: config, overrides, start, end, frames, window, overlap, guide."""
         from lvtino.config import load_problem
-        from lvtino.pipeline.priors import PRIORS, Networks
 
-        if prior not in PRIORS:
-            raise UserError(f"prior {prior}: unknown (known: {', '.join(PRIORS)})")
+        for key in options:
+            if key in cls.FILE_ONLY:
+                raise UserError(f"lvtino.Restorer: {key} is for video files (lvtino.restore); a Restorer takes "
+                                "frames and returns frames")
+        request = _request("Restorer", "the frames given", "", problem=problem, prior=prior, device=device,
+                           seed=seed, models=(models, dtype, offload, vae_tiling),
+                           words=(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), options=options)
         if problem is not None:
-            load_problem(problem, options.get("config"), options.get("overrides"))  # a mistake shows here
-        # the networks load at the first call and stay with the restorer
-        return cls(problem, prior, models=models, device=device, seed=seed, networks=Networks(), **options)
+            load_problem(problem, request.config, list(request.overrides))  # a mistake shows here
+        return cls(request)
 
     def __call__(self, video, fps: float | Fraction = 30) -> np.ndarray | torch.Tensor:
         """Restore ``video``: (T, H, W, C) uint8, or (B, C, T, H, W) float in [0, 1] with B = 1; the result in the
         same layout. A measurement lvtino degraded needs the ``problem`` its preset names."""
-        from lvtino.video.reader import probe, read_frames
-        from lvtino.video.writer import VideoWriter
+        from lvtino.pipeline.restore import restore_frames
 
-        frames, as_tensor = _to_frames(video)
+        video = _checked(video)
         fps = _rate(fps)
-        # interruptions (Ctrl-C, SIGTERM) end in an exception here, so the temporary folder always goes
-        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="lvtino-") as tmp:
-            _check_room(frames, Path(tmp))
-            measured, restored = Path(tmp) / "measured.mkv", Path(tmp) / "restored"
-            with VideoWriter(measured, fps, lossless=True) as writer:
-                for f in frames:
-                    writer.write(f)
-            restore(measured, restored, problem=self.problem, prior=self.prior, **self.options)
-            out = np.stack(list(read_frames(probe(restored))))
-        if not as_tensor:
-            return out
-        return torch.from_numpy(out).permute(3, 0, 1, 2).unsqueeze(0).float() / 255
+        with stop_on_signals():  # interruptions (Ctrl-C, SIGTERM) end in an exception here
+            return restore_frames(video, fps, self.request, self.networks)
 
 
-def _to_frames(video) -> tuple[np.ndarray, bool]:
+def _checked(video) -> np.ndarray | torch.Tensor:
     if isinstance(video, torch.Tensor):
         if video.dim() != 5 or video.shape[0] != 1 or video.shape[1] != 3 or not video.is_floating_point():
             raise UserError(f"a tensor video must be (1, 3, T, H, W) float in [0, 1], got {tuple(video.shape)} "
@@ -139,13 +157,12 @@ def _to_frames(video) -> tuple[np.ndarray, bool]:
         bad = int((~torch.isfinite(video)).sum())
         if bad:
             raise UserError(f"the tensor video holds {bad} NaN or infinite value(s); give finite values in [0, 1]")
-        frames = (video[0].permute(1, 2, 3, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        return frames, True
+        return video.detach().clamp(0, 1)
     frames = np.asarray(video)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise UserError(f"an array video must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     _check_sizes(frames.shape[:3])
-    return frames, False
+    return frames
 
 
 def _check_sizes(shape) -> None:
@@ -167,17 +184,3 @@ def _rate(fps) -> Fraction:
     if not 0 < rate <= 1000:
         raise UserError(f"fps={fps!r}: expected a frame rate above 0, up to 1000")
     return rate
-
-
-def _check_room(frames: np.ndarray, folder: Path) -> None:
-    """Refuse, before any work, a video whose lossless copy could not fit the temporary folder's disk (FFV1 keeps
-    at most about the raw size; the restoration is larger still)."""
-    import shutil
-
-    need = frames.nbytes
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise UserError(f"a video of {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} needs up to "
-                        f"{need / 2**30:.1f} GB in {folder.parent} for its lossless copy, and {free / 2**30:.1f} GB "
-                        "are free there (set TMPDIR to a larger disk, or restore the video from a file with "
-                        "lvtino.restore)")

@@ -376,15 +376,16 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']})")
     elif args.command == "restore":
+        from lvtino.pipeline.request import Request
         from lvtino.pipeline.restore import restore
-        r = restore(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
-                    overrides=args.overrides, start=args.start, end=args.end, frames=args.frames, stats=args.stats,
-                    fps=args.input_fps, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                    no_audio=args.no_audio, device=args.device,
-                    models=_model_options(args), seed=args.seed,
-                    resume=args.resume, keep_state=args.keep_state, window=args.window, overlap=args.overlap,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
-                    dry_run=args.dry_run, guide=args.guide)
+        r = restore(Request(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
+                            overrides=tuple(args.overrides or ()), words=_words(args), start=args.start,
+                            end=args.end, frames=args.frames, fps=args.input_fps, window=args.window,
+                            overlap=args.overlap, guide=args.guide, seed=args.seed, models=_model_options(args),
+                            device=args.device, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                            no_audio=args.no_audio, stats=args.stats, resume=args.resume,
+                            keep_state=args.keep_state, overwrite=args.overwrite,
+                            accept_truncated=args.accept_truncated, dry_run=args.dry_run))
         if r is None:  # another process of a multi-process launch: the main process reports
             return
         if r.get("dry_run"):

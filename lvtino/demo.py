@@ -23,6 +23,7 @@ from lvtino.physics.problems import chain_factors
 from lvtino.files import write_json
 from lvtino.pipeline.degrade import degrade
 from lvtino.pipeline.outputs import Output, check_outputs
+from lvtino.pipeline.request import Request
 from lvtino.pipeline.restore import restore
 from lvtino.video.player import naive_upsample
 from lvtino.video.convert import frames_to_tensor, tensor_to_frames
@@ -77,7 +78,7 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
     _step(2, f"degrading it (problem {problem})")
     degrade(reference, degraded, problem=problem, seed=seed)
     _step(3, "restoring it with the TV prior (seconds to a minute on a CPU)")
-    stats = restore(degraded, out / "restored.mkv", prior="tv", stats=out / "stats.json")
+    stats = restore(Request(degraded, out / "restored.mkv", prior="tv", stats=out / "stats.json"))
     y_info = probe(degraded)
     y = frames_to_tensor(read_frames(y_info))
     shape = (y_info.metadata["frames"], y_info.metadata["height"], y_info.metadata["width"])

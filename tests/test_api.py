@@ -59,8 +59,32 @@ def test_restorer_on_arrays_and_tensors_equals_the_cli(measured, tmp_path, capsy
     assert torch.equal((back * 255).round().to(torch.uint8)[0].permute(1, 2, 3, 0), torch.from_numpy(out))
     with pytest.raises(UserError, match=r"\(T, H, W, 3\) uint8"):
         restorer(frames.astype(np.float32))
-    with pytest.raises(UserError, match="prior magic: unknown"):
+    with pytest.raises(UserError, match="prior='magic': unknown prior"):
         lvtino.Restorer.from_preset("A", prior="magic")
+    with pytest.raises(UserError, match="crf is for video files"):
+        lvtino.Restorer.from_preset(prior="pinv", scale=2, crf=20)
+
+
+def test_the_restorer_reads_and_keeps_frames_in_memory_without_rounding(measured, tmp_path, monkeypatch):
+    """A float tensor goes through unrounded (a third of a grey level moves the result, which 8 bits would have
+    rounded away), nothing is written to a file, and the windows and seams are the command's (several windows)."""
+    import tempfile
+
+    import lvtino.video.writer as writer
+
+    _, frames = measured
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(writer.VideoWriter, "__init__", lambda *a, **k: pytest.fail("a file was written"))
+    restorer = lvtino.Restorer.from_preset(prior="pinv", scale=2, resampler="pil-bicubic", window=4, overlap=2)
+    tensor = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).double() / 255
+    base = restorer(tensor)
+    nudged = restorer(tensor + 0.3 / 255)
+    shift = (nudged - base).mean().item() * 255
+    assert 0.25 < shift < 0.35  # pinv is linear: a float input's third of a grey level comes back
+    whole = lvtino.Restorer.from_preset(prior="pinv", scale=2, resampler="pil-bicubic")(tensor)
+    assert (base - whole).abs().max().item() < 2e-3  # in windows with seams: the one-window answer
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_version_quiet_and_device_auto(capsys):
@@ -148,7 +172,7 @@ def test_the_restorer_refuses_what_it_cannot_restore_before_any_work(tmp_path, m
     with pytest.raises(UserError, match="holds 1 NaN or infinite value"):
         restorer(bad)
     huge = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (100_000, 4000, 4000, 3))  # 4.8 TB, no memory
-    with pytest.raises(UserError, match=r"needs up to 4470\.\d GB .* for its lossless copy"):
+    with pytest.raises(UserError, match=r"100000 frames of 8000x8000, needs 17881\.\d GB of memory and .* GB are av"):
         restorer(huge)
     with pytest.raises(UserError, match="expected 1 to 10,000,000 frames of at most 16384x16384"):
         restorer(np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (4, 20_000, 8, 3)))
@@ -183,3 +207,37 @@ def test_one_sentence_names_a_flag_on_the_command_line_and_a_keyword_from_python
     from lvtino.cli import flag
     assert (flag("fps_factor"), flag("output"), flag("overrides"), flag("vae_tiling")) == \
         ("--fps-factor", "-o", "--set", "--vae-tiling")
+
+
+def test_every_request_setting_reaches_the_digest_or_says_why_not(tmp_path):
+    """``Request``'s fields are held to the digest: each one not in NOT_IN_DIGEST changes the digest an output
+    records (what --resume and batch compare), so a new setting that changes the output's bytes cannot be left
+    out of it unnoticed."""
+    from dataclasses import fields, replace
+
+    from lvtino.pipeline.priors import ModelOptions
+    from lvtino.pipeline.request import NOT_IN_DIGEST, Request
+    from lvtino.pipeline.words import Words
+
+    from PIL import Image
+
+    big = smooth_frames(8, 32, 48)
+    low = np.stack([np.asarray(Image.fromarray(f).resize((24, 16), Image.BICUBIC)) for f in big])
+    clip = write_video(tmp_path / "low.mp4", low, audio_seconds=8 / 30)
+    guide = write_video(tmp_path / "guide.mp4", big)
+    base = Request(clip, tmp_path / "out.mp4", words=Words(scale=2))
+    changed = {"prior": "pinv", "seed": 1, "models": ModelOptions(dtype="float64"), "crf": 20, "preset": "fast",
+               "pix_fmt": "yuv444p", "no_audio": True, "guide": guide, "frames": 8, "input": None}
+    names = {f.name for f in fields(Request)}
+    assert names == set(changed) | set(NOT_IN_DIGEST)  # every field is classified
+    digest = base.check_inputs().digest()
+    for name, value in changed.items():
+        if name == "input":
+            continue
+        other = replace(base, **{name: value}, **({"prior": None} if name == "guide" else {}))
+        if name == "frames":  # the same length said: the same output (frames only says what the file holds)
+            assert other.check_inputs().digest() == digest
+            continue
+        assert other.check_inputs().digest() != digest, name
+    shifted = write_video(tmp_path / "other.mp4", low[::-1].copy(), audio_seconds=8 / 30)
+    assert replace(base, input=shifted).check_inputs().digest() != digest

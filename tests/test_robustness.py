@@ -137,11 +137,11 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
     out = tmp_path / "x.mkv"
     real_write, calls = RunState._write, []
 
-    def write(self, index, array, before=None):
+    def write(self, index, array):
         calls.append(1)
         if len(calls) == 4:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "window-000003.npy.partial"))
-        real_write(self, index, array, before)
+        real_write(self, index, array)
     monkeypatch.setattr(RunState, "_write", write)
     rc, _, err = run(["restore", y, "-o", out, *SLOW], capsys)
     assert rc == 1

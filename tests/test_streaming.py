@@ -245,3 +245,37 @@ def test_many_segments_are_merged_and_join_to_the_same_frames(tmp_path, capsys):
               for s in (-2, -1, 0, 1, 2)}
     assert offset[0] < 8 and min(offset, key=offset.get) == 0, offset  # every frame in its place (H.264 loses a
     # little; the restoration moves smoothly, so a frame's neighbours differ from it by little more)
+
+
+def test_the_runs_objects_change_nothing_until_asked(tmp_path):
+    """Constructors without side effects: a Segments object over a folder holding another range's and unclosed
+    segments deletes nothing until ``open``; an Encoder starts no thread until ``start``; the state's ``save``
+    leaves the window it is given as it was and returns the float16-rounded copy."""
+    import threading
+
+    import torch
+
+    from lvtino.distributed import Processes
+    from lvtino.pipeline.state import RunState
+    from lvtino.video.segments import Encoder, Segments
+
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    (folder / "range.json").write_text(json.dumps({"start": 0, "end": 9, "output": ".mkv"}))
+    (folder / ".open-000000000.mkv").write_bytes(b"cut")
+    segments = Segments(folder, tmp_path / "out.mkv", Fraction(30), 0, 12)
+    encoder = Encoder(segments, 0)
+    assert sorted(p.name for p in folder.iterdir()) == [".open-000000000.mkv", "range.json"]
+    assert not any(t.name == "lvtino-encoder" for t in threading.enumerate())
+    assert segments.open().covered() == 0 and [p.name for p in folder.iterdir()] == ["range.json"]
+    encoder.start()
+    encoder.wait()
+    state = RunState(tmp_path / "out.mkv", {"digest": "x"}, {"k": 1}, Processes.alone(torch.device("cpu")), False,
+                     False).open()
+    x = torch.linspace(-1, 1, 3 * 2 * 5 * 7).reshape(1, 3, 2, 5, 7) / 3
+    kept = x.clone()
+    back = state.save(0, x)
+    state.flush()
+    assert torch.equal(x, kept) and not torch.equal(back, x)
+    assert torch.equal(back, x.half().float()) and torch.equal(state.load(0, tuple(x.shape)), back)
+    state.finish()

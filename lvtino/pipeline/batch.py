@@ -15,22 +15,19 @@ summary.
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from lvtino.distributed import Processes
 from lvtino.errors import UserError, arg
 from lvtino.files import RunLock, write_text_atomic
 from lvtino.pipeline.common import check_device
 from lvtino.pipeline.outputs import Output, check_outputs, resolved
-from lvtino.pipeline.job import restore_digest
 from lvtino.pipeline.priors import Networks
+from lvtino.pipeline.request import Request
 from lvtino.pipeline.restore import restore
 from lvtino.validation import parse_yaml, read_text_file
 from lvtino.video.reader import probe
@@ -163,8 +160,10 @@ def is_summary(path: Path) -> bool:
 
 def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", overrides: list[str] | None = None,
               device: str = "cpu", summary: str | Path | None = None, echo=print, overwrite: str = "ask",
-              resume: bool = False, manifest: str | Path | None = None, **options) -> list[dict]:
-    """Restore every item not already done; return one row per item (on the main process)."""
+              resume: bool = False, manifest: str | Path | None = None, networks: Networks | None = None,
+              **options) -> list[dict]:
+    """Restore every item not already done; return one row per item (on the main process). ``options``: the
+    settings of ``pipeline.request.Request`` every item shares (crf, seed, models, window, words, ...)."""
     procs = Processes(check_device(device))
     check_items(items, Path(summary) if summary is not None else None, overwrite,
                 Path(manifest) if manifest is not None else None)
@@ -175,14 +174,17 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
         lock = RunLock(summary.with_name(f".{summary.name}.lvtino-lock"), f"batch summary {summary}")
         lock.acquire(notice=log.info)
     rows = []
-    options = {**options, "networks": options.get("networks") or Networks()}  # the networks load once per batch
+    networks = networks or Networks()  # the networks load once per batch
     try:
         with procs.split(list(enumerate(items))) as mine:
             for index, item in mine:
                 if procs.is_main:
                     echo(f"item {index + 1}/{len(items)}: {item.input} -> {item.output}")
-                rows.append(_run_item(index, item, problem, prior, overrides or [], procs.device, overwrite, resume,
-                                      options))
+                request = Request(item.input, item.output, problem=item.problem or problem,
+                                  prior=item.prior or prior, overrides=(*(overrides or ()), *item.overrides),
+                                  start=item.start, end=item.end, device=str(procs.device), overwrite="yes",
+                                  resume=resume, **options)
+                rows.append(_run_item(index, item, request, procs, overwrite, networks))
     except KeyboardInterrupt:
         if procs.is_main and summary is not None:
             done = {r["index"] for r in rows}
@@ -215,7 +217,7 @@ def _write_summary(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def _already_done(item: Item, problem, prior, overrides, options) -> bool | None:
+def _already_done(item: Item, request: Request) -> bool | None:
     """True: the output was made by these very settings; False: made otherwise (or not by lvtino); None: no
     output."""
     out = Path(item.output)
@@ -227,21 +229,18 @@ def _already_done(item: Item, problem, prior, overrides, options) -> bool | None
         return False  # an empty or unreadable file: not a finished output
     if recorded is None:
         return False
-    digest_options = {k: v for k, v in options.items() if k in inspect.signature(restore_digest).parameters}
     try:
-        wanted = restore_digest(item.input, item.output, problem=item.problem or problem, prior=item.prior or prior,
-                                overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
-                                **digest_options)
+        wanted = request.check_inputs().digest()  # what restore would record: the one digest
     except UserError:
         return False
     return recorded == wanted
 
 
-def _run_item(index: int, item: Item, problem, prior, overrides, device: torch.device, overwrite: str, resume: bool,
-              options: dict) -> dict:
+def _run_item(index: int, item: Item, request: Request, procs: Processes, overwrite: str,
+              networks: Networks) -> dict:
     row = {"index": index, "item": item.input, "output": item.output, "frames": None, "seconds": 0.0,
            "message": ""}
-    done = _already_done(item, problem, prior, overrides, options)
+    done = _already_done(item, request)
     if done:
         return {**row, "status": "skipped", "message": "done: made by the same settings"}
     if done is False and overwrite == "no":
@@ -252,10 +251,7 @@ def _run_item(index: int, item: Item, problem, prior, overrides, device: torch.d
     t0 = time.perf_counter()
     try:
         Path(item.output).parent.mkdir(parents=True, exist_ok=True)
-        result = restore(item.input, item.output, problem=item.problem or problem, prior=item.prior or prior,
-                         overrides=[*overrides, *item.overrides], start=item.start, end=item.end,
-                         device=str(device), processes=Processes.alone(device), overwrite="yes", resume=resume,
-                         **options)
+        result = restore(request, processes=Processes.alone(procs.device), networks=networks)
     except (UserError, OSError) as err:
         return {**row, "status": "failed", "seconds": round(time.perf_counter() - t0, 2),
                 "message": " ".join(str(err).split())}

@@ -51,6 +51,18 @@ def peak_memory_mb() -> float:
     return round(mb, 1)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation without swapping (Linux's MemAvailable); None elsewhere."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def reset_peak_memory() -> None:
     """Start a new high-water mark, so that the next ``peak_memory_mb`` is this run's own (a batch or a
     benchmark restores many videos in one process). Linux only; elsewhere peaks stay cumulative."""

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from lvtino.config import MAX_WINDOW, ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
+from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
 from lvtino.errors import UserError, arg, said
 from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
@@ -186,37 +186,43 @@ class Job:
 
 def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
             overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
-            overlap: int | None = None, words: Words | None = None, guide=None) -> tuple[Job, Path]:
-    """Check the inputs and every output path; settle the operator, the output's size, the range and the windows.
-
-    Nothing is written here: a mistake found now leaves no file behind.
-    """
-    overrides = [*(overrides or []), *_window_overrides(window, overlap)]
-    if frames is not None:
-        frames = whole(1, MAX_FRAMES).parse(frames, arg("frames"))
+            overlap: int | None = None, words: Words | None = None, guide=None,
+            check: bool = True) -> tuple[Job, Path]:
+    """Check the inputs and (with ``check``) every output path; settle the operator, the output's size, the range
+    and the windows (``plan_job``). Nothing is written here: a mistake found now leaves no file behind."""
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
-    kind = output_kind(output)
-    check_outputs([Output(arg("output"), output, "frames" if kind == "frames" else "video"),
-                   *([Output(arg("stats"), Path(stats))] if stats is not None else [])],
-                  [("the input", input), (arg("config"), config), (arg("guide"), guide),
-                   (arg("models"), models if models not in (None, "tiny") else None)], overwrite)
-    for note in info.notes():
-        log.info("%s", note)
-    cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
-    physics = build_checked_physics(cfg, shape)
-    measured = physics.output_shape(shape)
-    held = (info.frames, info.height, info.width)
-    if measured != held:
-        source = "recorded in the file" if info.metadata and frames is None else "asked for"
-        raise UserError(f"{input}: holds {info.frames} frames of {info.width}x{info.height}, but problem {cfg.name} "
-                        f"on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures {measured[0]} frames of "
-                        f"{measured[2]}x{measured[1]}; check {arg('problem')} and {arg('frames')}")
-    job = _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
-    check_rate(output, job.fps)
+    if check:
+        kind = output_kind(output)
+        check_outputs([Output(arg("output"), output, "frames" if kind == "frames" else "video"),
+                       *([Output(arg("stats"), Path(stats))] if stats is not None else [])],
+                      [("the input", input), (arg("config"), config), (arg("guide"), guide),
+                       (arg("models"), models if models not in (None, "tiny") else None)], overwrite)
+        for note in info.notes():
+            log.info("%s", note)
+    job = plan_job(info, problem, config, overrides, start, end, frames, window, overlap, words)
+    if check:
+        check_rate(output, job.fps)
     if guide is not None:
         job.guide = check_guide(guide, job, accept_truncated)
     return job, output
+
+
+def plan_job(info: VideoInfo, problem, config, overrides, start, end, frames, window=None, overlap=None,
+             words: Words | None = None) -> Job:
+    """The ``Job`` of a measurement (a file's ``VideoInfo``, or frames in memory): its operator, checked against
+    the frames and size it holds, the output's size, rate and range, and the windows."""
+    overrides = [*(overrides or []), *_window_overrides(window, overlap)]
+    cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
+    physics = build_checked_physics(cfg, shape)
+    measured = physics.output_shape(shape)
+    if measured != (info.frames, info.height, info.width):
+        source = "recorded in the file" if info.metadata and frames is None else "asked for"
+        raise UserError(f"{info.path}: holds {info.frames} frames of {info.width}x{info.height}, but problem "
+                        f"{cfg.name} on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures "
+                        f"{measured[0]} frames of {measured[2]}x{measured[1]}; check {arg('problem')} and "
+                        f"{arg('frames')}")
+    return _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
 
 
 GUIDE_RATE_TOLERANCE = 1e-3  # relative: 29.97 against 30000/1001 passes, 25 against 30 does not
@@ -268,7 +274,7 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
         raise UserError(f"{said('start', start)} {said('end', end)}: the range must satisfy "
                         f"0 <= start < end <= {shape[0]} (output frames)")
     supports = physics.time_supports(shape[0])
-    plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, physics, names)
+    plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, names)
     return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))
 
 
@@ -295,26 +301,13 @@ def output_digest(job: Job, settings: dict, identity: dict) -> str:
     return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
 
 
-def restore_digest(input, output, problem=None, prior="tv", config=None, overrides=None, start=None, end=None,
-                   frames=None, fps=None, models: ModelOptions | None = None, seed: int = 0, window=None,
-                   overlap=None, words: Words | None = None, crf: int = 18, preset: str = "medium",
-                   pix_fmt: str = "yuv420p", no_audio: bool = False, accept_truncated: bool = False) -> str:
-    """The digest that ``restore`` with these arguments would record in its output (nothing is written)."""
-    info = probe(input, fps, accept_truncated=accept_truncated)
-    cfg, shape = resolve_problem(info, problem, config, [*(overrides or []), *_window_overrides(window, overlap)],
-                                 frames, words)
-    job = _plan(info, cfg, shape, start, end, names=_names(window, overlap))
-    encoding = encoding_settings(Path(output), info, crf, preset, pix_fmt, no_audio)
-    return output_digest(job, run_settings(job, prior, seed, models, encoding), input_identity(Path(input)))
-
-
 def _window_overrides(window, overlap) -> list[str]:
-    """``--window``/``--overlap`` as preset entries, checked under the flags' own names."""
+    """``--window``/``--overlap`` (whole numbers, checked by ``Request.check_inputs``) as preset entries."""
     out = []
     if window is not None:
-        out.append(f"window.frames={whole(1, MAX_WINDOW).parse(window, arg('window'))}")
+        out.append(f"window.frames={int(window)}")
     if overlap is not None:
-        out.append(f"window.overlap={whole(0, MAX_WINDOW).parse(overlap, arg('overlap'))}")
+        out.append(f"window.overlap={int(overlap)}")
     return out
 
 

@@ -1,50 +1,195 @@
 """``lvtino restore``: restore a degraded video of any length, file to file, in windows.
 
-The measurement is decoded as the windows need it; each window is restored on
-its own and kept in the run's state folder. The main process joins the windows
-in order and hides the seams (``pipeline.windows``); the frames that became
-final after each window are encoded, on a background thread, as one closed
-segment of the output (``video.segments``), and the window files no later frame
-needs are deleted. At the end the segments are joined into the output by stream
-copy. Memory and scratch disk depend on the window and frame size, not on the
-video's length, and ``--resume`` goes on from the last closed segment.
+One run, top to bottom (``restore``):
+
+1. plan     ``Request.check_inputs`` and ``Request.plan``: the operator, the output's size, rate and range, the
+            windows (``pipeline.windows.Plan``), every output path checked. Nothing is written before this ends.
+2. state    ``RunState.open``: the state folder beside the output (its lock, the run's record). It is the one
+            owner of what is written there; ``Segments`` names its ``segments`` folder.
+3. left     the main process reads what an interrupted run left (closed segments, whole window files:
+            ``what_is_left``) and every process gets the same answer.
+4. windows  each window still to restore is restored by the prior (``WindowRestorer``) on the process whose
+            turn it is, or read back from the state; its float16 file is written on the state's thread.
+5. join     the main process cross-fades the windows in order and makes each seam consistent with the
+            measurement (``pipeline.windows.Joiner``, ``seam_step``); the residual meter reads the final frames.
+6. encode   the frames that became final go to the encoder's thread as one segment (``video.segments.Encoder``);
+            the window files no later frame needs are deleted once those frames lie in closed segments.
+7. merge    ``Segments.join``: the closed segments into the output by stream copy, with its sound and metadata.
+8. finish   the run's facts (``--stats``); the state folder goes.
+
+The threads of the main process and their hand-offs (no thread calls back into another):
+
+- the main thread: decoding the measured frames, the prior, the join and seams, the residual meter; it hands
+  window files to the state's thread and segments to the encoder's, and waits on them;
+- ``lvtino-state`` (``RunState.save``): writes window files, at most two pending (``save`` waits for the older);
+- ``lvtino-encoder`` (``Encoder``): converts, encodes and merges segments, one open at a time (``submit`` waits
+  while one is). Before a window's file is written the main thread waits until the frames joined before that
+  window lie in closed segments (``Encoder.wait_closed``) and deletes the window files they needed: the state
+  folder holds two windows, and a third while it is written.
+
+Memory and scratch disk depend on the window and frame size, not on the video's length, and ``--resume`` goes
+on from the last closed segment.
 
 Under ``torchrun``/``accelerate launch`` the windows still to restore are dealt
 out in turn (window i to process i mod N); the other processes save theirs into
 the state folder, at most a few windows ahead of the main process's join, which
 they read from a small progress file there: a state folder on a path every
 machine shares is all a cluster needs.
+
+Frames given in memory (``lvtino.Restorer``) go through the same ``Run`` with an
+in-memory source, window store and sink (``restore_frames``): no file, and no
+rounding of a float input to 8 bits or of the windows to float16.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import write_json
-from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
-from lvtino.pipeline.job import (Job, encoding_settings, output_digest, prepare, run_settings, source_seconds,
-                                 window_shape)
+from lvtino.pipeline.common import available_memory, check_device, peak_memory_mb, reset_peak_memory
+from lvtino.pipeline.job import Job, check_guide, plan_job, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
-from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions, Networks, describe_models, make_prior
+from lvtino.pipeline.priors import ModelOptions, Networks, describe_models, make_prior
+from lvtino.pipeline.request import Request
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Window, seam_step
-from lvtino.pipeline.words import Words
 from lvtino.runtime import StageTimer
-from lvtino.video.frames import DecodedFrames
+from lvtino.video.convert import tensor_to_frames
+from lvtino.video.frames import DecodedFrames, MemoryFrames
+from lvtino.video.reader import VideoInfo
 from lvtino.video.segments import Encoder, Segments
-from lvtino.validation import whole
-from lvtino.video.writer import check_encoding
 
 log = logging.getLogger("lvtino")
 AHEAD = 2  # windows each other process may restore ahead of the main process's join
+STAGES = ("read", "load", "prior", "join", "write", "state", "residual")
+
+
+def restore(request: Request, processes: Processes | None = None, networks: Networks | None = None) -> dict | None:
+    """Restore ``request.input`` into ``request.output``, output frames [start, end), in windows.
+
+    Returns the run's facts (as ``--stats`` writes them) on the main process,
+    None on the other processes of a multi-process launch; with ``dry_run``,
+    the plan (range, windows, memory) and nothing written. ``networks``: loaded
+    networks to use and keep (a ``Restorer``'s, a batch's); by default the run
+    loads its own.
+    """
+    t_start = time.perf_counter()
+    reset_peak_memory()
+    # 1. plan: the request checked, the input read, the operator, range and windows settled
+    request = request.check_inputs()
+    procs = processes or Processes(check_device(request.device))
+    job, output = request.plan()
+    if request.dry_run:
+        return _dry_run(request, job, output, procs)
+    # 2. state: the folder beside the output and its segments
+    settings = request.settings(job)
+    identity = input_identity(Path(request.input))
+    state = RunState(output, identity, settings, procs, request.resume, request.keep_state).open()
+    segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, request.crf, request.preset,
+                        request.pix_fmt)
+    timer = StageTimer(procs.device)
+    timer.seconds.update(dict.fromkeys(STAGES, 0.0))
+    measured = DecodedFrames(job.info, procs.device, timer)
+    restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
+                                    networks)
+    run = None
+    try:
+        # 3. left: decided by the main process, the same for every process
+        left = procs.broadcast(what_is_left(job, state, segments) if procs.is_main else None)
+        run = Run(job, procs, timer, measured, restore_window, state, left)
+        if not procs.is_main:  # 4. the other processes: their turns of the windows, into the state folder
+            run.others()
+            return None
+        # 4-6. windows restored or read back, joined in order, final frames encoded into closed segments
+        guide = DecodedFrames(job.guide, procs.device, timer) if job.guide is not None else None
+        meter = ResidualMeter(job.physics, job.supports, job.start, job.end, measured, timer, first=left.covered,
+                              guide=guide)
+        run.main(Encoder(segments, left.covered).start(), meter, _progress(job.end - left.covered, procs))
+        # 7. merge: the segments into the output, by stream copy
+        factor = job.physics.factors[0]
+        made_by = {"problem": job.cfg.name, "operator": job.cfg.operator, "prior": request.prior,
+                   "settings": request.digest(job), **describe_models(request.prior, request.models)}
+        audio = None if request.no_audio or not job.info.has_audio else request.input
+        with timer("write"):
+            segments.join(metadata={"restored_by": made_by}, audio_from=audio, rotation=job.info.rotation,
+                          audio_range=(source_seconds(job.info, factor, job.start),
+                                       source_seconds(job.info, factor, job.end)))
+        result = _facts(job, request, output, procs, timer, restore_window, run, t_start)
+    except BaseException as err:
+        if run is not None:
+            run.stop()
+        state.abandon()
+        if is_disk_full(err):
+            where = getattr(err, "filename", None)
+            where = where if where and state.folder in Path(where).parents else output  # not a temporary name
+            raise DiskFull(where, _space_needed(job), resumable=state.folder.is_dir()) from None
+        raise
+    # 8. finish
+    state.finish()
+    if request.stats is not None:
+        try:
+            write_json(request.stats, result)
+        except OSError as err:
+            raise NotWritten(arg("stats"), request.stats, err, f"the output {output} was written whole") from None
+    return result
+
+
+def restore_frames(video, fps: Fraction, request: Request, networks: Networks | None = None):
+    """Restore frames given in memory at ``fps``: (T, h, w, 3) uint8, or a (1, 3, T, h, w) float tensor in [0, 1];
+    the restoration in the same layout. ``request`` gives the problem, prior and settings (its input, output and
+    file settings are not used).
+
+    The run of ``restore`` (windows, seams, the measured frames' own operator) with the frames read from
+    ``video`` as the windows need them and the restored ones kept in memory: no file is written, and a float
+    input is not rounded.
+    """
+    request = request.check_inputs()
+    procs = Processes.alone(check_device(request.device))
+    tensor = isinstance(video, torch.Tensor)
+    t, h, w = (video.shape[2:] if tensor else video.shape[:3])
+    info = VideoInfo(Path("the frames given"), "memory", Fraction(fps), int(t), int(w), int(h))
+    job = plan_job(info, request.problem, request.config, list(request.overrides), request.start, request.end,
+                   request.frames, request.window, request.overlap, request.words)
+    if request.guide is not None:
+        job.guide = check_guide(request.guide, job)
+    sink = FrameSink(job.start, float_output=tensor)
+    _check_memory(job, sink)
+    timer = StageTimer(procs.device)
+    measured = MemoryFrames(video, info, procs.device, timer)
+    restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
+                                    networks)
+    windows = [w.index for w in job.selected]
+    run = Run(job, procs, timer, measured, restore_window, MemoryWindows(), Left(job.start, windows, [], windows))
+    run.main(sink, None, None)
+    return sink.frames()
+
+
+def _check_memory(job: Job, sink: "FrameSink") -> None:
+    """Refuse, before any work, a restoration that memory cannot hold (it is returned whole)."""
+    need = (job.end - job.start) * job.shape[1] * job.shape[2] * 3 * sink.itemsize
+    free = available_memory()
+    if free is not None and need > free:
+        raise UserError(f"the restored video, {job.end - job.start} frames of {job.shape[2]}x{job.shape[1]}, "
+                        f"needs {need / 2**30:.1f} GB of memory and {free / 2**30:.1f} GB are available; restore "
+                        "the video from a file with lvtino.restore, or a range of it (start, end)")
+
+
+def _dry_run(request: Request, job: Job, output: Path, procs: Processes) -> dict:
+    return {"dry_run": True, "input": str(request.input), "output": str(output), "problem": job.cfg.name,
+            "prior": request.prior, "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start,
+            "end": job.end, "height": job.shape[1], "width": job.shape[2], "fps": str(job.fps),
+            "windows": len(job.selected), "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
+            "memory_plan": memory_plan(job, request.prior, request.models, procs.device)}
 
 
 def window_seed(seed: int, index: int) -> int:
@@ -53,34 +198,42 @@ def window_seed(seed: int, index: int) -> int:
 
 
 class WindowRestorer:
-    """Restores one window at a time with the prior (its networks loaded at the first window) into the state."""
+    """Restores one window at a time with the prior (its networks loaded at the first window)."""
 
-    def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, state: RunState,
-                 measured: DecodedFrames, device: torch.device, timer: StageTimer, networks: Networks | None = None):
+    def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, measured, device: torch.device,
+                 timer: StageTimer, networks: Networks | None = None):
         self.job, self.prior_name, self.models, self.seed, self.networks = job, prior, models, seed, networks
-        self.guide = DecodedFrames(job.guide, device, timer) if job.guide is not None else None
-        self.state, self.measured, self.device, self.timer = state, measured, device, timer
+        self.measured, self.device, self.timer = measured, device, timer
         self.prior = None
         self.count = 0
         self.iterations: list[int] = []
-        self.before_save = None  # (window) -> callable run before its file is written; see _Run.make_room
+        self._operators: dict[int, tuple] = {}  # window index -> (its operator, its measured frames)
+
+    def operator(self, w: Window) -> tuple[object, list[int]]:
+        """Window ``w``'s operator and the measured frames it explains (``restrict_time``), kept for the next
+        window (whose start reads the previous one's rows) and dropped after."""
+        if w.index not in self._operators:
+            self._operators[w.index] = self.job.physics.restrict_time(w.start, w.end)
+            for old in [i for i in self._operators if i < w.index - 1]:
+                del self._operators[old]
+        return self._operators[w.index]
 
     def __call__(self, w: Window) -> torch.Tensor:
         job = self.job
         if self.prior is None:
             with self.timer("load"):
+                guide = DecodedFrames(job.guide, self.device, self.timer) if job.guide is not None else None
                 self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks,
-                                        guide=self.guide)
-        physics_w, rows = job.plan.operator(w)
-        previous = job.plan.operator(job.plan.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
+                                        guide=guide)
+        previous = self.operator(job.plan.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
+        physics_w, rows = self.operator(w)
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))
         with self.timer("prior"):
             x, facts = self.prior(physics_w, y, window_seed(self.seed, w.index), span=(w.start, w.end))
         if facts.get("solver_iterations") is not None:
             self.iterations.append(facts["solver_iterations"])
         self.count += 1
-        with self.timer("state"):
-            return self.state.save(w.index, x, self.before_save(w) if self.before_save else None)
+        return x
 
     def facts(self) -> dict:
         if self.prior is None:
@@ -93,117 +246,43 @@ class WindowRestorer:
         return facts
 
 
-def restore(input: str | Path, output: str | Path, problem: str | None = None, prior: str | None = None,
-            config: str | Path | None = None, overrides: list[str] | None = None, start=None, end=None,
-            frames: int | None = None, stats: str | Path | None = None, fps=None, crf: int = 18,
-            preset: str = "medium", no_audio: bool = False, device: str = "cpu", models: ModelOptions | None = None,
-            seed: int = 0, resume: bool = False, keep_state: bool = False, window: int | None = None,
-            overlap: int | None = None, processes: Processes | None = None, overwrite: str = "ask",
-            accept_truncated: bool = False, words: Words | None = None, pix_fmt: str = "yuv420p",
-            dry_run: bool = False, networks: Networks | None = None, guide: str | Path | None = None) -> dict | None:
-    """Restore a degraded video with ``prior`` (default tv) and write output frames [start, end).
+@dataclass
+class Left:
+    """What is left of a run: decided by the main process, the same for every process."""
 
-    ``guide``: another tool's restoration of the input (at the output's size, rate and frame count), made
-    consistent with the input instead of a prior (``solvers.guide``).
+    covered: int         # output frames [start, covered) lie in closed segments
+    needed: list[int]    # the windows the rest of the output depends on, in order
+    reused: list[int]    # of those, the ones whose files in the state are whole
+    todo: list[int]      # the others, restored by the processes in turn
 
-    Returns the run's facts (as ``--stats`` writes them) on the main process,
-    None on the other processes of a multi-process launch. ``dry_run``: check
-    everything, write nothing, and return the plan (range, windows, memory).
-    ``networks``: loaded networks to use and keep (a ``Restorer``'s, a batch's);
-    by default the run loads its own.
+
+def what_is_left(job: Job, state: RunState, segments: Segments) -> Left:
+    """The closed segments kept (damaged ones and those of another range removed: ``Segments.open``), and the
+    windows the frames after them need."""
+    covered = segments.open().covered()
+    needed = [w.index for w in job.plan.select(covered, job.end)] if covered < job.end else []
+    reused = [i for i in needed if state.has(i, window_shape(job, job.plan.windows[i]))]
+    return Left(covered, needed, reused, [i for i in needed if i not in set(reused)])
+
+
+class Run:
+    """The windows of one run, shared out between the processes, and the main process's join.
+
+    ``store`` keeps finished windows (``RunState``, or ``MemoryWindows``); the sink
+    given to ``main`` takes the final frames (``Encoder``, or ``FrameSink``).
     """
-    t_start = time.perf_counter()
-    reset_peak_memory()
-    # 1. Check inputs and outputs; settle the operator, sizes, range and windows
-    if guide is not None and prior is not None:
-        raise UserError(f"{said('prior', prior)} and {said('guide', str(guide))}: the guide takes the prior's place; "
-                        "give one")
-    prior = GUIDE if guide is not None else (prior or "tv")
-    if prior not in PRIORS and guide is None:
-        raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
-    check_encoding(crf, preset, pix_fmt)
-    seed = whole(0, 2**63 - 1).parse(seed, arg("seed"))
-    procs = processes or Processes(check_device(device))
-    job, output = prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=stats,
-                          models=(models or ModelOptions()).models, overwrite="yes" if resume else overwrite,
-                          accept_truncated=accept_truncated, window=window, overlap=overlap, words=words,
-                          guide=guide)
-    if dry_run:
-        return {"dry_run": True, "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
-                "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start, "end": job.end,
-                "height": job.shape[1], "width": job.shape[2], "fps": str(job.fps), "windows": len(job.selected),
-                "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
-                "memory_plan": memory_plan(job, prior, models or ModelOptions(), procs.device)}
-    # 2. The state folder (one run per output): closed segments, finished windows, what is left to restore
-    settings = run_settings(job, prior, seed, models,
-                            encoding_settings(output, job.info, crf, preset, pix_fmt, no_audio))
-    identity = input_identity(Path(input))
-    state = RunState(output, identity, settings, procs, resume, keep_state).open()
-    timer = StageTimer(procs.device)
-    timer.seconds.update(dict.fromkeys(("read", "load", "prior", "join", "write", "state", "residual"), 0.0))
-    measured = DecodedFrames(job.info, procs.device, timer)
-    restore_window = WindowRestorer(job, prior, models, seed, state, measured, procs.device, timer, networks)
-    run = _Run(job, state, procs, timer, measured, restore_window)
-    try:
-        if not procs.is_main:  # 3a. Other processes: their turns of the windows, into the state folder
-            run.others()
-            return None
-        # 3b. Main process: its turns, every needed window joined in order, final frames into closed segments
-        segments = Segments(state.folder / "segments", output, job.fps, job.start, job.end, crf, preset, pix_fmt)
-        run.main(segments)
-        audio = None if no_audio or not job.info.has_audio else input
-        factor = job.physics.factors[0]
-        made_by = {"problem": job.cfg.name, "operator": job.cfg.operator, "prior": prior,
-                   "settings": output_digest(job, settings, identity), **describe_models(prior, models)}
-        with timer("write"):
-            segments.join(metadata={"restored_by": made_by}, audio_from=audio, rotation=job.info.rotation,
-                          audio_range=(source_seconds(job.info, factor, job.start),
-                                       source_seconds(job.info, factor, job.end)))
-        result = _facts(job, input, output, prior, models, seed, procs, timer, restore_window, run, t_start)
-    except BaseException as err:
-        run.stop()
-        state.abandon()
-        if is_disk_full(err):
-            where = getattr(err, "filename", None)
-            where = where if where and state.folder in Path(where).parents else output  # not a temporary name
-            raise DiskFull(where, _space_needed(job), resumable=state.folder.is_dir()) from None
-        raise
-    state.finish()
-    if stats is not None:
-        try:
-            write_json(stats, result)
-        except OSError as err:
-            raise NotWritten(arg("stats"), stats, err, f"the output {output} was written whole") from None
-    return result
 
-
-class _Run:
-    """The windows of one run, shared out between the processes, and the main process's join."""
-
-    def __init__(self, job: Job, state: RunState, procs: Processes, timer: StageTimer, measured: DecodedFrames,
-                 restore_window: WindowRestorer):
-        self.job, self.state, self.procs, self.timer = job, state, procs, timer
-        self.measured, self.restore_window = measured, restore_window
-        self.encoder: Encoder | None = None
-        self.meter: ResidualMeter | None = None
-        self.reused: list[int] = []
+    def __init__(self, job: Job, procs: Processes, timer: StageTimer, measured, restore_window: WindowRestorer,
+                 store, left: Left):
+        self.job, self.procs, self.timer, self.measured = job, procs, timer, measured
+        self.restore_window, self.store, self.left = restore_window, store, left
+        self.todo = [job.plan.windows[i] for i in left.todo]
+        self.position = {w.index: k for k, w in enumerate(self.todo)}
         self.restored: list[int] = []
         self.scratch_peak = 0
+        self.sink = None
+        self.meter: ResidualMeter | None = None
         self._dropped = 0  # windows before this one have no file any more
-        self._discard_lock = threading.Lock()
-        # what is left: decided by the main process, the same list for every process
-        self.covered, todo, self.needed, self.reused = procs.broadcast(self._left() if procs.is_main else None)
-        self.todo = [job.plan.windows[i] for i in todo]
-        self.position = {w.index: k for k, w in enumerate(self.todo)}
-
-    def _left(self):
-        job = self.job
-        covered = Segments(self.state.folder / "segments", Path(self.state.output), job.fps, job.start, job.end
-                           ).covered()
-        needed = [w.index for w in job.plan.select(covered, job.end)] if covered < job.end else []
-        reused = [i for i in needed if self.state.has(i, window_shape(job, job.plan.windows[i]))]
-        todo = [i for i in needed if i not in set(reused)]
-        return covered, todo, needed, reused
 
     def mine(self, w: Window) -> bool:
         return self.position.get(w.index, -1) % self.procs.count == self.procs.index
@@ -213,94 +292,141 @@ class _Run:
         for w in self.todo:
             if not self.mine(w):
                 continue
-            self.state.wait_progress(self.position[w.index] - AHEAD * self.procs.count)
-            self.restore_window(w)
-            self.state.flush()
+            self.store.wait_progress(self.position[w.index] - AHEAD * self.procs.count)
+            self._restore(w)
+            self.store.flush()
         self.procs.wait()
 
-    def make_room(self, w: Window):
-        """Before window ``w``'s file is written: wait until the frames joined so far (through window w - 1) lie in
-        closed segments, and drop the files no later frame needs. The folder then holds two windows, and a third
-        only while it is being written."""
-        target = self.job.plan.seam_context(w.index - 1)[0] if 0 < w.index < len(self.job.plan.windows) else 0
-        target = min(target, self.job.end)
-
-        def wait():
-            encoder = self.encoder
-            if encoder is None:
-                return
-            encoder.wait_closed(target)
-            self.discard_upto(self.job.plan.first_needed(max(encoder.closed, self.job.start)))
-        return wait
-
-    def discard_upto(self, first_needed: int) -> None:
-        with self._discard_lock:
-            for i in range(self._dropped, first_needed):
-                self.state.discard(i)
-            self._dropped = max(self._dropped, first_needed)
-
-    def main(self, segments: Segments) -> None:
+    def main(self, sink, meter: ResidualMeter | None, bar) -> None:
+        """Every needed window, in order: restored or read back, joined; the final frames into ``sink``."""
         job = self.job
-        self.encoder = Encoder(segments, self.covered)
-        self.restore_window.before_save = self.make_room
-        guide = DecodedFrames(job.guide, self.procs.device, self.timer) if job.guide is not None else None
-        self.meter = ResidualMeter(job.physics, job.supports, job.start, job.end, self.measured, self.timer,
-                                   first=self.covered, guide=guide)
+        self.sink, self.meter = sink, meter
         seam = seam_step(job.physics, self.measured, job.cfg.pinv.eps) if job.physics.linear else None
         joiner = Joiner(job.plan, seam)
-        bar = _progress(job.end - self.covered, self.procs)
-        for w in (job.plan.windows[i] for i in self.needed):
+        for w in (job.plan.windows[i] for i in self.left.needed):
             x = self._window(w)
             with self.timer("join"):
                 final = list(joiner.add(w, x))
             self._emit(final, bar)
             if self.procs.count > 1 and w.index in self.position:
-                self.state.set_progress(self.position[w.index])
-            self.discard_upto(job.plan.first_needed(max(self.encoder.closed, job.start)))
+                self.store.set_progress(self.position[w.index])
+            self._discard_upto(job.plan.first_needed(max(sink.closed, job.start)))
             self._measure_scratch(self._dropped, w.index)
         with self.timer("join"):
             final = list(joiner.finish())
         self._emit(final, bar)
         with self.timer("write"):
-            self.encoder.wait()
-        self.state.flush()
+            sink.wait()
+        self.store.flush()
         self.procs.wait()  # every process passes this point once
         if bar:
             bar.close()
 
     def _window(self, w: Window) -> torch.Tensor:
-        shape = window_shape(self.job, w)
         if w.index in self.position and self.mine(w):
-            self.restored.append(w.index)
-            return self.restore_window(w).to(self.procs.device)
+            return self._restore(w).to(self.procs.device)
         if w.index in self.position:  # another process's turn: wait for its file
-            self.state.wait_window(w.index)
+            self.store.wait_window(w.index)
         with self.timer("state"):
-            x = self.state.load(w.index, shape)
+            x = self.store.load(w.index, window_shape(self.job, w))
         if x is None:  # damaged: restore it here
-            self.restored.append(w.index)
-            return self.restore_window(w).to(self.procs.device)
+            return self._restore(w).to(self.procs.device)
         return x.to(self.procs.device)
 
+    def _restore(self, w: Window) -> torch.Tensor:
+        """Window ``w`` by the prior, stored; what the store gives back (the float16 a resumed run would read)."""
+        x = self.restore_window(w)
+        self.restored.append(w.index)
+        self._make_room(w)
+        with self.timer("state"):
+            return self.store.save(w.index, x)
+
+    def _make_room(self, w: Window) -> None:
+        """Before window ``w`` is stored: wait until the frames joined before it (through window w - 1) lie in
+        closed segments, and drop the window files no later frame needs."""
+        if self.sink is None:  # another process: the main process drops files
+            return
+        plan = self.job.plan
+        target = plan.seam_context(w.index - 1)[0] if 0 < w.index < len(plan.windows) else 0
+        with self.timer("write"):
+            self.sink.wait_closed(min(target, self.job.end))
+        self._discard_upto(plan.first_needed(max(self.sink.closed, self.job.start)))
+
+    def _discard_upto(self, first_needed: int) -> None:
+        for i in range(self._dropped, first_needed):
+            self.store.discard(i)
+        self._dropped = max(self._dropped, first_needed)
+
     def _emit(self, final, bar) -> None:
-        """Frames that became final: the new ones in the range go to the encoder as one segment."""
+        """Frames that became final: the new ones in the range go to the sink as one segment."""
         job = self.job
-        keep = [(t, f) for t, f in final if max(job.start, self.covered) <= t < job.end]
+        keep = [(t, f) for t, f in final if max(job.start, self.left.covered) <= t < job.end]
         if keep:
             with self.timer("write"):
-                self.encoder.submit(keep[0][0], torch.cat([f for _, f in keep], dim=2))
+                self.sink.submit(keep[0][0], torch.cat([f for _, f in keep], dim=2))
             if bar:
                 bar.update(len(keep))
-        self.meter.add([(t, f) for t, f in final if job.start <= t < job.end])
+        if self.meter is not None:
+            self.meter.add([(t, f) for t, f in final if job.start <= t < job.end])
 
     def _measure_scratch(self, dropped: int, current: int) -> None:
         windows = sum(128 + 2 * 3 * w.frames * self.job.shape[1] * self.job.shape[2]
                       for w in self.job.plan.windows[dropped:current + 1])
-        self.scratch_peak = max(self.scratch_peak, windows + self.encoder.segments_bytes)
+        self.scratch_peak = max(self.scratch_peak, windows + self.sink.segments_bytes)
 
     def stop(self) -> None:
-        if self.encoder is not None:
-            self.encoder.stop()
+        if self.sink is not None:
+            self.sink.stop()
+
+
+class MemoryWindows:
+    """The store of a run in memory: finished windows kept as they are until the join has used them."""
+
+    def __init__(self):
+        self._windows: dict[int, torch.Tensor] = {}
+
+    def save(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        self._windows[index] = x
+        return x
+
+    def load(self, index: int, shape: tuple[int, ...]) -> torch.Tensor | None:
+        return self._windows.get(index)
+
+    def discard(self, index: int) -> None:
+        self._windows.pop(index, None)
+
+    def flush(self) -> None:
+        pass
+
+
+class FrameSink:
+    """The sink of a run in memory: the final frames in order, as (T, H, W, 3) uint8 (rounded as a file's) or
+    as a (1, 3, T, H, W) float tensor in [0, 1]."""
+
+    segments_bytes = 0
+
+    def __init__(self, start: int, float_output: bool):
+        self.closed, self.float_output = start, float_output
+        self.itemsize = 4 if float_output else 1
+        self._parts: list = []
+
+    def submit(self, first: int, frames: torch.Tensor) -> None:
+        frames = frames.detach().to("cpu", torch.float32)
+        self._parts.append(frames.add(1).div_(2).clamp_(0, 1) if self.float_output
+                           else np.stack(list(tensor_to_frames(frames))))
+        self.closed = first + frames.shape[2]
+
+    def wait_closed(self, frame: int) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def frames(self):
+        return torch.cat(self._parts, dim=2) if self.float_output else np.concatenate(self._parts)
 
 
 def _space_needed(job: Job) -> int:
@@ -310,18 +436,21 @@ def _space_needed(job: Job) -> int:
     return 3 * window + (job.end - job.start) * h * w  # ~1 byte a pixel: the output, with room to spare
 
 
-def _facts(job: Job, input, output, prior, models, seed, procs, timer, restore_window, run: _Run, t_start) -> dict:
+def _facts(job: Job, request: Request, output: Path, procs: Processes, timer: StageTimer,
+           restore_window: WindowRestorer, run: Run, t_start: float) -> dict:
     facts = restore_window.facts()
     stages = {**timer.rounded(), **facts.pop("seconds_per_stage", {})}
+    prior, models, left = request.prior, request.models, run.left
     return {
-        "input": str(input), "output": str(output), "problem": job.cfg.name, "prior": prior,
+        "input": str(request.input), "output": str(output), "problem": job.cfg.name, "prior": prior,
         "frames": job.end - job.start, "start": job.start, "end": job.end, "height": job.shape[1],
         "width": job.shape[2], "fps": str(job.fps), "seconds": round(time.perf_counter() - t_start, 3),
-        "seconds_per_stage": stages, "windows": len(run.needed), "windows_reused": len(run.reused),
+        "seconds_per_stage": stages, "windows": len(left.needed), "windows_reused": len(left.reused),
         "windows_total": len(job.plan.windows), "window_frames": job.plan.windows[0].frames,
-        "resumed_at_frame": run.covered if run.covered > job.start else None,
+        "resumed_at_frame": left.covered if left.covered > job.start else None,
         "scratch_peak_mb": round(run.scratch_peak / 2**20, 1),
-        "processes": procs.count, "peak_memory_mb": peak_memory_mb(), "device": str(procs.device), "seed": seed,
+        "processes": procs.count, "peak_memory_mb": peak_memory_mb(), "device": str(procs.device),
+        "seed": request.seed,
         "nfe": {"video": 0, "image": 0, "total": 0}, **describe_models(prior, models), **facts,
         "relative_residual": run.meter.value() if run.meter else None,
         "naive_residual": run.meter.naive() if run.meter else None, "fit": _fit(job, run.meter),

@@ -165,6 +165,11 @@ class RunState:
             if p.name != "lock":
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
+    @property
+    def segments_folder(self) -> Path:
+        """Where the output's closed segments are kept (``video.segments.Segments``)."""
+        return self.folder / "segments"
+
     # -- window files --------------------------------------------------------------------
     def _path(self, index: int) -> Path:
         return self.folder / f"window-{index:06d}.npy"
@@ -202,26 +207,18 @@ class RunState:
             path.unlink(missing_ok=True)
         return array
 
-    def save(self, index: int, x: Tensor, before=None) -> Tensor:
-        """Store window ``index`` (in the background) and return what ``load`` will give back:
-        the float16-rounded values, as float32 (rounded in place when ``x`` is a float32 CPU tensor).
-
-        ``before()``, if given, runs on the writing thread first (it may wait for older windows to go, so that
-        the folder never holds more than a few).
-        """
+    def save(self, index: int, x: Tensor) -> Tensor:
+        """Store window ``index`` (written on the ``lvtino-state`` thread) and return what ``load`` will give
+        back: the float16-rounded values, as a new float32 tensor (``x`` is left as it is)."""
         half = x.detach().to("cpu", torch.float16)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvtino-state")
         while len(self._pending) >= 2:  # at most two windows wait for the disk: memory stays flat
             self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(self._write, index, half.numpy(), before))
-        if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
-            return x.detach().copy_(half)
+        self._pending.append(self._writer.submit(self._write, index, half.numpy()))
         return half.float()
 
-    def _write(self, index: int, array: np.ndarray, before=None) -> None:
-        if before is not None:
-            before()
+    def _write(self, index: int, array: np.ndarray) -> None:
         tmp = self.folder / f"window-{index:06d}.npy.partial-{os.getpid()}"
         try:
             with open(tmp, "wb") as fh:

@@ -24,8 +24,7 @@ video, or a replicate boundary, are the ways out).
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -51,16 +50,6 @@ class Plan:
     frames: int             # signal frames of the whole video
     windows: tuple[Window, ...]
     margin: int             # how far a seam region reaches beyond the overlap (the operator's reach)
-    physics: object = field(default=None, compare=False, repr=False)
-    _operators: OrderedDict = field(default_factory=OrderedDict, compare=False, repr=False)
-
-    def operator(self, w: Window) -> tuple[object, list[int]]:
-        """Window ``w``'s operator and the measured frames it explains (``restrict_time``), found once."""
-        if w.index not in self._operators:
-            self._operators[w.index] = self.physics.restrict_time(w.start, w.end)
-            while len(self._operators) > 8:  # the few windows around the join
-                self._operators.popitem(last=False)
-        return self._operators[w.index]
 
     def first_needed(self, frame: int) -> int:
         """The first window that output frames from ``frame`` on still need (len(windows): none)."""
@@ -95,7 +84,7 @@ class Plan:
 
 
 def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: int, length: int,
-                 overlap: int, physics=None, names: tuple[str, str] = ("window.frames", "window.overlap")) -> Plan:
+                 overlap: int, names: tuple[str, str] = ("window.frames", "window.overlap")) -> Plan:
     """Cover ``frames`` signal frames with windows of ``length`` overlapping by ``overlap`` frames.
 
     ``supports`` gives, per measured frame, the signal frames it depends on (None
@@ -109,7 +98,7 @@ def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: in
     if length < 1 or overlap < 0:
         raise UserError(f"{frames_name} {length}, {overlap_name} {overlap}: need frames >= 1 and overlap >= 0")
     if frames <= length:
-        return Plan(frames, (Window(0, 0, frames),), 0, physics)
+        return Plan(frames, (Window(0, 0, frames),), 0)
     wraps = [row for row, s in enumerate(supports) if s is None]
     if wraps:
         raise UserError(f"the operator's temporal boundary is circular: measured frame {wraps[0]} mixes the first "
@@ -134,7 +123,7 @@ def plan_windows(supports: list[tuple[int, int] | None], frames: int, factor: in
         if end == frames:
             break
         start += stride
-    plan = Plan(frames, tuple(windows), reach, physics)
+    plan = Plan(frames, tuple(windows), reach)
     _check_coverage(plan, lo, hi, overlap_name)
     return plan
 

@@ -49,3 +49,19 @@ class DecodedFrames:
             self._next += len(batch)
             missing = [r for r in missing if r not in self.cache]
         return torch.cat([self.cache[r] for r in rows], dim=2).to(self.device)
+
+
+class MemoryFrames:
+    """Frames given in memory, converted as they are asked for (the same ``get`` as ``DecodedFrames``, without a
+    file): (T, h, w, 3) uint8 frames as a decoded file's, or a (1, 3, T, h, w) float tensor in [0, 1] without
+    any rounding."""
+
+    def __init__(self, video, info: VideoInfo, device: torch.device = torch.device("cpu"),
+                 timer: StageTimer | None = None):
+        self.video, self.info, self.device, self.timer = video, info, device, timer or StageTimer()
+
+    def get(self, rows: list[int], keep_from: int | None = None) -> torch.Tensor:
+        with self.timer("read"):
+            if isinstance(self.video, torch.Tensor):
+                return (self.video[:, :, list(rows)].to(self.device, torch.float32) * 2 - 1)
+            return frames_to_tensor(self.video[list(rows)]).to(self.device)

@@ -68,16 +68,21 @@ class Segments:
         self.suffix = "" if self.kind == "frames" else self.output.suffix
         self.fps, self.crf, self.preset, self.pix_fmt = Fraction(fps), crf, preset, pix_fmt
         self.start, self.end = start, end
+
+    def open(self) -> "Segments":
+        """Make the folder ready for this range: segments of another range or format go, and so does a segment
+        never closed (a kill while it was written); the closed ones stay for ``covered``."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"start": start, "end": end, "output": self.output.suffix}
+        record = {"start": self.start, "end": self.end, "output": self.output.suffix}
         stamp = self.folder / "range.json"
-        if not stamp.is_file() or _read_json(stamp) != record:  # segments of another range or format: start over
+        if not stamp.is_file() or _read_json(stamp) != record:
             for p in self.folder.iterdir():
                 remove_tree(p)
             stamp.write_text(json.dumps(record))
-        for p in self.folder.iterdir():  # a segment never closed (a kill while it was written) is made again
+        for p in self.folder.iterdir():
             if p.name != "range.json" and not NAME.match(p.name):
                 remove_tree(p)
+        return self
 
     def closed(self) -> list[Segment]:
         found = []
@@ -260,14 +265,19 @@ class Encoder:
     def __init__(self, segments: Segments, covered: int, depth: int = 1):
         self.segments = segments
         self.closed = covered
-        self.segments_bytes = segments.size()
+        self.segments_bytes = 0
         self._open = threading.Semaphore(depth)
         self._small: list[Segment] = []  # closed segments not merged yet
         self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="lvtino-encoder", daemon=True)
+
+    def start(self) -> "Encoder":
+        """Count the segments already closed and start the thread."""
+        self.segments_bytes = self.segments.size()
         self._thread.start()
+        return self
 
     def submit(self, first: int, frames: torch.Tensor) -> None:
         """Frames (1, 3, n, H, W) in [-1, 1], output frames first .. first + n - 1, as one segment."""

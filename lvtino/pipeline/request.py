@@ -1,0 +1,121 @@
+"""One restoration asked for: every setting of ``lvtino restore`` as one typed value, checked once.
+
+The command line, the Python API and ``batch`` all build a ``Request`` and
+hand it to ``pipeline.restore.restore``. ``check_inputs`` refuses what is wrong
+without reading a file (in the caller's words: parameter names below the command
+line, flags on it); ``plan`` reads the input and settles the ``Job``;
+``settings`` is everything that decides the output's bytes, and ``digest`` its
+hash as the output records it (what ``--resume`` and ``batch`` compare). A
+setting added here reaches the digest through ``settings`` or is named in
+``NOT_IN_DIGEST`` with the reason: ``tests/test_api.py`` holds the two lists to
+the fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lvtino.config import MAX_WINDOW
+from lvtino.errors import UserError, arg, said
+from lvtino.pipeline.job import MAX_FRAMES, Job, encoding_settings, output_digest, prepare, run_settings
+from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions
+from lvtino.pipeline.state import input_identity
+from lvtino.pipeline.words import Words
+from lvtino.validation import whole
+from lvtino.video.writer import check_encoding
+
+OVERWRITE = ("ask", "yes", "no")
+# settings that do not change the output's bytes, or change them only through fields that are in the digest
+NOT_IN_DIGEST = {
+    "output": "where the output goes, not what it holds",
+    "stats": "a second file beside the output",
+    "device": "the same numbers on any device (the state's float16 windows are compared, not the device)",
+    "resume": "how a run starts, not what it makes",
+    "keep_state": "what is kept after the run",
+    "overwrite": "whether an existing file may be replaced",
+    "accept_truncated": "which frames are read is in the input's identity and the frame count",
+    "dry_run": "writes nothing",
+    "window": "in the digest as the windows' spans",
+    "overlap": "in the digest as the windows' spans",
+    "words": "in the digest as the operator they build (config)",
+    "problem": "in the digest as its preset (config)",
+    "config": "in the digest as the preset it gives (config)",
+    "overrides": "in the digest through the preset they change (config)",
+    "fps": "the input's rate: in the digest through the windows and the input's identity",
+    "start": "the range is recorded beside the settings",
+    "end": "the range is recorded beside the settings",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """``lvtino restore INPUT -o OUTPUT`` and its options (see ``lvtino restore --help``)."""
+
+    input: str | Path
+    output: str | Path
+    problem: str | None = None
+    prior: str | None = None           # None: tv, or the guide's consistency step when ``guide`` is given
+    config: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    words: Words | None = None         # --scale, --fps-factor, --size, --fps, ...
+    start: int | str | None = None
+    end: int | str | None = None
+    frames: int | None = None
+    fps: object = None                 # --input-fps: the rate of a frame folder
+    window: int | None = None
+    overlap: int | None = None
+    guide: str | Path | None = None
+    seed: int = 0
+    models: ModelOptions = field(default_factory=ModelOptions)
+    device: str = "cpu"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+    no_audio: bool = False
+    stats: str | Path | None = None
+    resume: bool = False
+    keep_state: bool = False
+    overwrite: str = "ask"
+    accept_truncated: bool = False
+    dry_run: bool = False
+
+    def check_inputs(self) -> "Request":
+        """The settings checked without reading a file; the request with its defaults settled (the prior's name,
+        whole numbers, ``--overwrite yes`` on a resume)."""
+        if self.guide is not None and self.prior is not None:
+            raise UserError(f"{said('prior', self.prior)} and {said('guide', str(self.guide))}: the guide takes the "
+                            "prior's place; give one")
+        prior = GUIDE if self.guide is not None else (self.prior or "tv")
+        if prior not in PRIORS and prior != GUIDE:
+            raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
+        if self.overwrite not in OVERWRITE:
+            raise UserError(f"{said('overwrite', self.overwrite)}: expected one of {', '.join(OVERWRITE)}")
+        check_encoding(self.crf, self.preset, self.pix_fmt)
+        return replace(
+            self, prior=prior, overrides=tuple(self.overrides or ()), models=self.models or ModelOptions(),
+            seed=whole(0, 2**63 - 1).parse(self.seed, arg("seed")),
+            frames=None if self.frames is None else whole(1, MAX_FRAMES).parse(self.frames, arg("frames")),
+            window=None if self.window is None else whole(1, MAX_WINDOW).parse(self.window, arg("window")),
+            overlap=None if self.overlap is None else whole(0, MAX_WINDOW).parse(self.overlap, arg("overlap")),
+            overwrite="yes" if self.resume else self.overwrite)
+
+    def plan(self, check_outputs: bool = True) -> tuple[Job, Path]:
+        """Read the input and settle the operator, the output's size, the range and the windows; with
+        ``check_outputs``, every output path is checked too (nothing is written)."""
+        return prepare(self.input, self.output, self.problem, self.config, list(self.overrides), self.start,
+                       self.end, self.frames, self.fps, stats=self.stats, models=self.models.models,
+                       overwrite=self.overwrite, accept_truncated=self.accept_truncated, window=self.window,
+                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs)
+
+    def settings(self, job: Job) -> dict:
+        """Everything that decides the output's bytes: the windows' pixels and the encoding."""
+        encoding = encoding_settings(Path(self.output), job.info, self.crf, self.preset, self.pix_fmt,
+                                     self.no_audio)
+        return run_settings(job, self.prior, self.seed, self.models, encoding)
+
+    def digest(self, job: Job | None = None) -> str:
+        """What the output of this request records (``restored_by.settings``): its input, settings and range.
+        Without ``job``, the input is read to plan one (nothing is written, no output is checked)."""
+        job = job or self.plan(check_outputs=False)[0]
+        return output_digest(job, self.settings(job), input_identity(Path(self.input)))
