@@ -216,14 +216,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(path: Path) -> None:
-    """Remove temporary files of earlier runs on ``path`` whose process is gone (a kill -9 leaves them)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:partial|old)-(\d+)")
+def remove_stale_partials(path: Path, every: bool = False) -> None:
+    """Remove the temporary files (``partial_name``, ``replace_folder``'s old one) that earlier runs left on
+    ``path`` (a kill -9 leaves them) whose process is gone; with ``every``, those of every name in the folder
+    ``path``. The one cleanup of partial files: outputs, state files."""
+    # in a state folder (lvtino's own) also the names of an earlier version, which had no leading dot
+    folder, name = (path, r"\.?[^/]+") if every else (path.parent, rf"\.{re.escape(path.name)}")
+    pattern = re.compile(rf"^{name}\.(?:partial|old)-(\d+)")
     try:
-        siblings = list(path.parent.iterdir())
+        entries = list(folder.iterdir())
     except OSError:
         return
-    for p in siblings:
+    for p in entries:
         m = pattern.match(p.name)
         if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             remove_tree(p)

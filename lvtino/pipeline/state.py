@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 
 from lvtino.errors import UserError, arg
-from lvtino.files import (RunLock, fsync_folder, pid_alive, read_checked, sealed_text, trailer, unsealed_text,
-                          write_text_atomic)
+from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_partials, sealed_text, trailer,
+                          unsealed_text, write_text_atomic)
 
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
 # what lvtino writes into a state folder (anything else there is a user's, and the folder is not lvtino's to use)
@@ -95,7 +95,8 @@ class RunState:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.lock.acquire(notice=log.info)
         try:
-            self._remove_partials()
+            (self.folder / "progress").unlink(missing_ok=True)  # an old run's
+            remove_stale_partials(self.folder, every=True)
             if not (self.folder / "state.json").is_file() or not self._check():
                 self._write_record()
         except BaseException:
@@ -117,14 +118,6 @@ class RunState:
 
     def _write_record(self) -> None:
         write_text_atomic(self.folder / "state.json", sealed_text(json.dumps(self.record, indent=1, default=str)))
-
-    def _remove_partials(self) -> None:
-        """Temporary files of processes that are gone (a kill before a rename), and an old run's progress."""
-        (self.folder / "progress").unlink(missing_ok=True)
-        for p in self.folder.glob("*.partial-*"):
-            pid = p.name.rsplit("-", 1)[-1]
-            if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
-                p.unlink(missing_ok=True)
 
     def _check(self) -> bool:
         """An earlier run's record against this run's: True when it may be resumed, False when it was damaged (the
@@ -219,25 +212,18 @@ class RunState:
         return half.float()
 
     def _write(self, index: int, array: np.ndarray) -> None:
-        tmp = self.folder / f"window-{index:06d}.npy.partial-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                # the header, then the data straight from the array: a plain file write, which releases the
-                # interpreter during the copy and reports a full disk with its errno (numpy's own writer does
-                # not); then the CRC-32 of both
-                head = io.BytesIO()
-                np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
-                body = memoryview(np.ascontiguousarray(array)).cast("B")
-                fh.write(head.getvalue())
-                fh.write(body)
-                fh.write(trailer(zlib.crc32(body, zlib.crc32(head.getvalue()))))
-                fh.flush()
-                os.fsync(fh.fileno())  # on disk before it counts
-            os.replace(tmp, self._path(index))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_folder(self.folder)
+        with atomic_file(self._path(index)) as tmp, open(tmp, "wb") as fh:
+            # the header, then the data straight from the array: a plain file write, which releases the
+            # interpreter during the copy and reports a full disk with its errno (numpy's own writer does not);
+            # then the CRC-32 of both
+            head = io.BytesIO()
+            np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+            body = memoryview(np.ascontiguousarray(array)).cast("B")
+            fh.write(head.getvalue())
+            fh.write(body)
+            fh.write(trailer(zlib.crc32(body, zlib.crc32(head.getvalue()))))
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before it counts
 
     def flush(self) -> None:
         """Wait until every window saved so far is on disk (and raise what a write raised)."""
