@@ -201,3 +201,29 @@ def test_the_production_seam_step_fits_every_measured_frame_touching_the_seam(na
                and all(not (a <= c < b) for c in torch.nonzero(physics.time.dense()[r]).flatten().tolist())] \
         if physics.time is not None else [r for r in range(90) if not a <= r < b]
     assert torch.equal(physics.A(corrected)[:, :, outside], physics.A(x)[:, :, outside])
+
+
+@pytest.mark.parametrize("mode", PADDINGS)
+@pytest.mark.parametrize("stride", [1, 3, 4])
+def test_blocked_spatial_products_are_the_dense_ones(mode, stride):
+    """A filter matrix, its transpose and its Gram applied in blocks of rows, along every axis of a video, equal
+    the plain dense product (einsum) to float64 rounding; a matrix whose rows touch most columns stays dense."""
+    from lvtino.physics.band import Blocked
+
+    g = torch.Generator().manual_seed(stride)
+    n = 37
+    m = dense_conv(n, torch.rand(9, generator=g, dtype=torch.float64) + 0.1, stride, 4, mode)
+    for matrix in (m, m.T.contiguous(), m @ m.T):
+        blocked = Blocked(matrix, block=5)  # 37 rows: the last block is partial
+        for axis in (2, 3, 4):
+            shape = [2, 3, 4, 5, 6]
+            shape[axis] = matrix.shape[1]
+            x = torch.randn(shape, generator=g, dtype=torch.float64)
+            want = torch.movedim(torch.tensordot(x, matrix, dims=([axis], [1])), -1, axis)  # sum_j M[i, j] x[.., j, ..]
+            assert torch.allclose(blocked.apply(x, axis), want, rtol=0, atol=1e-12)
+    wide = dense_conv(160, torch.rand(9, generator=g, dtype=torch.float64) + 0.1, 4, 4, mode)
+    # 160 -> 40 samples, 9 taps: blocks save most of the work, unless the rows wrap around (circular: the first
+    # and last blocks span the whole axis)
+    assert isinstance(Blocked.of(wide), Blocked) == (mode != "circular")
+    assert isinstance(Blocked.of(wide.T.contiguous()), torch.Tensor)  # widening: dense (faster)
+    assert isinstance(Blocked.of(torch.rand(8, 16, dtype=torch.float64) + 0.1), torch.Tensor)  # full rows: dense

@@ -206,10 +206,68 @@ class Band:
         return f"Band({self.rows}x{self.cols}, width {self.index.shape[1]})"
 
 
+class Blocked:
+    """A dense matrix whose non-zeros lie along its diagonal (a filter with a stride), applied ``block`` rows
+    at a time to the run of columns those rows touch.
+
+    A 4x bicubic downscale of 640 samples holds 16 taps a row: as one dense
+    product it costs 640 multiply-adds per output, in blocks of 16 rows about 76.
+    Built by ``of`` only where it saves more than half of the dense product's work;
+    the result equals the dense product's to float rounding (only exact zeros are
+    left out).
+    """
+
+    def __init__(self, matrix: Tensor, block: int):
+        self.shape = tuple(matrix.shape)
+        nonzero = matrix != 0
+        self.parts = []  # (first row, first column, the block's dense part)
+        for r0 in range(0, self.shape[0], block):
+            cols = torch.nonzero(nonzero[r0:r0 + block].any(0)).flatten()
+            c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, 1)
+            self.parts.append((r0, c0, matrix[r0:r0 + block, c0:c1].contiguous()))
+
+    @classmethod
+    def of(cls, matrix: Tensor, block: int = 16) -> "Blocked | Tensor":
+        """The blocked form where the matrix shortens the axis and the blocks hold less than half of its
+        entries, else the matrix itself. (Widening an axis, A^T, the dense product was faster: its inner
+        dimension is the short one, and blocks would write the long output in narrow strided pieces.)"""
+        if matrix.shape[0] >= matrix.shape[1]:
+            return matrix
+        blocked = cls(matrix, block)
+        work = sum(part.numel() for _, _, part in blocked.parts)
+        return blocked if 2 * work < matrix.numel() else matrix
+
+    def apply(self, x: Tensor, axis: int) -> Tensor:
+        """This matrix along ``axis`` of x (length cols -> rows)."""
+        axis = axis % x.dim()
+        x = x.contiguous()
+        shape = list(x.shape)
+        shape[axis] = self.shape[0]
+        out = x.new_empty(shape)
+        lead = math.prod(x.shape[:axis])
+        last = axis == x.dim() - 1
+        for r0, c0, part in self.parts:
+            piece, into = x.narrow(axis, c0, part.shape[1]), out.narrow(axis, r0, part.shape[0])
+            if last:  # rows of x times part^T, straight into the output's columns (strided views: no copies)
+                torch.mm(piece.reshape(-1, part.shape[1]), part.transpose(0, 1), out=into.reshape(-1, part.shape[0]))
+            else:  # part times each (columns, rest) slab of x, straight into the output's slabs
+                torch.matmul(part, piece.reshape(lead, part.shape[1], -1),
+                             out=into.reshape(lead, part.shape[0], -1))
+        return out
+
+
 def along(x: Tensor, M: Tensor, axis: int) -> Tensor:
-    """Multiply axis ``axis`` of x by the dense matrix M (one batched product over a contiguous view)."""
+    """Multiply axis ``axis`` of x by the dense matrix M (one product over a contiguous view).
+
+    The last axis is one matrix product, x (rows, n) @ M^T; another axis a batched
+    product M @ x (lead, n, rest). (The last axis as a batch of matrix-vector
+    products (lead, n, 1) took 40x longer.)
+    """
     if x.is_contiguous():
         shape = x.shape
+        axis = axis % x.dim()
+        if axis == x.dim() - 1:
+            return (x.reshape(-1, shape[axis]) @ M.transpose(0, 1)).reshape(*shape[:axis], M.shape[0])
         lead, n = math.prod(shape[:axis]), shape[axis]
         flat = x.reshape(lead, n, -1)
         return (M @ flat).reshape(*shape[:axis], M.shape[0], *shape[axis + 1:])

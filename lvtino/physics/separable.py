@@ -27,7 +27,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from lvtino.physics.band import DENSE_LIMIT, PADDINGS, Band, along  # noqa: F401  (PADDINGS: re-exported)
+from lvtino.physics.band import DENSE_LIMIT, PADDINGS, Band, Blocked, along  # noqa: F401  (PADDINGS: re-exported)
 from lvtino.physics.base import LinearPhysics, Shape
 
 def conv_matrix(n: int, kernel: Tensor, stride: int, pad_left: int, mode: str) -> Tensor:
@@ -70,7 +70,7 @@ def _apply_axes(x: Tensor, mats: tuple) -> Tensor:
     if not best:
         return x.clone()  # the identity still returns a tensor of its own
     for axis, M in best:
-        x = M.apply(x, axis) if isinstance(M, (Band, _Transposed)) else _along(x, M, axis)
+        x = M.apply(x, axis) if isinstance(M, (Band, _Transposed, Blocked)) else _along(x, M, axis)
     return x
 
 
@@ -161,24 +161,37 @@ class SeparableLinear(LinearPhysics):
                                     for M in self.matrices)
         return self._cast[key]
 
+    def _products(self, kind: str, like: Tensor) -> tuple:
+        """Per axis, what ``_apply_axes`` multiplies by for A (``"A"``), A^T (``"AT"``) or A A^T (``"gram"``):
+        the time band (transposed without being built), the dense spatial matrices in blocks of rows where
+        their taps are few (``Blocked``), cast once per (dtype, device)."""
+        key = (kind, like.dtype, like.device)
+        if key not in self._cast:
+            out = []
+            for M in self._mats(like):
+                if M is None or (isinstance(M, Band) and kind == "A"):
+                    out.append(M)
+                elif isinstance(M, Band):
+                    out.append(_Transposed(M) if kind == "AT" else M.gram())
+                else:
+                    dense = {"A": M, "AT": M.transpose(0, 1), "gram": M @ M.transpose(0, 1)}[kind]
+                    out.append(Blocked.of(dense.contiguous()))
+            self._cast[key] = tuple(out)
+        return self._cast[key]
+
     # -- the operator ---------------------------------------------------------
     def A(self, x: Tensor) -> Tensor:
         self._check(tuple(x.shape[2:]), "signal", col=True)
-        return _apply_axes(x, self._mats(x))
+        return _apply_axes(x, self._products("A", x))
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         self._check(tuple(y.shape[2:]), "measurement", col=False)
-        return _apply_axes(y, tuple(None if M is None else _Transposed(M) if isinstance(M, Band)
-                                    else M.transpose(0, 1) for M in self._mats(y)))
+        return _apply_axes(y, self._products("AT", y))
 
     def A_A_adjoint(self, y: Tensor) -> Tensor:
         """A A^T y = (K_t (x) K_h (x) K_w) y with the small Gram matrices K_a = M_a M_a^T (a band for time)."""
         self._check(tuple(y.shape[2:]), "measurement", col=False)
-        key = ("gram", y.dtype, y.device)
-        if key not in self._cast:
-            self._cast[key] = tuple(None if M is None else M.gram() if isinstance(M, Band) else M @ M.transpose(0, 1)
-                                    for M in self._mats(y))
-        return _apply_axes(y, self._cast[key])
+        return _apply_axes(y, self._products("gram", y))
 
     def __mul__(self, other: LinearPhysics) -> LinearPhysics:
         if not isinstance(other, SeparableLinear):
@@ -260,8 +273,8 @@ class SeparableLinear(LinearPhysics):
 
         (``tol`` and ``max_iter`` are accepted for the common signature; nothing iterates.)
         """
-        r = self._spectral(y - self.A(z), lambda lam: 1.0 / (1.0 + gamma * lam))
-        return self.A_adjoint(r).mul_(gamma).add_(z)
+        r = self._spectral(y - self.A(z), lambda lam: gamma / (1.0 + gamma * lam))
+        return self.A_adjoint(r).add_(z)  # gamma applied in measurement space: one pass less over the signal
 
     def A_dagger(self, y: Tensor, eps: float = 0.0, tol: float = 0.0, max_iter: int = 0) -> Tensor:
         r"""A^T (A A^T + eps I)^{-1} y, exactly; with eps = 0 the pseudo-inverse A^+ y.
