@@ -268,7 +268,7 @@ CASES = {
     "restore: eps nan": Case("restore {y} -o {d}/o.mkv --prior pinv --set pinv.eps=.nan", 2, "pinv.eps=nan"),
     "restore: tau negative": Case("restore {y} -o {d}/o.mkv --set tv.tau=-1", 2, "tv.tau=-1: expected a finite "
                                                                                  "number > 0"),
-    "restore: tau too large": Case("restore {y} -o {d}/o.mkv --set tv.tau=2", 2, "need tau * sigma <"),
+    "restore: tau too large": Case("restore {y} -o {d}/o.mkv --set tv.tau=4", 2, "need tau * sigma <"),
     "restore: window 0": Case("restore {y} -o {d}/o.mkv --window 0", 2, "--window 0: expected a whole number"),
     "restore: overlap negative": Case("restore {y} -o {d}/o.mkv --overlap -1", 2, "--overlap -1"),
     "restore: window too short": Case("restore {yt} -o {d}/o.mkv --window 9", 2, "--window 9 is too short"),

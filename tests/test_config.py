@@ -57,7 +57,7 @@ def test_overrides_set_values_by_dotted_path():
     ("tv.lam_space=nan", "tv.lam_space=nan: expected a finite number >= 0"),
     ("tv.lam_space=-1", "tv.lam_space=-1: expected a finite number >= 0"),
     ("tv.tau=-1", "tv.tau=-1: expected a finite number > 0"),
-    ("tv.tau=2", r"tv.tau=2, tv.sigma=0.28: need tau \* sigma < 0.0833333"),
+    ("tv.tau=4", r"tv.tau=4, tv.sigma=0.028: need tau \* sigma < 0.0833333"),
     ("tv.theta=true", "tv.theta=True: expected a finite number from 0 to 1"),
     ("pinv.eps=.nan", "pinv.eps=nan: expected a finite number >= 0"),
     ("noise_std=.inf", "noise_std=inf: expected a finite number from 0 to 1"),
