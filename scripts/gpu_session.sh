@@ -6,7 +6,8 @@
 #   3. Problem A, the same size;
 #   4. Problem B with --offload model;
 #   5. a torchrun launch of restore (tiny networks, CUDA);
-#   6. Problem C's 81 frames, if time is left.
+#   6. --prior tv on cuda against the cpu (seconds, the same pixels);
+#   7. Problem C's 81 frames, if time is left.
 # Prepare here first (the wheels the device's image lacks): bash scripts/gpu_prepare.sh
 # Then, with the device tool: run command="bash scripts/gpu_session.sh" carry=[".whl"] timeout_s=600
 # Everything goes to $OUT as it is written (unbuffered); each step has a limit and the limits add up to BUDGET
@@ -70,6 +71,26 @@ with VideoWriter(\"/tmp/gpu-clean.mkv\", Fraction(30)) as w:
 " && python3 -m lvtino degrade /tmp/gpu-clean.mkv -o /tmp/gpu-y.mkv --problem B -y &&
     torchrun --nproc_per_node 1 -m lvtino restore /tmp/gpu-y.mkv -o /tmp/torchrun.mkv --prior lvtino \
         --models tiny --device cuda --stats '"$OUT"'/torchrun.json -y'
-step "6. Problem C, 81 x 768 x 1280, real-size" 200 timing-C.txt \
+step "6. --prior tv on cuda against the cpu: 96 frames of 640x360, Problem A (seconds, prior's share, pixels)" 90 \
+    tv-cuda.txt bash -c '
+    python3 -c "
+from fractions import Fraction
+from lvtino.video.synthetic import synthetic_clip
+from lvtino.video.writer import VideoWriter
+with VideoWriter(\"/tmp/tv-clean.mkv\", Fraction(30)) as w:
+    for f in synthetic_clip(96, 360, 640): w.write(f)
+" && python3 -m lvtino degrade /tmp/tv-clean.mkv -o /tmp/tv-y.mkv --problem A -y &&
+    for d in cuda cpu; do python3 -m lvtino restore /tmp/tv-y.mkv -o /tmp/tv-$d.mkv --prior tv --device $d \
+        --stats '"$OUT"'/tv-$d.json -y -q || exit 1; done &&
+    python3 -c "
+import json, numpy as np
+from lvtino.video.reader import probe, read_frames
+for d in (\"cuda\", \"cpu\"):
+    s = json.load(open(\"'"$OUT"'/tv-\" + d + \".json\"))
+    print(d, \"seconds\", s[\"seconds\"], \"prior\", s[\"seconds_per_stage\"][\"prior\"], \"device\", s[\"device\"])
+a, b = (np.stack(list(read_frames(probe(f\"/tmp/tv-{d}.mkv\")))).astype(int) for d in (\"cuda\", \"cpu\"))
+print(\"frames\", len(a), len(b), \"max |cuda - cpu|\", np.abs(a - b).max(), \"mean\", np.abs(a - b).mean())
+"'
+step "7. Problem C, 81 x 768 x 1280, real-size" 200 timing-C.txt \
     python3 "$REPO/scripts/gpu_timing.py" --problem C --frames 81
 log "done in ${SECONDS}s"
