@@ -58,6 +58,7 @@ class TVConfig:
     theta: float = setting(1.0, Number(ge=0, le=1))
     tol: float = setting(1e-4, NON_NEGATIVE)
     start: str = setting("motion", Choice(START_METHODS))  # frames between measured ones: from motion, or blended
+    compile: bool = setting(False, Flag())  # fuse the iteration with torch.compile (long videos; needs a compiler)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur
 from lvtino.solvers.baselines import interpolation_start, linear_interpolate, pinv_restore
 from lvtino.solvers.cg import conjugate_gradient, normal_equations
 from lvtino.solvers.gradient import surrogate_gradient_steps
-from lvtino.solvers.tv import grad, grad_adjoint, tv3d_adam, tv_pdhg
+from lvtino.solvers.tv import compile_works, grad, grad_adjoint, tv3d_adam, tv_pdhg
 
 SHAPE = (6, 12, 10)
 
@@ -174,6 +176,38 @@ def test_tv_pdhg_iterates_are_the_textbook_ones(lam_s, lam_t):
         ref = _textbook_pdhg(op, y, init, lam_s, lam_t, 12, 0.9, 0.09, theta)
         assert torch.allclose(ours, ref, rtol=0, atol=1e-12), float((ours - ref).abs().max())
         assert float((ours - init).abs().max()) > 1e-3  # the iterations moved it: the comparison means something
+
+
+@pytest.mark.skipif(compile_works() is not None, reason=f"torch.compile does not run here: {compile_works()}")
+@pytest.mark.parametrize("lam_s, lam_t", [(0.05, 0.02), (0.0, 0.02)])
+def test_tv_pdhg_compiled_iterates_are_the_plain_ones(lam_s, lam_t):
+    """The iteration fused by torch.compile (pure functions, u_bar formed inside the dual step) gives the in-place
+    iteration's iterates to float64 rounding; both stop by the same rule."""
+    torch.manual_seed(4)
+    op = _problem_a()
+    x = torch.randn((1, 2) + SHAPE, dtype=torch.float64)
+    y = op.A(x)
+    init = op.A_dagger(y) + 0.1 * torch.randn_like(x)
+    plain, facts = tv_pdhg(op, y, init, lam_s, lam_t, 12, 0.9, 0.09, tol=1e-3, return_info=True)
+    fused, fused_facts = tv_pdhg(op, y, init, lam_s, lam_t, 12, 0.9, 0.09, tol=1e-3, return_info=True,
+                                 compiled=True)
+    assert torch.allclose(plain, fused, rtol=0, atol=1e-12), float((plain - fused).abs().max())
+    assert facts == fused_facts and float((plain - init).abs().max()) > 1e-3
+
+
+def test_tv_compile_refused_in_one_line_where_it_cannot_run(monkeypatch):
+    """tv.compile=true where torch.compile fails (no C++ compiler): one line naming the setting and the cause,
+    before any work; false (the presets' value) never tries it."""
+    from lvtino.config import load_problem
+    from lvtino.errors import UserError
+    from lvtino.pipeline import priors
+
+    monkeypatch.setattr(priors, "compile_works", lambda: "InvalidCxxCompiler: No working C++ compiler found")
+    cfg = load_problem("A")
+    priors.ClassicalPrior("tv", cfg)  # the presets do not compile
+    on = dataclasses.replace(cfg, tv=dataclasses.replace(cfg.tv, compile=True))
+    with pytest.raises(UserError, match=r"^tv.compile=true: torch.compile does not run here \(InvalidCxxCompiler"):
+        priors.ClassicalPrior("tv", on)
 
 
 def test_tv_pdhg_without_regulariser_takes_prox_steps():

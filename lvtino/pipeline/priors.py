@@ -25,13 +25,14 @@ from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
 from lvtino.solvers.baselines import pinv_restore, tv_restore
 from lvtino.solvers.guide import guided_restore
+from lvtino.solvers.tv import compile_works
 
 CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
     "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv.eps),
     "tv": lambda physics, y, cfg, callback: tv_restore(
         physics, y, lam_space=cfg.tv.lam_space, lam_time=cfg.tv.lam_time, iterations=cfg.tv.iterations,
         tau=cfg.tv.tau, sigma=cfg.tv.sigma, theta=cfg.tv.theta, tol=cfg.tv.tol, eps=cfg.pinv.eps,
-        motion=cfg.tv.start == "motion", callback=callback),
+        motion=cfg.tv.start == "motion", callback=callback, compiled=cfg.tv.compile),
 }
 # which networks each generative prior runs: the method, and the paper's two ablations
 GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
@@ -66,6 +67,8 @@ def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torc
 class ClassicalPrior:
     def __init__(self, name: str, cfg: ProblemConfig):
         self.name, self.cfg = name, cfg
+        if name == "tv" and cfg.tv.compile and compile_works() is not None:
+            raise UserError(f"tv.compile=true: torch.compile does not run here ({compile_works()}); set it to false")
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         with _window_progress(self.cfg.tv.iterations if self.name == "tv" else None, "iteration") as tick:

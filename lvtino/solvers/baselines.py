@@ -66,10 +66,11 @@ def project(physics, y: Tensor, x: Tensor, eps: float) -> Tensor:
 
 def tv_restore(physics, y: Tensor, *, lam_space: float, lam_time: float, iterations: int, tau: float,
                sigma: float, theta: float, tol: float, eps: float, motion: bool = True,
-               callback=None) -> tuple[Tensor, dict]:
-    r"""argmin_u 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1 by PDHG (``tv_pdhg``), from
-    ``interpolation_start`` (its A^+ regularised by ``eps``; ``motion`` False: a linear blend in time)."""
+               callback=None, compiled: bool = False) -> tuple[Tensor, dict]:
+    r"""argmin_u 0.5 ||A u - y||^2 + lam_space TV_xy(u) + lam_time ||D_t u||_1 by PDHG (``tv_pdhg``; ``compiled``:
+    its iteration fused by torch.compile), from ``interpolation_start`` (its A^+ regularised by ``eps``;
+    ``motion`` False: a linear blend in time)."""
     linear = physics.linear_surrogate()
     init = interpolation_start(linear, y, eps, motion=motion)
     return tv_pdhg(linear, y, init, lam_space=lam_space, lam_time=lam_time, iterations=iterations, tau=tau,
-                   sigma=sigma, theta=theta, tol=tol, return_info=True, callback=callback)
+                   sigma=sigma, theta=theta, tol=tol, return_info=True, callback=callback, compiled=compiled)
