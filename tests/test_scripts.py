@@ -45,3 +45,10 @@ def test_bench_streaming_prints_its_table():
     out = script("bench_streaming.py", "--frames", "48", "--size", "32x48", "--scales", "1,2", "--hour", "400")
     assert "peak RSS 2x / 1x" in out and "outside the prior / plain decode+encode" in out
     assert "plan of an hour" in out and "degrade, Problem A" in out
+
+
+def test_bench_speed_prints_its_ratios(real_frames):
+    """On 13 street frames (skipped with its reason where they are absent): every row and ratio printed."""
+    out = script("bench_speed.py", "--repeat", "1", "--frames", "13")
+    assert "lvtino tv / minterpolate" in out and "outside the prior / plain decode + encode" in out
+    assert "PDHG iteration on [1, 3, 12, 360, 640]" in out and "ffmpeg minterpolate (PyAV graph)" in out
