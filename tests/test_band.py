@@ -227,3 +227,18 @@ def test_blocked_spatial_products_are_the_dense_ones(mode, stride):
     assert isinstance(Blocked.of(wide), Blocked) == (mode != "circular")
     assert isinstance(Blocked.of(wide.T.contiguous()), torch.Tensor)  # widening: dense (faster)
     assert isinstance(Blocked.of(torch.rand(8, 16, dtype=torch.float64) + 0.1), torch.Tensor)  # full rows: dense
+
+
+def test_transpose_of_a_band_whose_columns_are_in_one_row_is_a_gather_equal_to_the_dense_product():
+    """Frames dropped or pooled (every signal frame in one measured frame at most, some in none): M^T y by a
+    gather and a scale equals the dense transposed product; a band with a column in two rows (a blur) takes
+    the general path."""
+    g = torch.Generator().manual_seed(5)
+    pooled = Band.conv(23, torch.full((4,), 0.25, dtype=torch.float64), 4, 0, "zeros")  # 6 rows, 23 columns
+    dropped = Band(torch.tensor([[1], [5], [9], [13]]), torch.tensor([[1.0], [2.0], [0.5], [1.0]]), 15)
+    blur = Band.conv(12, torch.ones(3, dtype=torch.float64) / 3, 1, 1, "reflect")
+    for band, single in ((pooled, True), (dropped, True), (blur, False)):
+        assert (band._single_rows() is not None) == single
+        y = torch.randn(2, 3, band.rows, 5, 4, generator=g, dtype=torch.float64)
+        want = torch.einsum("rc,bsrhw->bschw", band.dense(), y)
+        assert torch.allclose(band.apply_transpose(y, 2), want, rtol=0, atol=1e-12)
