@@ -151,20 +151,22 @@ class ProblemConfig:
     def validate(self) -> "ProblemConfig":
         """Checks that involve more than one field (each field's own rule was applied when it was filled)."""
         from lvtino.physics.problems import validate_chain
+        from lvtino.solvers.tv import difference_norm2
 
         self.operator = validate_chain(self.operator, "operator")
-        _check_pdhg_steps("tv", self.tv.tau, self.tv.sigma, 8.0 * (self.tv.lam_space > 0) + 4.0 * (self.tv.lam_time > 0))
+        _check_pdhg_steps("tv", self.tv.tau, self.tv.sigma,
+                          difference_norm2(self.tv.lam_space > 0, self.tv.lam_time > 0))
         for key in ("data_step_1", "data_step_2"):
             step = getattr(self.sampler, key)
             if step.method == "tv_time":
-                _check_pdhg_steps(f"sampler.{key}", step.tau, step.sigma, 4.0)
+                _check_pdhg_steps(f"sampler.{key}", step.tau, step.sigma, difference_norm2(False, True))
             if step.method == "tv3d" and step.lr <= 0:
                 raise UserError(f"sampler.{key}.lr={step.lr:g}: the tv3d step needs a learning rate > 0")
         return self
 
 
 def _check_pdhg_steps(key: str, tau: float, sigma: float, norm2: float) -> None:
-    """PDHG converges when tau sigma ||D||^2 < 1 (||D||^2 <= 8 for spatial, 4 for temporal differences)."""
+    """PDHG converges when tau sigma ||D||^2 < 1 (``solvers.tv.difference_norm2``)."""
     if tau * sigma * norm2 >= 1:
         raise UserError(f"{key}.tau={tau:g}, {key}.sigma={sigma:g}: need tau * sigma < {1 / norm2:g} "
                         "for the TV solver to converge")

@@ -60,6 +60,6 @@ def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     diff = sx * sx + sy * sy  # |forward + back|^2 (written out: numpy's sum over an axis of 2 took 4x longer)
     bound = 0.01 * ((fx * fx + fy * fy) + (bx * bx + by * by)) + 0.5
     xs, ys = _pixel_grid(h, w)
-    x1, y1 = xs + forward[..., 0], ys + forward[..., 1]
+    x1, y1 = xs + fx, ys + fy
     inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
     return (diff <= bound) & inside

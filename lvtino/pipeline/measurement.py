@@ -54,12 +54,12 @@ class ResidualMeter:
 
     def _add(self, final) -> None:
         final = list(final)
-        if self.spatial is not None and final:  # the frames measured in space together: one product, not one each
+        if self.spatial is None:
+            self.frames.update(final)
+        elif final:  # the frames measured in space together: one product, not one each
             small = self.spatial.A(torch.cat([frame for _, frame in final], dim=2))
             self.frames.update((t, small[:, :, i:i + 1]) for i, (t, _) in enumerate(final))
         for t, frame in final:
-            if self.spatial is None:
-                self.frames[t] = frame
             if self.guide is not None:
                 g = self.guide.get([min(t, self.guide.info.frames - 1)], keep_from=t).to(frame)
                 self.guided[t] = self.spatial.A(g) if self.spatial is not None else g

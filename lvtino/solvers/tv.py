@@ -33,6 +33,18 @@ def grad_adjoint(p: Tensor, axis: int) -> Tensor:
     return out
 
 
+def difference_norm2(spatial: bool, temporal: bool) -> float:
+    """A bound on ||D||^2 for the differences in use: 8 for the spatial pair (H, W), 4 for time. PDHG converges
+    when tau * sigma * this < 1 (the presets are checked against it when loaded)."""
+    return 8.0 * spatial + 4.0 * temporal
+
+
+def _steps(lam: float, tau: float, sigma: float) -> tuple[float, float] | None:
+    """For a term of weight lam (None when it is off): the dual step on P = p / lam, sigma / lam, and the primal
+    step on D^T P, tau * lam."""
+    return (sigma / lam, tau * lam) if lam > 0 else None
+
+
 class _Iteration:
     r"""One Chambolle-Pock iteration's passes over memory, on buffers allocated once.
 
@@ -54,14 +66,11 @@ class _Iteration:
         self.u = init.clone()
         self.u_bar = self.u.clone()
         self.z = torch.empty_like(self.u)
-        self.spatial, self.temporal = lam_space > 0, lam_time > 0
-        self.p_h = torch.zeros_like(self.u) if self.spatial else None
-        self.p_w = torch.zeros_like(self.u) if self.spatial else None
-        self.norm = torch.empty_like(self.u) if self.spatial else None
-        self.p_t = torch.zeros_like(self.u) if self.temporal else None
-        # (dual step on P, primal step on D^T P) per term: sigma / lam and tau * lam
-        self.space = (sigma / lam_space, tau * lam_space) if self.spatial else None
-        self.time = (sigma / lam_time, tau * lam_time) if self.temporal else None
+        self.space, self.time = _steps(lam_space, tau, sigma), _steps(lam_time, tau, sigma)
+        self.p_h = torch.zeros_like(self.u) if self.space else None
+        self.p_w = torch.zeros_like(self.u) if self.space else None
+        self.norm = torch.empty_like(self.u) if self.space else None
+        self.p_t = torch.zeros_like(self.u) if self.time else None
         self.theta = theta
 
     def dual(self) -> None:
@@ -116,12 +125,11 @@ class _Fused:
 
     def __init__(self, init: Tensor, lam_space: float, lam_time: float, tau: float, sigma: float, theta: float):
         self.u, self.u_prev = init, init  # u_bar = u + theta (u - u_prev): u itself at the start
+        self.space, self.time = _steps(lam_space, tau, sigma), _steps(lam_time, tau, sigma)
         zeros = torch.zeros_like(init)
-        self.p_h = zeros if lam_space > 0 else None
-        self.p_w = zeros if lam_space > 0 else None
-        self.p_t = zeros if lam_time > 0 else None
-        self.space = (sigma / lam_space, tau * lam_space) if lam_space > 0 else None
-        self.time = (sigma / lam_time, tau * lam_time) if lam_time > 0 else None
+        self.p_h = zeros if self.space else None
+        self.p_w = zeros if self.space else None
+        self.p_t = zeros if self.time else None
         self.theta = theta
 
     def dual(self) -> None:
@@ -135,36 +143,24 @@ class _Fused:
         self.u_prev, self.u = self.u, u_new
 
 
-def _forward(x: Tensor, axis: int) -> Tensor:
-    """x[i+1] - x[i] along ``axis``, zero at the last sample (as ``grad``), without writing into a buffer."""
-    n = x.shape[axis]
-    d = x.narrow(axis, 1, n - 1) - x.narrow(axis, 0, n - 1)
-    return torch.nn.functional.pad(d, [0, 0] * (x.dim() - 1 - axis) + [0, 1])
-
-
-def _backward(p: Tensor, axis: int) -> Tensor:
-    """p[i] - p[i-1] along ``axis`` (p[-1] = 0): minus ``grad_adjoint`` for a dual whose last sample is zero."""
-    n = p.shape[axis]
-    return p - torch.nn.functional.pad(p.narrow(axis, 0, n - 1), [0, 0] * (p.dim() - 1 - axis) + [1, 0])
-
-
 def _dual_step(u, u_prev, p_h, p_w, p_t, space, time, theta):
     u_bar = u + theta * (u - u_prev)
     if space is not None:
-        q_h, q_w = p_h + space[0] * _forward(u_bar, 3), p_w + space[0] * _forward(u_bar, 4)
+        q_h, q_w = p_h + space[0] * grad(u_bar, 3), p_w + space[0] * grad(u_bar, 4)
         norm = torch.sqrt(q_h * q_h + q_w * q_w).clamp_min(1.0)
         p_h, p_w = q_h / norm, q_w / norm
     if time is not None:
-        p_t = (p_t + time[0] * _forward(u_bar, 2)).clamp(-1.0, 1.0)
+        p_t = (p_t + time[0] * grad(u_bar, 2)).clamp(-1.0, 1.0)
     return p_h, p_w, p_t
 
 
 def _descent_step(u, p_h, p_w, p_t, space, time):
+    """z = u - tau D^T p = u - tau lam D^T P."""
     z = u
     if space is not None:
-        z = z + space[1] * (_backward(p_h, 3) + _backward(p_w, 4))
+        z = z - space[1] * (grad_adjoint(p_h, 3) + grad_adjoint(p_w, 4))
     if time is not None:
-        z = z + time[1] * _backward(p_t, 2)
+        z = z - time[1] * grad_adjoint(p_t, 2)
     return z
 
 
@@ -202,7 +198,7 @@ def tv_pdhg(physics, y: Tensor, init: Tensor, lam_space: float, lam_time: float,
     on buffers allocated once; ``compiled``: fused by ``torch.compile`` (``_Fused``),
     where it runs (``compile_works``; else a ValueError says why).
     """
-    norm2 = 8.0 * (lam_space > 0) + 4.0 * (lam_time > 0)
+    norm2 = difference_norm2(lam_space > 0, lam_time > 0)
     if tau * sigma * norm2 >= 1:
         raise ValueError(f"tau={tau}, sigma={sigma}: tau * sigma * ||D||^2 = {tau * sigma * norm2:g} must be < 1")
     if compiled and compile_works() is not None:
