@@ -117,9 +117,9 @@ class SamplerConfig:
     output: str = setting("data", Choice(SAMPLER_OUTPUTS))
     final_step: DataStepConfig = field(default_factory=lambda: DataStepConfig(method="none"))
     # where the iterate is kept in [-1, 1]: ``lvtino``, the start, both data steps' outputs and both networks'
-    # decodes; ``published``, as the published code: the video decodes and the first data step's output, and the
-    # tv3d (Adam-TV3) and jpeg steps' iterates after every iteration (the start, the SDXL decodes and the second
-    # data step's output are left as they come)
+    # decodes; ``published``, as the published code: the video decodes, every prox's output (the start's in its
+    # [0, 1] units) and the temporal-TV step's, the tv3d (Adam-TV3) and jpeg iterates after every iteration; the
+    # SDXL decodes and the normal equations' output left as they come (``sampling.schedule.PUBLISHED_OUTPUT``)
     clamp: str = setting("lvtino", Choice(CLAMPS))
 
 

@@ -28,15 +28,16 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
     estimate (the video model's, or the image model's without it), as the
     published code returns; the last data step, whose result it would discard,
     is skipped. ``callback(k, x)`` sees the estimate after each outer step (for
-    previews or debugging); nothing is written from inside the loop.
+    previews or debugging); nothing is written from inside the loop. Where the
+    iterate is kept in [-1, 1] is the schedule's (``schedule.clamp``): each of its
+    steps projects its own output.
     """
     if video is None and image is None:
         raise ValueError("sample needs at least one prior")
     timer = timer or StageTimer()
-    keep = _clamped if schedule.clamps_all else _as_is  # the start, the image decodes and the second data step
     with timer("data_steps"):
         zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
-        x = keep(schedule.init(physics, y, zero))
+        x = schedule.init(physics, y, zero)
     estimate = x
     for step in schedule.steps:
         last = step is schedule.steps[-1]
@@ -47,25 +48,17 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
             x = estimate
         else:
             with timer("data_steps"):
-                x2 = step.data_step_1(physics, y, x1).clamp(-1, 1)
+                x2 = step.data_step_1(physics, y, x1)
             if step.image_timestep is not None and image is not None:
-                x3 = image.denoise(x2, step.image_timestep, generator, clamp=schedule.clamps_all)
+                x3 = image.denoise(x2, step.image_timestep, generator, clamp=schedule.clamps_decodes)
                 estimate = x3 if video is None else estimate
                 with timer("data_steps"):
-                    x = keep(step.data_step_2(physics, y, x3))
+                    x = step.data_step_2(physics, y, x3)
             else:
                 x = x2
         if callback is not None:
             callback(step.k, x)
     if schedule.output == "data" and schedule.final is not None:
         with timer("data_steps"):
-            x = schedule.final(physics, y, x).clamp(-1, 1)
-    return x
-
-
-def _clamped(x: Tensor) -> Tensor:
-    return x.clamp(-1, 1)
-
-
-def _as_is(x: Tensor) -> Tensor:
+            x = schedule.final(physics, y, x)
     return x
