@@ -6,6 +6,14 @@ other end of the video too), with noise drawn per measured frame from the seed,
 so the result equals the whole-clip measurement bit for bit and memory does not
 grow with the length. Arithmetic runs in float64, so that rounding to 8 bits
 does not depend on how the frames were grouped.
+
+``protocol="published"`` makes the measurement the published code makes for the
+paper's problems (its scripts ``LVTINO.py`` and ``LVTINO_VIDUE.py``): the ground
+truth held in bfloat16, y = A(x) rounded to bfloat16, noise 0.001 added after the
+operator in bfloat16 (none in Problem C), and for JPEG the operator written for
+[-1, 1] applied to frames in [0, 1] (a half-contrast picture is compressed). The
+file holds what the published sampler receives, 2 y - 1 in bfloat16, at 16 bits
+(FFV1), so no bfloat16 step is lost to 8-bit rounding.
 """
 
 from __future__ import annotations
@@ -30,30 +38,49 @@ from lvtino.video.writer import VideoWriter, check_rate, output_kind
 
 log = logging.getLogger("lvtino")
 
+PROTOCOLS = ("lvtino", "published")
+PUBLISHED_PROBLEMS = ("A", "B", "C", "jpeg")
+PUBLISHED_NOISE_AFTER = 0.001  # the published LVTINO.py's --add_noise_std default, added after A (also for JPEG)
+NOISE_STREAM = 10**12  # frame_noise rows of the second noise (after JPEG), apart from the first's
+
 
 def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
             overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
             no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False,
-            words: Words | None = None) -> dict:
-    """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata."""
-    said = words is not None and words.given()
-    if said and problem is not None:
+            words: Words | None = None, protocol: str = "lvtino") -> dict:
+    """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata (``protocol``: lvtino's
+    measurement, or the published code's, see the module's text)."""
+    worded = words is not None and words.given()
+    if worded and problem is not None:
         raise UserError(f"{said('problem', problem)} and {arg('scale')}/{arg('fps_factor')}: give one of them")
-    if problem is None and config is None and not said:
+    if problem is None and config is None and not worded:
         raise UserError(f"{arg('problem')} is required, or {arg('scale')}/{arg('fps_factor')} (known problems: "
                         f"{', '.join(known_problems())})")
     if noise_std is not None:
         noise_std = Number(ge=0, le=1).parse(noise_std, arg("noise_std"))
     seed = whole(0, 2**63 - 1).parse(seed, arg("seed"))
+    if protocol not in PROTOCOLS:
+        raise UserError(f"{said('protocol', protocol)}: expected one of {', '.join(PROTOCOLS)}")
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
+    if protocol == "published" and output_kind(output) != "ffv1":
+        raise UserError(f"{said('output', str(output))}: {said('protocol', 'published')} writes 16-bit FFV1 (its "
+                        "bfloat16 values would not survive 8 bits): give a .mkv output")
     check_outputs([Output(arg("output"), output, "frames" if output_kind(output) == "frames" else "video")],
                   [("the input", input), (arg("config"), config)], overwrite)
-    if said:
+    if worded:
         cfg = words.config(config, overrides, large=(info.width, info.height, info.fps))
     else:
         cfg = from_dict(ProblemConfig, apply_overrides(load_raw(problem, config), overrides or [])).validate()
     noise = cfg.noise_std if noise_std is None else noise_std
+    if protocol == "published":
+        if worded or cfg.name not in PUBLISHED_PROBLEMS:
+            raise UserError(f"{said('protocol', 'published')} is the published code's measurement of the paper's "
+                            f"problems {', '.join(PUBLISHED_PROBLEMS)}: give {arg('problem')} one of them")
+        if cfg.name == "C" and noise_std:
+            raise UserError(f"{said('noise_std', noise_std)}: the published code adds no noise in Problem C; "
+                            f"leave {arg('noise_std')} out, or use {said('protocol', 'lvtino')}")
+        noise = 0.0 if cfg.name == "C" else noise
     for note in info.notes():
         log.info("%s", note)
     shape = (info.frames, info.height, info.width)
@@ -65,26 +92,29 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
                  "size is recorded, so restore gives %dx%d back", input, info.width, info.height,
                  fw if fw == fh else f"{fw}x{fh}", measured[2], measured[1], info.width, info.height)
     meta = {"problem": cfg.name, "operator": cfg.operator, "noise_std": noise, "seed": seed,
-            "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps)}
+            "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps),
+            **({"protocol": protocol} if protocol != "lvtino" else {})}
     out_fps = info.fps / physics.factors[0]
     check_rate(output, out_fps)
     try:
         with VideoWriter(output, out_fps, lossless=True, metadata=meta, rotation=info.rotation,
                          audio_from=None if no_audio or not info.has_audio else input) as writer:
-            for y in measure_stream(physics, DecodedFrames(info, dtype=torch.float64), measured[0], noise, seed):
-                for frame in tensor_to_frames(y):
+            for y in measure_stream(physics, DecodedFrames(info, dtype=torch.float64), measured[0], noise, seed,
+                                    published=cfg.name if protocol == "published" else None):
+                for frame in tensor_to_frames(y, bits=16 if protocol == "published" else 8):
                     writer.write(frame)
     except OSError as err:
         if is_disk_full(err):  # lossless frames: about 3 bytes a pixel
             raise DiskFull(output, 3 * int(measured[0] * measured[1] * measured[2])) from None
         raise
     return {"output": str(output), "problem": cfg.name, "frames": measured[0], "height": measured[1],
-            "width": measured[2], "fps": str(out_fps), "noise_std": noise}
+            "width": measured[2], "fps": str(out_fps), "noise_std": noise, "protocol": protocol}
 
 
 def measure_stream(physics, frames: DecodedFrames, rows: int, noise_std: float, seed: int,
-                   chunk: int = 32) -> Iterator[torch.Tensor]:
-    """y = A(x) + n, ``chunk`` signal frames' worth of measured frames at a time, in order.
+                   chunk: int = 32, published: str | None = None) -> Iterator[torch.Tensor]:
+    """y = A(x) + n, ``chunk`` signal frames' worth of measured frames at a time, in order (``published``: the
+    problem whose published measurement ``published_measure`` makes).
 
     Each block of measured frames reads only the clean frames it depends on; the
     noise of measured frame j is drawn from (seed, j) alone.
@@ -97,4 +127,38 @@ def measure_stream(physics, frames: DecodedFrames, rows: int, noise_std: float, 
         part = physics.restrict_columns(block, cols)
         _, h, w = part.output_shape((len(cols), x.shape[3], x.shape[4]))  # noise has the measurement's shape
         noise = frame_noise(seed, block.tolist(), (x.shape[1], h, w)) if noise_std > 0 else None
-        yield part.measure(x, noise_std, noise=noise).float()
+        if published is None:
+            yield part.measure(x, noise_std, noise=noise).float()
+            continue
+        after = None
+        if published == "jpeg":
+            after = frame_noise(seed, [NOISE_STREAM + r for r in block.tolist()], (x.shape[1], h, w))
+        elif noise is not None:
+            noise, after = None, noise
+        yield published_measure(part, x, published, noise_std, noise, after)
+
+
+def _bf16(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.bfloat16).to(x.dtype)
+
+
+def published_measure(part, x: torch.Tensor, problem: str, noise_std: float, before: torch.Tensor | None,
+                      after: torch.Tensor | None) -> torch.Tensor:
+    """The published code's measurement of clean frames ``x`` (in [-1, 1]), as its sampler receives it.
+
+    With x01 = bf16((x + 1) / 2), the ground truth in [0, 1] as it holds it:
+    y = bf16(A(x01)) in float32, for JPEG y = A_jpeg(x01 + noise_std n1) (the operator clamps to
+    [-1, 1] and maps [-1, 1] to 0..255, so x01 fills the upper half of the grey scale); then
+    y = bf16(y + bf16(0.001 bf16(n2))) where ``after`` noise is given; returned as bf16(2 y - 1), lvtino's
+    [-1, 1] units. A keeps constants, so A(x01) = (A(2 x01 - 1) + 1) / 2.
+    """
+    x01 = _bf16((x.float() + 1) / 2)
+    if problem == "jpeg":
+        y = part.A(x01 + noise_std * before.float() if before is not None else x01)
+    else:
+        y = (part.A(2 * x01 - 1) + 1) / 2
+    y = _bf16(y)
+    if after is not None:
+        std = PUBLISHED_NOISE_AFTER if problem == "jpeg" else noise_std
+        y = _bf16(y + _bf16(std * _bf16(after.float())))
+    return _bf16(2 * y - 1)

@@ -35,7 +35,7 @@ class DecodedFrames:
         while missing:
             first = missing[0]
             if self._frames is None or self._next is None or first < self._next or first > self._next + SEEK_AHEAD:
-                self._frames = read_frames(self.info, first)  # seek
+                self._frames = read_frames(self.info, first, deep=True)  # seek; a deep file keeps its bits
                 self._next = first
             upto = first  # decode through the run of wanted frames with short gaps, in one batch
             for r in missing[1:]:

@@ -55,6 +55,7 @@ class VideoInfo:
     variable_rate: bool = False  # frame durations differ by more than timestamp rounding
     expected_frames: int | None = None  # what the video stream promises (count or duration), when it says
     notices: list[str] = field(default_factory=list)  # what reading it does that the user should know
+    bits: int = 8  # bits per colour component as stored (10, 12, 16 for deep video files; folders read at 8)
 
     def time_of(self, index: int) -> float:
         """Seconds from the first frame to frame ``index`` (index == frames: the end of the last frame)."""
@@ -140,7 +141,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                    "space": int(cc.colorspace), "range": int(cc.color_range)},
             has_audio=bool(container.streams.audio), metadata=meta, pts=pts,
             time_base=vs.time_base, variable_rate=pts is not None and _is_variable(pts),
-            expected_frames=_promised_frames(vs, pts, n, rate),
+            expected_frames=_promised_frames(vs, pts, n, rate), bits=_bits(cc),
         )
     if info.frames:
         with _open(path) as container:  # a fresh pass: raw streams (.h264) cannot seek back
@@ -152,6 +153,14 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                         f"the file looks truncated or damaged; pass {said('accept_truncated', True)} to use the "
                         "frames it holds")
     return info
+
+
+def _bits(cc) -> int:
+    """The deepest colour component of the stream's pixel format (8 when it cannot be told)."""
+    try:
+        return max((c.bits for c in cc.format.components), default=8) or 8
+    except (AttributeError, ValueError):
+        return 8
 
 
 def _open(path: Path):
@@ -373,8 +382,9 @@ def _read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def read_frames(info: VideoInfo, start: int = 0, end: int | None = None) -> Iterator[np.ndarray]:
-    """Yield frames start..end-1 of ``info``'s video as (H, W, 3) uint8 RGB arrays, in stream order."""
+def read_frames(info: VideoInfo, start: int = 0, end: int | None = None, deep: bool = False) -> Iterator[np.ndarray]:
+    """Yield frames start..end-1 of ``info``'s video as (H, W, 3) uint8 RGB arrays, in stream order; ``deep``:
+    as uint16 arrays when the video file stores more than 8 bits (``info.bits``), so none is lost."""
     end = info.frames if end is None else end
     if not 0 <= start <= end <= info.frames:
         raise UserError(f"frame range {start}:{end} is outside the video's {info.frames} frames")
@@ -388,31 +398,32 @@ def read_frames(info: VideoInfo, start: int = 0, end: int | None = None) -> Iter
         return
     if start == end:
         return
+    fmt = "rgb48le" if deep and info.bits > 8 else "rgb24"
     if info.pts is None:
-        yield from _decode_sequential(info, start, end)
+        yield from _decode_sequential(info, start, end, fmt)
     else:
-        yield from _decode_indexed(info, start, end)
+        yield from _decode_indexed(info, start, end, fmt)
 
 
 class _LostPlace(Exception):
     """The decoder's frames do not match the index (no timestamps, or other ones): count frames instead."""
 
 
-def _decode_indexed(info: VideoInfo, start: int, end: int) -> Iterator[np.ndarray]:
+def _decode_indexed(info: VideoInfo, start: int, end: int, fmt: str) -> Iterator[np.ndarray]:
     """Seek to the keyframe before frame ``start`` and find each frame's number by its timestamp."""
     emitted = 0
     try:
-        for frame in _indexed(info, start, end):
+        for frame in _indexed(info, start, end, fmt):
             emitted += 1
             yield frame
     except _LostPlace:
         if emitted:  # frames already given out: their numbering was right; go on counting
-            yield from _decode_sequential(info, start + emitted, end)
+            yield from _decode_sequential(info, start + emitted, end, fmt)
         else:
-            yield from _decode_sequential(info, start, end)
+            yield from _decode_sequential(info, start, end, fmt)
 
 
-def _indexed(info: VideoInfo, start: int, end: int) -> Iterator[np.ndarray]:
+def _indexed(info: VideoInfo, start: int, end: int, fmt: str) -> Iterator[np.ndarray]:
     pts = info.pts
     with av.open(str(info.path)) as container:
         vs = container.streams.video[0]
@@ -432,7 +443,7 @@ def _indexed(info: VideoInfo, start: int, end: int) -> Iterator[np.ndarray]:
                 if want == start:  # the seek landed past the first wanted frame
                     raise _LostPlace
                 raise UserError(f"{info.path}: frame {want} cannot be decoded (the file is damaged there)")
-            yield _to_rgb(frame)
+            yield _to_rgb(frame, fmt)
             want += 1
             if want >= end:
                 return
@@ -441,7 +452,7 @@ def _indexed(info: VideoInfo, start: int, end: int) -> Iterator[np.ndarray]:
                         "(the file is damaged or was cut short)")
 
 
-def _decode_sequential(info: VideoInfo, start: int, end: int) -> Iterator[np.ndarray]:
+def _decode_sequential(info: VideoInfo, start: int, end: int, fmt: str = "rgb24") -> Iterator[np.ndarray]:
     """Decode from the start, numbering frames by their order."""
     i = 0
     with av.open(str(info.path)) as container:
@@ -451,7 +462,7 @@ def _decode_sequential(info: VideoInfo, start: int, end: int) -> Iterator[np.nda
             if i >= end:
                 return
             if i >= start:
-                yield _to_rgb(frame)
+                yield _to_rgb(frame, fmt)
             i += 1
     if i < end:
         raise UserError(f"{info.path}: only {i} frames decode, {end} were expected (the file is damaged or was "
@@ -465,8 +476,9 @@ def _decode_frames(container, vs, info: VideoInfo):
         raise UserError(f"{info.path}: cannot be decoded further ({err.strerror or type(err).__name__})") from None
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """RGB24 pixels, converting with the matrix the stream is tagged with (BT.709 for HD)."""
+def _to_rgb(frame: av.VideoFrame, fmt: str = "rgb24") -> np.ndarray:
+    """RGB pixels (``fmt`` rgb24 or rgb48le), converting with the matrix the stream is tagged with (BT.709 for
+    HD)."""
     space = int(frame.colorspace) if frame.format.name.startswith("yuv") else None
     src = "itu709" if space == 1 else None
-    return frame.reformat(format="rgb24", src_colorspace=src).to_ndarray()
+    return frame.reformat(format=fmt, src_colorspace=src).to_ndarray()

@@ -71,7 +71,8 @@ def output_kind(path: str | Path) -> str:
 
 
 class VideoWriter:
-    """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames.
+    """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames, or uint16 ones
+    into FFV1 (.mkv), which keeps them at 16 bits (gbrp16le).
 
     H.264 outputs are ``pix_fmt`` yuv420p (what browsers, phones and QuickTime play; an
     odd size is padded by one pixel) or yuv444p (any size, fewer players).
@@ -124,16 +125,19 @@ class VideoWriter:
 
     # -- frames -------------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
+        deep = frame.dtype == np.uint16 and self.kind == "ffv1"
+        if (frame.dtype != np.uint8 and not deep) or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 frame (uint16 into .mkv), got {frame.dtype} {frame.shape}")
+        if self._stream is not None and deep != (self._stream.pix_fmt == "gbrp16le"):
+            raise ValueError(f"{self.path}: frames of 8 and 16 bits mixed in one video")
         if self.kind == "frames":
             iio.imwrite(self.tmp / f"{self.count:06d}.png", frame)
         else:
             if self._stream is None:
-                self._open(frame.shape[1], frame.shape[0])
+                self._open(frame.shape[1], frame.shape[0], deep)
             if any(self._pad):  # 4:2:0 of an odd size: the last row or column repeated
                 frame = np.pad(frame, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb48le" if deep else "rgb24")
             if self._stream.pix_fmt.startswith("yuv"):
                 vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt, dst_colorspace="itu709")
             else:
@@ -144,13 +148,13 @@ class VideoWriter:
                 self._container.mux(packet)
         self.count += 1
 
-    def _open(self, width: int, height: int) -> None:
+    def _open(self, width: int, height: int, deep: bool = False) -> None:
         self._container = av.open(str(self.tmp), mode="w")
         if self.metadata:
             self._container.metadata[METADATA_KEY] = json.dumps({"lvtino": self.metadata})
         if self.kind == "ffv1":
             stream = self._container.add_stream("ffv1", rate=self.fps)
-            stream.pix_fmt = "bgr0"  # FFV1 codes RGB losslessly (reversible colour transform)
+            stream.pix_fmt = "gbrp16le" if deep else "bgr0"  # FFV1 codes RGB losslessly (reversible transform)
         elif self.lossless:
             stream = self._container.add_stream("libx264rgb", rate=self.fps)
             stream.pix_fmt = "rgb24"
