@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-std", type=float, default=None,
                    help="Gaussian noise std in [0, 1] units (default: the preset's, 0.001 as the paper; 0: none)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--protocol", choices=["lvtino", "published"], default="lvtino",
+                   help="lvtino (default): y = A(x) + n in float64, rounded to 8 bits; published: the measurement "
+                        "the published code makes for the paper's problems A, B, C and jpeg (bfloat16 ground truth "
+                        "and y, no noise in C, JPEG of [0, 1] frames by an operator written for [-1, 1]), kept at "
+                        "16 bits in a .mkv")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
     _add_overwrite_options(p)
     _add_input_options(p)
@@ -285,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", parents=[_common()],
                        help="the paper's protocol: degrade, restore with each prior, evaluate, tabulate",
-                       description="For every clean clip, problem and prior: degrade (noise 0.001), restore, "
+                       description="For every clean clip, problem and prior: degrade (noise 0.001, or as the "
+                                   "published code with --protocol published), restore, "
                                    "evaluate; write benchmark.csv, .md and .html (means over clips) beside the "
                                    "paper's published numbers, labelled as such. Finished cells are reused when "
                                    "the benchmark is run again.")
@@ -301,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
     _add_model_options(p)
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise and the sampler (default 0)")
+    p.add_argument("--protocol", choices=["lvtino", "published"], default="lvtino",
+                   help="how the measurements are made (see degrade --protocol; default lvtino)")
 
     p = sub.add_parser("download", parents=[_common()],
                        help="fetch the networks' weights into the Hugging Face cache (needs network)",
@@ -372,9 +380,11 @@ def _run(args: argparse.Namespace) -> None:
         from lvtino.pipeline.degrade import degrade
         r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
                     noise_std=args.noise_std, seed=args.seed, fps=args.input_fps, no_audio=args.no_audio,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args))
+                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
+                    protocol=args.protocol)
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
-              f"(problem {r['problem']}, noise std {r['noise_std']})")
+              f"(problem {r['problem']}, noise std {r['noise_std']}"
+              + (f", {r['protocol']} protocol)" if r["protocol"] != "lvtino" else ")"))
     elif args.command == "restore":
         from lvtino.pipeline.request import Request
         from lvtino.pipeline.restore import restore
@@ -430,7 +440,7 @@ def _run(args: argparse.Namespace) -> None:
         size = _size(args.size) if args.size else None
         rows, tables = run_benchmark(args.clips, args.problems, args.priors, args.output, frames=args.frames,
                                      size=size, start=args.start, device=args.device, seed=args.seed,
-                                     models=_model_options(args))
+                                     models=_model_options(args), protocol=args.protocol)
         print(open(tables["md"]).read().split("\n\nThe paper")[0])
         print(f"tables: {tables['csv']}, {tables['md']}, {tables['html']}")
     elif args.command == "download":
