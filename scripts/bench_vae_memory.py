@@ -7,6 +7,7 @@ process per size, on the CPU in float32; a 16-bit GPU decode needs about half.
     python scripts/bench_vae_memory.py sdxl 256 256 1    # SDXL VAE: a batch of 1 frame of 256x256
 """
 
+import argparse
 import resource
 import sys
 from pathlib import Path
@@ -16,7 +17,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lvtino.models.architectures import FULL  # noqa: E402
 
-kind, h, w, t = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("kind", choices=["wan", "sdxl"], help="which VAE")
+parser.add_argument("height", type=int)
+parser.add_argument("width", type=int)
+parser.add_argument("count", type=int, help="latent frames (wan) or a batch of frames (sdxl)")
+args = parser.parse_args()
+kind, h, w, t = args.kind, args.height, args.width, args.count
 torch.manual_seed(0)
 if kind == "wan":
     from diffusers import AutoencoderKLWan

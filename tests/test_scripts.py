@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +39,111 @@ def test_cuda_output_equals_the_cpus_to_bf16():
     assert "tolerance" in script("cuda_vs_cpu.py", "--device", "cuda", "--dtype", "bfloat16")
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh")))
+def test_every_script_says_how_to_use_it(name):
+    """``--help`` works for every script (the reproduction script once crashed before its parser was built)."""
+    command = ["bash"] if name.endswith(".sh") else [sys.executable]
+    proc = subprocess.run([*command, str(SCRIPTS / name), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.splitlines()) >= 2 and "Traceback" not in proc.stderr
+
+
+def test_the_reproduction_script_makes_its_table_with_tiny_networks(tmp_path, real_frames):
+    """End to end on a CPU: the published protocol, the published output and clamps, B and C, lvtino and TV."""
+    out = tmp_path / "table"
+    args = [str(real_frames), "-o", str(out), "--models", "tiny", "--priors", "lvtino", "tv", "--problems", "B", "C",
+            "--frames-ab", "5", "--frames-c", "9", "--size", "96x64", "--device", "cpu"]
+    printed = script("reproduce_paper.py", *args)
+    rows = list(csv.DictReader((out / "benchmark.csv").open()))
+    ours = [r for r in rows if r["source"] == "this run"]
+    assert sorted((r["problem"], r["method"].split(",")[0]) for r in ours) == [
+        ("B", "lvtino"), ("B", "tv"), ("C", "lvtino"), ("C", "tv")]
+    assert {r["protocol"] for r in ours} == {"published"}
+    nfe = {r["problem"]: r["nfe"] for r in ours if r["method"].startswith("lvtino")}
+    assert nfe == {"B": "9", "C": "5"}  # the published schedules: 5 + 4 and 3 + 2 sweeps
+    for r in ours:
+        assert 5 < float(r["psnr"]) < 60 and 5 < float(r["psnr_clip"]) < 60 and 0 < float(r["ssim"]) <= 1
+        if r["method"].startswith("lvtino"):
+            assert "clamp published" in r["method"] and "output prior" in r["method"]
+    assert {r["method"] for r in rows if r["source"] != "this run"} >= {"LVTINO (paper)", "ADMM-TV (paper)"}
+    assert "| published | C |" in printed
+    from lvtino.video.reader import probe
+    measured = probe(out / "5-frames-prior-published" / "cells" / "B" / "adobe240-street-0-5-96x64" / "measured.mkv")
+    assert measured.bits == 16 and measured.metadata["protocol"] == "published"
+    again = script("reproduce_paper.py", *args)  # finished cells are reused
+    assert again.count(": reused") == 4
+
+
+def test_the_reproduction_script_refuses_bad_options_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "reproduce_paper.py"), str(tmp_path / "missing"), "-o",
+                           str(tmp_path / "t"), "--models", "tiny", "--device", "cpu"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "missing" in proc.stderr
+    assert not (tmp_path / "t").exists()
+
+
 def test_the_gpu_session_script_is_valid_shell():
     path = SCRIPTS / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+
+
+def gpu_session(tmp_path, **env) -> subprocess.CompletedProcess:
+    out = tmp_path / "out"
+    environment = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env}
+    return subprocess.run(["bash", str(SCRIPTS / "gpu_session.sh")], capture_output=True, text=True, timeout=400,
+                          cwd=SCRIPTS.parent, env=environment)
+
+
+def test_gpu_session_rehearsal_keeps_every_figure_in_three_files(tmp_path):
+    """The whole session on this CPU with the tiny networks: at most 8 files come back from the device tool, and
+    the summary holds every step's exit and figures."""
+    proc = gpu_session(tmp_path, GPU_SESSION_REHEARSAL="1", GPU_SESSION_DEVICE="cpu")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["session.txt", "steps.log", "summary.json"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    steps = {s["key"]: s for s in summary["steps"]}
+    assert list(steps) == ["cuda-vs-cpu", "B", "A", "torchrun", "B-offload", "tv", "C"]
+    assert all(s["exit"] == 0 for k, s in steps.items() if k != "B-offload")
+    assert steps["B-offload"]["exit"] == "skipped"  # offloading needs CUDA
+    assert [steps[k]["figures"]["runs"][-1]["nfe"] for k in ("B", "A", "C")] == [9, 9, 5]
+    assert steps["torchrun"]["figures"]["processes"] == 2 and steps["torchrun"]["figures"]["windows"] >= 2
+    assert steps["cuda-vs-cpu"]["figures"]["max_diff"] == 0 and steps["tv"]["figures"]["max_diff"] == 0
+    printed = proc.stdout.splitlines()
+    first = next(k for k, line in enumerate(printed) if line.startswith("device: cpu (rehearsal)"))
+    assert printed[first + 1].startswith("job") and len(printed) - first == 2 + 4 + 3  # 4 timings, 3 other steps
+    assert printed[first + 2].startswith("Problem B 5x48x32") and " 9 " in printed[first + 2]
+    assert len(proc.stdout) < 4000  # far inside the 12,000 characters the device tool returns
+
+
+def test_gpu_session_stops_in_one_line_without_its_wheels(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    proc = gpu_session(tmp_path, WHEELS=str(tmp_path / "wheels"))
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == [f"gpu_session: no diffusers wheel in {tmp_path / 'wheels'}: run "
+                                                "'bash scripts/gpu_prepare.sh' here and carry .whl"]
+    assert len(list((tmp_path / "out").iterdir())) <= 8
+    json.loads((tmp_path / "out" / "summary.json").read_text())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_session_stops_at_once_without_a_gpu(tmp_path):
+    proc = gpu_session(tmp_path, GPU_SESSION_REHEARSAL="1")
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == [
+        "gpu_session: no CUDA device (torch.cuda.is_available() is False): nothing to measure here"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] == []
+
+
+def test_gpu_session_stops_when_a_package_does_not_import(tmp_path):
+    """A Python without diffusers (an install that went wrong): one line, not a session of failing steps."""
+    bare = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    proc = gpu_session(tmp_path, GPU_SESSION_REHEARSAL="1", GPU_SESSION_DEVICE="cpu", PYTHON=str(bare / "bin" /
+                                                                                                "python"))
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == [
+        "gpu_session: the packages do not import: ModuleNotFoundError: No module named 'diffusers'"]
 
 
 def test_bench_streaming_prints_its_table():

@@ -45,8 +45,8 @@ PAPER = {
 }
 # 25 frames at 1280x768 on one GPU: seconds, peak GB
 PAPER_COST = {"LVTINO": (132, 35.2), "VISION-XL": (176, 15.6), "ADMM-TV": (13.6, 22.0)}
-COLUMNS = ("method", "problem", "clips", "nfe", "psnr", "ssim", "lpips", "warping_error", "flicker", "seconds",
-           "peak_memory_mb")
+COLUMNS = ("method", "protocol", "problem", "clips", "nfe", "psnr", "psnr_clip", "ssim", "lpips", "warping_error",
+           "flicker", "seconds", "peak_memory_mb")
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,16 @@ def _digest(data) -> str:
 
 
 def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int, noise_std: float,
-             echo=print) -> dict:
-    """Degrade, restore and evaluate one (clip, problem, prior); reuse the result when nothing changed."""
+             echo=print, protocol: str = "lvtino") -> dict:
+    """Degrade, restore and evaluate one (clip, problem, prior); reuse the result when nothing changed.
+    ``protocol`` published: the published code's measurement (``degrade``), its own noise rules."""
     folder = out / "cells" / cell.problem / cell.clip.stem
     folder.mkdir(parents=True, exist_ok=True)
     key = {"clip": input_identity(cell.clip)["digest"], "problem": cell.problem, "prior": cell.prior,
            "models": models.models if cell.prior.startswith("lvtino") else None, "seed": seed,
            "output": models.output if cell.prior.startswith("lvtino") else None,
-           "noise_std": noise_std, "window": "whole clip"}
+           "clamp": models.clamp if cell.prior.startswith("lvtino") else None,
+           "noise_std": noise_std, "protocol": protocol, "window": "whole clip"}
     done = folder / f"{cell.prior}.json"
     if done.exists():
         saved = json.loads(done.read_text())
@@ -96,12 +98,14 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
             echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: reused")
             return saved
     measured = folder / "measured.mkv"
-    degrade(cell.clip, measured, problem=cell.problem, noise_std=noise_std, seed=seed, overwrite="yes")
+    degrade(cell.clip, measured, problem=cell.problem, noise_std=None if protocol == "published" else noise_std,
+            seed=seed, overwrite="yes", protocol=protocol)
     restored = folder / f"{cell.prior}.mkv"
     stats = _restore_alone(measured, restored, folder / f"{cell.prior}.stats.json", cell.prior, models, device, seed,
                            probe(cell.clip).frames)
     metrics = evaluate(restored, cell.clip)
     result = {"key": _digest(key), "clip": str(cell.clip), "problem": cell.problem, "prior": cell.prior,
+              "protocol": protocol,
               "stats": {k: v for k, v in stats.items() if k != "config"}, "metrics": metrics}
     write_json(done, result)
     echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: PSNR {metrics['psnr']:.2f} dB, SSIM "
@@ -120,16 +124,24 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
         args += ["--models", models.models]
     if models.output and prior.startswith("lvtino"):
         args += ["--set", f"sampler.output={models.output}"]
+    if models.clamp and prior.startswith("lvtino"):
+        args += ["--set", f"sampler.clamp={models.clamp}"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-        raise UserError(f"benchmark cell {restored}: {lines[-1].removeprefix('lvtino: error: ')}")
+        lines = proc.stderr.strip().splitlines() or ["(it printed nothing)"]
+        cause = lines[-1].removeprefix('lvtino: error: ')
+        if proc.returncode < 0 or not lines[-1].startswith("lvtino: error: "):  # killed, or a crash: say how
+            cause = f"exit code {proc.returncode}" + (" (killed: out of memory?)" if proc.returncode == -9 else "") \
+                + "; its last lines:\n" + "\n".join(lines[-5:])
+        raise UserError(f"benchmark cell {restored}: {cause}")
     return json.loads(stats.read_text())
 
 
 def _method(prior: str, models: ModelOptions) -> str:
     if prior.startswith("lvtino") and models.output:
         prior = f"{prior}, output {models.output}" + (" (as published)" if models.output == "prior" else "")
+    if prior.startswith("lvtino") and models.clamp:
+        prior = f"{prior}, clamp {models.clamp}"
     if prior.startswith("lvtino") and models.models == "tiny":
         return f"{prior} (tiny random models: code-path check, not quality)"
     return prior
@@ -137,15 +149,17 @@ def _method(prior: str, models: ModelOptions) -> str:
 
 def summarise(results: list[dict], models: ModelOptions) -> list[dict]:
     """One row per (prior, problem): the mean over clips."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in results:
-        groups.setdefault((r["prior"], r["problem"]), []).append(r)
+        groups.setdefault((r["prior"], r["problem"], r.get("protocol", "lvtino")), []).append(r)
     rows = []
-    for (prior, problem), rs in groups.items():
+    for (prior, problem, _), rs in groups.items():
         mean = lambda get: (float(np.mean(v)) if (v := [x for x in map(get, rs) if x is not None]) else None)  # noqa
-        rows.append({"method": _method(prior, models), "problem": problem, "clips": len(rs),
-                     "nfe": rs[0]["stats"]["nfe"]["total"] or None,
-                     "psnr": mean(lambda r: r["metrics"]["psnr"]), "ssim": mean(lambda r: r["metrics"]["ssim"]),
+        rows.append({"method": _method(prior, models), "protocol": rs[0].get("protocol", "lvtino"),
+                     "problem": problem, "clips": len(rs), "nfe": rs[0]["stats"]["nfe"]["total"] or None,
+                     "psnr": mean(lambda r: r["metrics"]["psnr"]),
+                     "psnr_clip": mean(lambda r: r["metrics"]["psnr_global"]),
+                     "ssim": mean(lambda r: r["metrics"]["ssim"]),
                      "lpips": mean(lambda r: r["metrics"]["lpips"]),
                      "warping_error": mean(lambda r: r["metrics"]["warping_error"]),
                      "flicker": mean(lambda r: r["metrics"]["flicker"]),
@@ -184,7 +198,10 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
                                       "frames)"} for r in paper])
     write_text_atomic(out / "benchmark.csv", buffer.getvalue())
     clip_names = ", ".join(c.name for c in clips)
-    md = [f"Clips: {clip_names}; noise 0.001. Means over clips.", "",
+    md = [f"Clips: {clip_names}. Means over clips. protocol: how the measurements were made (lvtino: noise 0.001 "
+          "in float64, 8-bit files; published: the published code's, bfloat16 ground truth and y, no noise in C, "
+          "16-bit files). psnr is the mean of the frames' PSNR, psnr_clip the PSNR of the clip's mean squared "
+          "error (the published code's).", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_cell(r.get(c)) for c in header) + " |" for r in rows]
     md += ["", "The paper's published numbers (the paper's Table 1, arXiv 2510.01339): Adobe240 at 1280x768, "
@@ -204,7 +221,9 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
             "body{font:15px system-ui,sans-serif;margin:24px}table{border-collapse:collapse}td,th{border:1px solid "
             "#ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
             ".paper td{color:#666}</style></head><body><h1>lvtino benchmark</h1>"
-            f"<p>Clips: {html.escape(clip_names)}; noise 0.001; means over clips.</p>"
+            f"<p>Clips: {html.escape(clip_names)}; means over clips. protocol: how the measurements were made "
+            "(lvtino: noise 0.001 in float64, 8-bit files; published: the published code's). psnr: mean of the "
+            "frames' PSNR; psnr_clip: PSNR of the clip's mean squared error (the published code's).</p>"
             f"<table><tr>{th}</tr>{body}</table>"
             "<h2>The paper's published numbers</h2><p>Adobe240 at 1280x768, another set of clips, one GPU; seconds "
             "and memory for 25 frames; FVMD is the paper's motion metric. Not comparable cell by cell.</p>"
@@ -217,7 +236,8 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
 def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out: str | Path,
                   frames: int | None = None, size: tuple[int, int] | None = None, start: int = 0,
                   models: ModelOptions | None = None, device: str = "cpu", seed: int = 0,
-                  noise_std: float = 0.001, echo=print, accept_truncated: bool = False) -> tuple[list[dict], dict]:
+                  noise_std: float = 0.001, echo=print, accept_truncated: bool = False,
+                  protocol: str = "lvtino") -> tuple[list[dict], dict]:
     """Every (clip, problem, prior) cell, and the tables. Finished cells are kept (and reused) even when a later
     one fails; a benchmark folder that this call created and that holds no finished cell is removed."""
     out = Path(out)
@@ -238,7 +258,7 @@ def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out:
     (out / MARKER).write_text(json.dumps({"lvtino": "benchmark"}) + "\n")
     try:
         return _run(clips, problems, priors, out, frames, size, start, models or ModelOptions(), device, seed,
-                    noise_std, echo, accept_truncated)
+                    noise_std, echo, accept_truncated, protocol)
     except BaseException:
         if created and not any(not p.name.endswith(".stats.json") for p in (out / "cells").rglob("*.json")):
             # nothing finished: leave nothing behind
@@ -254,13 +274,14 @@ def _kind(folder: Path) -> str | None:
 
 
 def _run(clips, problems, priors, out: Path, frames, size, start, models: ModelOptions, device, seed, noise_std,
-         echo, accept_truncated) -> tuple[list[dict], dict]:
+         echo, accept_truncated, protocol) -> tuple[list[dict], dict]:
     (out / "clips").mkdir(parents=True, exist_ok=True)
     prepared = [prepare_clip(c, out / "clips", start, frames, size, accept_truncated) for c in clips]
     results = []
     for problem in problems:
         for clip in prepared:
             for prior in priors:
-                results.append(run_cell(Cell(clip, problem, prior), out, models, device, seed, noise_std, echo))
+                results.append(run_cell(Cell(clip, problem, prior), out, models, device, seed, noise_std, echo,
+                                        protocol))
     rows = summarise(results, models)
     return rows, write_tables(out, rows, problems, prepared)
