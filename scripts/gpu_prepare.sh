@@ -6,6 +6,7 @@
 # needs it; 8.7.0 is the last that needs nothing the image lacks). Run from the repository root:
 #     bash scripts/gpu_prepare.sh
 # then, with the device tool: run command="bash scripts/gpu_session.sh" carry=[".whl"] timeout_s=600
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/p' "$0" | grep '^#' | cut -c3-; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude

@@ -9,12 +9,19 @@ their embeddings (random here, of the real shapes) are all the sampler uses.
 
     python scripts/gpu_timing.py                 # on a GPU: the paper's job (132 s, 35 GB on its GPU)
     python scripts/gpu_timing.py --tiny          # on a CPU: the same code path with the tiny networks
+
+``--json FILE`` keeps every figure (rewritten after each run, so a run stopped
+later keeps the earlier ones); ``--warmup-frames N`` warms the networks up on an
+N-frame clip before the timed runs (cheaper than a whole warm-up run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -69,9 +76,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="default 25 (9 with --tiny)")
     parser.add_argument("--size", default=None, help="HxW, default 768x1280 (64x96 with --tiny)")
     parser.add_argument("--runs", type=int, default=1, help="repeat the restoration (the first one warms up)")
+    parser.add_argument("--warmup-frames", type=int, default=0,
+                        help="first run the sampler once on this many frames, untimed (default 0: none)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and not args.tiny and args.device is None:
+        raise SystemExit("gpu_timing: no CUDA device: the real-size networks would be built on the CPU in float32 "
+                         "(about 17 GB and minutes a sweep); pass --device cpu to do so, or --tiny")
     dtype = DTYPES[args.dtype or ("float32" if args.tiny else "bfloat16")]
     frames = args.frames or (9 if args.tiny else 25)
     h, w = (int(v) for v in (args.size or ("64x96" if args.tiny else "768x1280")).split("x"))
@@ -82,10 +95,24 @@ def main() -> None:
     built = time.perf_counter() - t0
 
     cfg = load_problem(args.problem)
-    physics = build_physics(cfg.operator, (frames, h, w))
-    x = frames_to_tensor(synthetic_clip(frames, h, w)).to(device)
-    y = physics.measure(x, cfg.noise_std, torch.Generator(device).manual_seed(0))
     schedule = Schedule.from_config(cfg.sampler)
+    facts = {"problem": args.problem, "frames": frames, "size": f"{w}x{h}", "device": str(device),
+             "dtype": str(dtype)[6:], "offload": args.offload, "networks": "tiny" if args.tiny else "real-size",
+             "built_seconds": round(built, 2), "runs": []}
+    if not args.tiny:  # the memory plan restore prints for the same job, to hold against the measured peak
+        from lvtino.pipeline import memory
+
+        stages = memory.plan(["video", "image"], frames, h, w, args.offload, dtype.itemsize,
+                             image.placement.dtype.itemsize)
+        facts["plan"] = memory.as_facts(stages)
+    save(args.json, facts)
+    if args.warmup_frames:
+        t0 = time.perf_counter()
+        physics, y = measurement(cfg, args.warmup_frames, h, w, device)
+        sample(physics, y, schedule, video, image, torch.Generator().manual_seed(0), timer)
+        facts["warmup"] = {"frames": args.warmup_frames, "seconds": round(time.perf_counter() - t0, 2)}
+        save(args.json, facts)
+    physics, y = measurement(cfg, frames, h, w, device)
     print(f"{'tiny' if args.tiny else 'real-size'} random networks on {device} in {str(dtype)[6:]}, "
           f"offload {args.offload}; problem {args.problem}, {frames} frames of {w}x{h}; built in {built:.1f} s")
     for run in range(args.runs):
@@ -104,16 +131,32 @@ def main() -> None:
               f"({video.calls} video + {image.calls} image sweeps), relative residual {residual:.3g}")
         for stage, seconds in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {stage:18s} {seconds:8.2f} s  {100 * seconds / total:5.1f} %")
+        figures = {"total_seconds": round(total, 2), "nfe": video.calls + image.calls, "video_sweeps": video.calls,
+                   "image_sweeps": image.calls, "relative_residual": residual,
+                   "stages": {k: round(v, 2) for k, v in timer.seconds.items()}}
         if device.type == "cuda":
-            print(f"  peak GPU memory   {torch.cuda.max_memory_allocated() / 2**30:8.2f} GiB "
-                  f"(reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB)")
-    if not args.tiny:  # the memory plan restore prints for the same job, to hold against the measured peak
-        from lvtino.pipeline import memory
-
-        stages = memory.plan(["video", "image"], frames, h, w, args.offload, dtype.itemsize,
-                             image.placement.dtype.itemsize)
+            figures["peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+            figures["reserved_gb"] = round(torch.cuda.max_memory_reserved() / 1e9, 2)
+            print(f"  peak GPU memory   {figures['peak_gb']:8.2f} GB (reserved {figures['reserved_gb']:.2f} GB)")
+        facts["runs"].append(figures)
+        save(args.json, facts)
+    if "plan" in facts:
         print(f"\nmemory plan of the same job (--offload {args.offload}), for comparison:")
         print("\n".join(memory.describe(stages)))
+
+
+def measurement(cfg, frames: int, h: int, w: int, device: torch.device):
+    physics = build_physics(cfg.operator, (frames, h, w))
+    x = frames_to_tensor(synthetic_clip(frames, h, w)).to(device)
+    return physics, physics.measure(x, cfg.noise_std, torch.Generator(device).manual_seed(0))
+
+
+def save(path: Path | None, facts: dict) -> None:
+    """Write ``facts`` to ``path`` whole (a temporary file renamed into place), when a path is given."""
+    if path is not None:
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(facts, indent=1) + "\n")
+        os.replace(tmp, path)
 
 
 if __name__ == "__main__":
