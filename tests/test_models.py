@@ -119,6 +119,23 @@ def test_image_sweep_batches_frames(tiny, monkeypatch):
     assert calls == [3, 3, 1] and image.calls == before + 1  # one sweep, one NFE
 
 
+def test_an_image_sweep_places_each_network_once(tiny, monkeypatch):
+    """--offload model moves a network to the GPU and back once per sweep (the VAE for encoding and decoding),
+    not once per batch of frames (here 4 batches of at most 2 frames)."""
+    image = tiny.image
+    placed = []
+    running = image.placement.running
+
+    def counting(module):
+        placed.append(type(module).__name__)
+        return running(module)
+
+    monkeypatch.setattr(image.placement, "running", counting)
+    monkeypatch.setattr(image, "batch_size", 2)
+    image.denoise(clip(7, 16, 16), 124, torch.Generator().manual_seed(0))
+    assert placed == ["AutoencoderKL", "UNet2DConditionModel", "AutoencoderKL"]
+
+
 def test_networks_never_require_grad(tiny):
     for model in (tiny.video.transformer, tiny.video.vae, tiny.image.unet, tiny.image.vae):
         assert not any(p.requires_grad for p in model.parameters())
