@@ -32,7 +32,46 @@ def tune_cpu_allocator() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+    global _kept
+    tuned = bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+    _kept = KEEP_BYTES if tuned else 0
+    return tuned
+
+
+_kept = 0
+
+
+def allocator_keeps() -> int:
+    """Bytes of freed memory the allocator may keep for reuse in this process (``tune_cpu_allocator``'s threshold;
+    0 where it was not applied): resident memory that a count of live tensors does not see."""
+    return _kept
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation without swapping (Linux's MemAvailable); None elsewhere."""
+    return _proc_kb("/proc/meminfo", "MemAvailable:")
+
+
+def resident_memory() -> int | None:
+    """Bytes this process holds in memory now (Linux's VmRSS); None elsewhere."""
+    return _proc_kb("/proc/self/status", "VmRSS:")
+
+
+def peak_resident_memory() -> int | None:
+    """Bytes at this process's high-water mark (Linux's VmHWM: its own, where ``ru_maxrss`` can carry the peak of
+    the process that launched it across exec); None elsewhere."""
+    return _proc_kb("/proc/self/status", "VmHWM:")
+
+
+def _proc_kb(path: str, key: str) -> int | None:
+    try:
+        with open(path) as info:
+            for line in info:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class StageTimer:

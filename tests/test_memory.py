@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 from conftest import smooth_frames, write_video
@@ -38,6 +41,33 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "plan: 9 frames of 96x64" in out and "nothing written" in out
     assert "video transformer" in out and "expected peak" in out
+    # on a CPU the networks share the process's memory: what it holds already is in the plan (interpreter, torch)
+    held = re.search(r"what this process holds\s+([\d.]+) GB", out)
+    assert held and 0.1 < float(held.group(1)) < 5
+    assert re.search(r"freed blocks kept for reuse\s+1.1 GB", out)  # the CLI's allocator setting (1 GiB)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--dry-run"]) == 0
     assert "expected peak" not in capsys.readouterr().out  # the TV prior has no networks
+
+
+def test_the_process_memory_figures_follow_an_allocation():
+    """What the CPU plan adds (VmRSS) and what stats report (VmHWM) move with memory this process touches."""
+    from lvtino.runtime import available_memory, peak_resident_memory, resident_memory
+
+    before = resident_memory()
+    block = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB, every page touched
+    grown = resident_memory() - before
+    assert 180 * 2**20 < grown < 260 * 2**20
+    assert peak_resident_memory() >= resident_memory() > 0 and available_memory() > 0
+    del block
+
+
+def test_the_expected_peak_adds_what_the_process_holds():
+    stages = memory.plan(["image"], 8, 256, 256, prompts_cached=True)
+    process = {"what this process holds": 0.6, "freed blocks kept for reuse": 1.07}
+    alone, shared = memory.as_facts(stages), memory.as_facts(stages, process)
+    assert shared["expected_peak_gb"] == pytest.approx(alone["expected_peak_gb"] + 1.67, abs=0.01)
+    assert shared["process_gb"] == process and alone["process_gb"] == {}
+    lines = memory.describe(stages, process)
+    assert len(lines) == len(stages) + 3 and "freed blocks kept for reuse" in lines[-2]
+    assert f"expected peak {alone['expected_peak_gb'] + 1.67:.1f} GB" in lines[-1]

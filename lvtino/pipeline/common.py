@@ -11,6 +11,7 @@ from lvtino.config import ProblemConfig
 from lvtino.errors import UserError, said
 from lvtino.physics.base import TimeWindows
 from lvtino.physics.problems import build_physics
+from lvtino.runtime import peak_resident_memory
 
 MIN_MEASURED_SIDE = 4  # a measurement narrower than this holds no picture to restore
 
@@ -38,29 +39,11 @@ def peak_memory_mb() -> float:
     Linux's VmHWM is this program's own high-water mark; ``ru_maxrss`` (the fallback
     elsewhere) can carry the peak of the process that launched it across exec.
     """
-    mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    mb = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    hwm = peak_resident_memory()
+    mb = hwm / 2**20 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if torch.cuda.is_available():
         mb += torch.cuda.max_memory_allocated() / 2**20
     return round(mb, 1)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation without swapping (Linux's MemAvailable); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def reset_peak_memory() -> None:

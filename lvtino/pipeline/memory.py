@@ -77,7 +77,7 @@ def plan(kinds: list[str], frames: int, height: int, width: int, offload: str = 
     stages = []
     if not prompts_cached:
         for kind in kinds:
-            enc = TEXT_ENCODER_PARAMS[kind] * (video_bytes if kind == "video" else image_bytes) / GB
+            enc = TEXT_ENCODER_PARAMS[kind] * 2 / GB  # in 16 bits whatever the networks' width (loader.ENCODER_DTYPES)
             stages.append(Stage(f"encode the {kind} prompt (once; cached after)", [f"{kind} text encoder"], enc, 0.5))
     lat_t, lat_h, lat_w = 1 + (frames - 1 + 3) // 4, -(-height // 16) * 2, -(-width // 16) * 2
     if "video" in kinds:
@@ -104,15 +104,21 @@ def plan(kinds: list[str], frames: int, height: int, width: int, offload: str = 
     return stages
 
 
-def describe(stages: list[Stage]) -> list[str]:
+def describe(stages: list[Stage], process: dict[str, float] | None = None) -> list[str]:
+    """``process``: what the process holds besides the networks, by what it is (GB), where they share its memory."""
+    process = process or {}
     peak = max(stages, key=lambda s: s.peak_gb)
     lines = [f"  {s.name:44} {s.weights_gb:6.1f} GB weights + {s.activations_gb:5.1f} GB working = "
              f"{s.peak_gb:5.1f} GB  [{', '.join(s.on_device)}]" for s in stages]
-    lines.append(f"  expected peak {peak.peak_gb:.1f} GB, at: {peak.name} (an estimate from CPU measurements)")
+    lines += [f"  {'and throughout, ' + what:44} {gb:6.1f} GB" for what, gb in process.items()]
+    lines.append(f"  expected peak {peak.peak_gb + sum(process.values()):.1f} GB, at: {peak.name} "
+                 f"(an estimate from CPU measurements)")
     return lines
 
 
-def as_facts(stages: list[Stage]) -> dict:
+def as_facts(stages: list[Stage], process: dict[str, float] | None = None) -> dict:
+    process = process or {}
     return {"stages": [{"stage": s.name, "on_device": s.on_device, "weights_gb": round(s.weights_gb, 2),
                         "working_gb": round(s.activations_gb, 2), "peak_gb": round(s.peak_gb, 2)} for s in stages],
-            "expected_peak_gb": round(max(s.peak_gb for s in stages), 2)}
+            "process_gb": {what: round(gb, 2) for what, gb in process.items()},
+            "expected_peak_gb": round(max(s.peak_gb for s in stages) + sum(process.values()), 2)}

@@ -19,7 +19,7 @@ from lvtino.config import CLAMPS, SAMPLER_OUTPUTS, ProblemConfig
 from lvtino.errors import UserError, said
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
-from lvtino.runtime import StageTimer
+from lvtino.runtime import StageTimer, resident_memory
 from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
@@ -111,12 +111,18 @@ class Networks:
 
     def __init__(self):
         self._key, self._models, self.timer = None, None, None
+        self.held_before = None  # bytes this process held before the set loaded (the memory plan's CPU part)
+
+    @property
+    def loaded(self) -> bool:
+        return self._models is not None
 
     def get(self, kinds: tuple[str, ...], options: ModelOptions, device: torch.device, dtype: torch.dtype,
             image_dtype: torch.dtype):
         key = (options.models, kinds, str(device), dtype, image_dtype, options.offload, options.vae_tiling)
         if key != self._key:
             self._key, self._models = None, None  # free the old set before loading the new one
+            self.held_before = resident_memory()
             placement = Placement(device, dtype, options.offload, options.vae_tiling)
             self.timer = StageTimer(device)
             self._models = load_models(options.models, list(kinds), placement, self.timer,
