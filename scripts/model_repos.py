@@ -122,9 +122,12 @@ def save_repos(root: Path, size: str = "tiny", seed: int = 0) -> tuple[Path, dic
         CLIPTextConfig(**CLIP_L).save_pretrained(sdxl / "text_encoder")
         CLIPTextConfig(**CLIP_G).save_pretrained(sdxl / "text_encoder_2")
     else:
-        CLIPTextModel(CLIPTextConfig(**arch["image_text_encoder"])).save_pretrained(sdxl / "text_encoder")
-        CLIPTextModelWithProjection(CLIPTextConfig(**arch["image_text_encoder_2"])).save_pretrained(
-            sdxl / "text_encoder_2")
+        # each in float32 and as its fp16 variant (model.fp16.safetensors), as the hub repository holds them
+        for cls, key, sub in ((CLIPTextModel, "image_text_encoder", "text_encoder"),
+                              (CLIPTextModelWithProjection, "image_text_encoder_2", "text_encoder_2")):
+            encoder = cls(CLIPTextConfig(**arch[key]))
+            encoder.save_pretrained(sdxl / sub)
+            encoder.half().save_pretrained(sdxl / sub, variant="fp16")
     for sub in ("tokenizer", "tokenizer_2"):
         char_tokenizer(77).save_pretrained(sdxl / sub)
     DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(sdxl / "scheduler")
@@ -165,3 +168,32 @@ def fill_prompt_cache(models_yaml: Path, seed: int = 0) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path))
     return list(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        description="Write randomly initialised models in the hub repositories' layouts and a models.yaml naming "
+                    "them, to try the loader's real paths (lvtino restore --models FOLDER/models.yaml) without a "
+                    "download. Nothing they restore means anything: the weights are random.")
+    parser.add_argument("folder", type=Path, help="a new (or empty) folder for the five model folders")
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny",
+                        help="tiny: the test architectures (~10 MB, text encoders included); full: the published "
+                             "sizes (~8 GB; text encoders as configs only, with random prompt embeddings put in "
+                             "$LVTINO_CACHE)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.folder.exists() and any(args.folder.iterdir()):
+        print(f"error: {args.folder} is not empty; name a new folder", file=sys.stderr)
+        return 2
+    models_yaml, _ = save_repos(args.folder, args.size, args.seed)
+    if args.size == "full":
+        fill_prompt_cache(models_yaml, args.seed)
+    print(models_yaml)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -335,6 +337,70 @@ def test_sdxl_runs_in_float16_where_the_published_code_does():
     assert prior.facts()["image_dtype"] == "float32" and prior.facts()["vae_tiled_calls"] == 0
     with pytest.raises(UserError):
         GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))
+
+
+def test_text_encoders_run_at_their_own_width_from_the_fp16_files(repos, tmp_path, monkeypatch):
+    """SDXL's CLIPs load from model.fp16.safetensors in fp16 (the published code's) and UMT5 in bf16, whatever
+    the networks' dtype; the cache key holds the encoders' dtype and files, so a changed encoder is encoded anew."""
+    import shutil
+
+    import transformers
+
+    from lvtino.models import loader
+
+    monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
+    path, _ = repos
+    copy = tmp_path / "repos"
+    shutil.copytree(path.parent, copy)
+    spec_file = copy / "models.yaml"
+    spec_file.write_text(path.read_text().replace(str(path.parent), str(copy)))
+    sdxl = Path(load_models_spec(spec_file).image.base.repo)
+    for sub in ("text_encoder", "text_encoder_2"):
+        (sdxl / sub / "model.safetensors").unlink()  # what `lvtino download` fetches: the fp16 files alone
+    seen = []
+    for cls in ("UMT5EncoderModel", "CLIPTextModel", "CLIPTextModelWithProjection"):
+        original = getattr(transformers, cls).from_pretrained.__func__
+
+        def spying(klass, *args, _name=cls, _original=original, **kwargs):
+            model = _original(klass, *args, **kwargs)
+            seen.append((_name, kwargs.get("variant"), next(model.parameters()).dtype))
+            return model
+        monkeypatch.setattr(getattr(transformers, cls), "from_pretrained", classmethod(spying))
+    spec = load_models_spec(spec_file)
+    video_path, image_path = loader._video_prompt_path(spec.video), loader._image_prompt_path(spec.image)
+    load_models(str(spec_file), ["video", "image"], CPU, StageTimer())
+    assert sorted(seen) == [("CLIPTextModel", "fp16", torch.float16),
+                            ("CLIPTextModelWithProjection", "fp16", torch.float16),
+                            ("UMT5EncoderModel", None, torch.bfloat16)]
+    assert video_path.is_file() and image_path.is_file()
+    monkeypatch.setitem(loader.ENCODER_DTYPES, "image", torch.float32)  # another width: another key
+    assert loader._image_prompt_path(spec.image) != image_path
+    monkeypatch.setitem(loader.ENCODER_DTYPES, "image", torch.float16)
+    weights = sdxl / "text_encoder" / "model.fp16.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # other weights (a new revision of the folder): another key
+    assert loader._image_prompt_path(spec.image) != image_path
+    assert loader._video_prompt_path(spec.video) == video_path
+
+
+def test_a_hub_base_is_keyed_by_its_snapshot(tmp_path, monkeypatch):
+    from lvtino.models import loader
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = tmp_path / "hub" / "models--org--sdxl" / "snapshots" / "abc123" / "text_encoder"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr(loader, "locate", lambda repo, name, what="": snapshot.parent / name)
+    assert loader._encoder_identity("org/sdxl", ("text_encoder",)) == "org/sdxl@abc123"
+
+
+def test_making_the_umt5_embeddings_without_room_is_one_line(monkeypatch):
+    from lvtino.models import loader
+
+    monkeypatch.setattr(loader, "available_memory", lambda: 4_000_000 * 1024)
+    with pytest.raises(UserError, match=r"builds UMT5-XXL \(~12 GB in bf16\) where 4.1 GB is free: run `lvtino "
+                                        r"download` on a machine with the memory"):
+        loader._check_room_for_umt5(torch.device("cpu"))
+    loader._check_room_for_umt5(torch.device("cuda"))  # a GPU's memory is the plan's to say
 
 
 def test_download_makes_the_prompt_embeddings(repos, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from lvtino.models.base import Placement
 from lvtino.models.image import ImageConsistencyModel
 from lvtino.models.text import char_tokenizer, encode_sdxl, encode_umt5
 from lvtino.models.video import VideoConsistencyModel
-from lvtino.runtime import StageTimer
+from lvtino.runtime import StageTimer, available_memory
 from lvtino.validation import Number, parse_yaml, read_text_file, setting, whole
 
 
@@ -130,8 +130,9 @@ def _needs(spec: ModelsSpec, kind: str) -> list[tuple[str, Source, list[str], li
     base_files = ["unet/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
                   "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer_config.json",
                   "scheduler/scheduler_config.json"]
-    base_patterns = ["unet/config.json", "text_encoder/config.json", "text_encoder/model.safetensors",
-                     "text_encoder_2/config.json", "text_encoder_2/model.safetensors", "tokenizer/*",
+    # the text encoders' fp16 files (the published code runs them in fp16; half the float32 files' 1.6 GB)
+    base_patterns = ["unet/config.json", "text_encoder/config.json", "text_encoder/model.fp16.safetensors",
+                     "text_encoder_2/config.json", "text_encoder_2/model.fp16.safetensors", "tokenizer/*",
                      "tokenizer_2/*", "scheduler/*"]
     needs = [("SDXL base (UNet config, text encoders, scheduler)", i.base, base_files, base_patterns)]
     if i.weights.format == "diffusers":
@@ -189,8 +190,8 @@ def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(f"download of {source.repo} failed: {first}") from None
             echo(f"  -> {path}")
-    # the prompts' embeddings, so that restore never loads a text encoder (bf16 on the CPU: UMT5-XXL is ~11 GB)
-    cpu = Placement(torch.device("cpu"), torch.bfloat16)
+    # the prompts' embeddings, so that restore never loads a text encoder (UMT5-XXL is ~11 GB in bf16)
+    cpu = Placement(torch.device("cpu"), torch.float32)  # the encoders run in ENCODER_DTYPES whatever this says
     for kind in kinds:
         try:
             check_available(spec, [kind])
@@ -203,26 +204,58 @@ def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print
 
 # -- checkpoints ----------------------------------------------------------------------
 
-def read_state_dict(path: str | Path) -> dict:
-    """Tensors of a safetensors file or a torch file (read with weights_only=True: no pickled code)."""
+def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> dict:
+    """Tensors of a safetensors file or a torch file (read with weights_only=True: no pickled code).
+
+    ``dtype``: floating tensors of another width are converted as they are read, one at a time, each file copy
+    freed before the next, so a checkpoint never sits in memory at both widths (DMD2's fp16 UNet read for a bf16
+    or float32 run: 5.1 GB, not 10.3 GB, at the peak). Without it, or when the widths match, a torch file is
+    memory-mapped and read lazily.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            if dtype is None:
+                return load_file(str(path))
+            with safe_open(str(path), "pt") as f:
+                return {k: _as(f.get_tensor(k), dtype) for k in f.keys()}
         except SafetensorError as err:
             raise UserError(f"{path}: not a safetensors file ({err}); give the weights as they were published") \
                 from None
     try:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # files written without the zip container cannot be memory-mapped
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        if dtype is None or all(_as(v, dtype) is v for v in _tensors(state)):
+            return state
+        state = torch.load(path, map_location="cpu", weights_only=True)  # in memory: each copy can be freed
+        _convert(state, dtype)
+        return state
     except pickle.UnpicklingError:
         raise UserError(f"{path}: refused: it holds Python objects besides tensors, which are never loaded "
                         "(convert it to safetensors)") from None
+
+
+def _as(tensor, dtype: torch.dtype):
+    return tensor.to(dtype) if isinstance(tensor, Tensor) and tensor.is_floating_point() else tensor
+
+
+def _tensors(state):
+    for value in state.values():
+        yield from (_tensors(value) if isinstance(value, dict) else [value])
+
+
+def _convert(state: dict, dtype: torch.dtype) -> None:
+    """Convert the floating tensors of a (nested) state dict in place, dropping each original as it goes."""
+    for key in list(state):
+        if isinstance(state[key], dict):
+            _convert(state[key], dtype)
+        else:
+            state[key] = _as(state[key], dtype)
 
 
 def causvid_to_diffusers(checkpoint: dict) -> dict:
@@ -319,14 +352,29 @@ def prompt_cache() -> Path:
     return Path(root) / "prompts"
 
 
+# The text encoders' own widths, whatever the networks' dtype: UMT5-XXL in bf16 (11 GB; 23 GB in float32), SDXL's
+# CLIPs in fp16 from their fp16 files, as the published code runs them. The prompt cache is keyed by these.
+ENCODER_DTYPES = {"video": torch.bfloat16, "image": torch.float16}
+UMT5_XXL_GB = 5.68e9 * 2 / 1e9  # its encoder's parameters in bf16
+
+
 def _encoder_identity(base: str, subfolders: tuple[str, ...]) -> str:
-    """The text encoders a base names: a hub id, or a local folder with its encoders' config files."""
+    """The text encoders a base names, at their revision: a hub id and the cached snapshot's commit, or a local
+    folder with its encoders' config files and the names and sizes of their weight files."""
     if not os.path.isdir(base):
-        return base
+        try:
+            config = locate(base, f"{subfolders[0]}/config.json")
+        except UserError:
+            return f"{base}@not-cached"
+        parts = config.parts
+        return f"{base}@{parts[parts.index('snapshots') + 1]}" if "snapshots" in parts else f"{base}@{config}"
     parts = [str(Path(base).resolve())]
     for sub in subfolders:
-        config = Path(base) / sub / "config.json"
+        folder = Path(base) / sub
+        config = folder / "config.json"
         parts.append(config.read_text() if config.exists() else "")
+        parts += sorted(f"{f.name} {f.stat().st_size}" for f in folder.glob("*.safetensors")) if folder.is_dir() \
+            else []
     return "\n".join(parts)
 
 
@@ -334,8 +382,33 @@ def _prompt_path(kind: str, base: str, subfolders: tuple[str, ...], prompt: str,
     import hashlib
     import json
 
-    key = hashlib.sha256(json.dumps([kind, _encoder_identity(base, subfolders), prompt, length]).encode())
+    identity = [kind, _encoder_identity(base, subfolders), prompt, length, str(ENCODER_DTYPES[kind])]
+    key = hashlib.sha256(json.dumps(identity).encode())
     return prompt_cache() / f"{kind}-{key.hexdigest()[:24]}.safetensors"
+
+
+def _fp16_variant(base: str, subfolder: str) -> str | None:
+    """"fp16" where the base has the text encoder's fp16 file (what ``lvtino download`` fetches), else None."""
+    try:
+        locate(base, f"{subfolder}/model.fp16.safetensors")
+        return "fp16"
+    except UserError:
+        return None
+
+
+def _check_room_for_umt5(device: torch.device) -> None:
+    """Building UMT5-XXL on the CPU takes ~11 GB: refuse in one line, before loading, where that is not free."""
+    if device.type != "cpu":
+        return
+    free = available_memory()
+    if free is None:
+        return  # not Linux: no figure to check against
+    available = free / 1e9
+    need = UMT5_XXL_GB * 1.1
+    if available < need:
+        raise UserError(f"the video model's prompt embeddings are not cached, and making them builds UMT5-XXL "
+                        f"(~{need:.0f} GB in bf16) where {available:.1f} GB is free: run `lvtino download` on a "
+                        f"machine with the memory and copy {prompt_cache()} here (or set LVTINO_CACHE to a copy)")
 
 
 VIDEO_ENCODERS, IMAGE_ENCODERS = ("text_encoder",), ("text_encoder", "text_encoder_2")
@@ -383,9 +456,10 @@ def _video_prompt(spec: VideoSpec, placement: Placement) -> Tensor:
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         base = spec.base.repo
+        _check_room_for_umt5(placement.device)
         tokenizer = AutoTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
         encoder = UMT5EncoderModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
-                                                   dtype=placement.dtype).to(placement.device)
+                                                   dtype=ENCODER_DTYPES["video"]).to(placement.device)
         return {"embeds": encode_umt5(tokenizer, encoder, spec.prompt, spec.max_sequence_length)}
 
     return cached_prompt(_video_prompt_path(spec), encode)["embeds"]
@@ -398,11 +472,10 @@ def _image_prompt(spec: ImageSpec, placement: Placement) -> tuple[Tensor, Tensor
         base = spec.base.repo
         tokenizers = [AutoTokenizer.from_pretrained(base, subfolder=s, local_files_only=True)
                       for s in ("tokenizer", "tokenizer_2")]
-        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=True,
-                                                  dtype=placement.dtype).to(placement.device),
-                    CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
-                                                                local_files_only=True,
-                                                                dtype=placement.dtype).to(placement.device)]
+        half = ENCODER_DTYPES["image"]
+        encoders = [cls.from_pretrained(base, subfolder=sub, local_files_only=True, dtype=half,
+                                        variant=_fp16_variant(base, sub)).to(placement.device)
+                    for cls, sub in ((CLIPTextModel, "text_encoder"), (CLIPTextModelWithProjection, "text_encoder_2"))]
         embeds, pooled = encode_sdxl(tokenizers, encoders, spec.prompt)
         return {"embeds": embeds, "pooled": pooled}
 
@@ -432,7 +505,8 @@ def _image_model(spec: ImageSpec, placement: Placement, timer: StageTimer) -> Im
         config = UNet2DConditionModel.load_config(base, subfolder="unet", local_files_only=True)
         with init_empty_weights():
             unet = UNet2DConditionModel.from_config(config)
-        _load_exact(unet, read_state_dict(locate(w.repo, w.filename)), f"{w.repo}/{w.filename}")
+        # read at the width it runs in: the file's fp16 copy is not kept beside the converted one
+        _load_exact(unet, read_state_dict(locate(w.repo, w.filename), placement.dtype), f"{w.repo}/{w.filename}")
     vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder or None, local_files_only=True)
     return ImageConsistencyModel(unet, vae, embeds, pooled, scheduler.alphas_cumprod, placement, spec.batch_size,
                                  timer)
