@@ -22,7 +22,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_solvers.py
 
 # the generative prior at real size through the real loader on this machine (random weights; ~8 GB of folders in a
-# temporary folder, ~11 GB of memory, minutes on a 2-core CPU): its last line is one JSON object
+# temporary folder, ~10.1 GiB of memory at most at once (measured), minutes on a 2-core CPU): its last line is one
+# JSON object
 real-size: $(VENV)/.installed
 	$(BIN)/python scripts/real_size.py
 

@@ -88,9 +88,9 @@ def random_state(model, dtype: torch.dtype, seed: int) -> dict:
     return out
 
 
-def save_repos(root: Path, size: str = "tiny", seed: int = 0) -> tuple[Path, dict]:
+def save_repos(root: Path, size: str = "tiny", seed: int = 0) -> tuple[Path, dict | None]:
     """Write the five folders under ``root`` and a models.yaml naming them; return its path and the transformer's
-    weights (diffusers names)."""
+    weights (diffusers names; None at full size, where they are let go once written)."""
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, AutoencoderKLWan, DDPMScheduler, UNet2DConditionModel, WanTransformer3DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, UMT5Config, UMT5EncoderModel
@@ -116,6 +116,8 @@ def save_repos(root: Path, size: str = "tiny", seed: int = 0) -> tuple[Path, dic
     checkpoint = root / NAMES["causvid"] / NAMES["causvid_file"]
     checkpoint.parent.mkdir(parents=True)
     torch.save(causvid_checkpoint(video_state), checkpoint)
+    if full:
+        video_state = None  # 2.8 GB not held while the 5.1 GB UNet is drawn
 
     sdxl = root / NAMES["sdxl"]
     if full:

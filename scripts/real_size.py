@@ -14,6 +14,10 @@ checkpoint that does not fit), the NFE (9 for A and B, 5 for C), the output's fr
 and size, and prints each run's measured peak memory beside the memory plan restore
 makes for the same job. Its last line is one JSON object.
 
+The folders are written (and checked) by a process of its own, so that this
+script holds nothing large while each restore runs: the run's peak is the
+largest restore's, which is printed beside this script's own.
+
     python scripts/real_size.py [--folder DIR] [--dtype bfloat16] [--problems A B C]
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -90,30 +95,58 @@ def clip_of(problem: str, folder: Path, env: dict) -> Path:
     return measured
 
 
+def prepare(repos: Path) -> dict:
+    """Write the folders (unless there), fill the prompt cache and check every file's keys: what ``--prepare`` does
+    in a process of its own."""
+    t0 = time.perf_counter()
+    if not (repos / "models.yaml").is_file():
+        shutil.rmtree(repos, ignore_errors=True)
+        save_repos(repos, "full")
+    built = time.perf_counter() - t0
+    cached = fill_prompt_cache(repos / "models.yaml")
+    size = sum(p.stat().st_size for p in repos.rglob("*") if p.is_file())
+    return {"built_s": round(built, 1), "bytes": size, "cached": [p.name for p in cached],
+            "strict": strict_layout(repos), "peak_memory_mb": round(peak_mb(resource.RUSAGE_SELF))}
+
+
+def peak_mb(who) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def failed(what: str, proc: subprocess.CompletedProcess) -> str:
+    """What a failed child said: its exit code (a kill by a signal named) and its last lines."""
+    code = proc.returncode
+    how = f"exit code {code}" if code >= 0 else f"killed by signal {-code}" + (" (out of memory?)" if code == -9
+                                                                                 else "")
+    lines = (proc.stderr or "").strip().splitlines()[-15:]
+    return f"{what} failed: {how}; its last lines:\n" + ("\n".join(lines) if lines else "(it printed nothing)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", default=None, help="where the folders go (default: a temporary one, removed)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                         help="the networks' dtype on the CPU (default bfloat16: the published checkpoints' width)")
     parser.add_argument("--problems", nargs="+", default=["A", "B", "C"], choices=list(CLIPS))
+    parser.add_argument("--prepare", default=None, help=argparse.SUPPRESS)  # the child that writes the folders
     args = parser.parse_args()
+    if args.prepare:
+        print(json.dumps(prepare(Path(args.prepare))))
+        return
     folder = Path(args.folder or tempfile.mkdtemp(prefix="lvtino-real-size-"))
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LVTINO_CACHE": str(folder / "cache"), "HF_HUB_OFFLINE": "1"}
     os.environ["LVTINO_CACHE"] = env["LVTINO_CACHE"]
     repos = folder / "repos"
     try:
-        t0 = time.perf_counter()
-        if not (repos / "models.yaml").is_file():
-            shutil.rmtree(repos, ignore_errors=True)
-            save_repos(repos, "full")
-        built = time.perf_counter() - t0
-        models = repos / "models.yaml"
-        cached = fill_prompt_cache(models)
-        size = sum(p.stat().st_size for p in repos.rglob("*") if p.is_file())
-        print(f"folders: {repos} ({size / 2**30:.1f} GB, written in {built:.0f} s); prompt cache: "
-              f"{', '.join(p.name for p in cached)}")
-        strict = strict_layout(repos)
+        proc = subprocess.run([sys.executable, __file__, "--prepare", str(repos)], env=env, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            sys.exit(failed("writing the folders", proc))
+        made = json.loads(proc.stdout.strip().splitlines()[-1])
+        built, size, strict, models = made["built_s"], made["bytes"], made["strict"], repos / "models.yaml"
+        print(f"folders: {repos} ({size / 2**30:.1f} GB, written in {built:.0f} s by a process of its own, peak "
+              f"{made['peak_memory_mb']:.0f} MiB); prompt cache: {', '.join(made['cached'])}")
         for name, ok in strict.items():
             print(f"  {name}: {'every weight, nothing else' if ok else 'DOES NOT FIT its network'}")
         runs = {}
@@ -126,9 +159,9 @@ def main() -> None:
                                    "--device", "cpu", "--stats", str(stats), "-y"], env=env, capture_output=True,
                                   text=True)
             if proc.returncode != 0:
-                sys.exit(f"restore of problem {problem} failed:\n{proc.stderr[-3000:]}")
+                sys.exit(failed(f"restore of problem {problem}", proc))
             facts = json.loads(stats.read_text())
-            plan_mb = 1024 * facts["memory_plan"]["expected_peak_gb"]
+            plan_mb = facts["memory_plan"]["expected_peak_gb"] * 1e9 / 2**20  # the plan's GB are 1e9 bytes
             runs[problem] = {"nfe": facts["nfe"]["total"], "frames": facts["frames"],
                              "size": [facts["width"], facts["height"]], "seconds": round(time.perf_counter() - t0, 1),
                              "peak_memory_mb": facts["peak_memory_mb"], "plan_peak_mb": round(plan_mb),
@@ -138,8 +171,15 @@ def main() -> None:
                   and (facts["height"], facts["width"]) == want[1:])
             print(f"problem {problem}: NFE {facts['nfe']['total']} (want {NFE[problem]}), {facts['frames']} frames of "
                   f"{facts['width']}x{facts['height']}, {runs[problem]['seconds']} s; peak memory "
-                  f"{facts['peak_memory_mb']:.0f} MB, the plan's {plan_mb:.0f} MB{'' if ok else '  <- NOT AS WANTED'}")
+                  f"{facts['peak_memory_mb']:.0f} MiB, the plan's {plan_mb:.0f} MiB "
+                  f"({facts['peak_memory_mb'] / plan_mb - 1:+.0%}){'' if ok else '  <- NOT AS WANTED'}")
         parameters = next(iter(runs.values()))["parameters"] if runs else {}
+        largest = max((r["peak_memory_mb"] for r in runs.values()), default=0)
+        own = peak_mb(resource.RUSAGE_SELF)
+        whole = max(largest, made["peak_memory_mb"]) + own  # the writer ends before the first restore starts
+        print(f"whole run: at most {whole:.0f} MiB at once: the larger of the folders' writer "
+              f"({made['peak_memory_mb']:.0f} MiB) and a restore ({largest:.0f} MiB), one at a time, with this "
+              f"script ({own:.0f} MiB)")
         print(json.dumps({
             "transformer_parameters": parameters.get("video_transformer"),
             "unet_parameters": parameters.get("image_unet"),
@@ -149,7 +189,9 @@ def main() -> None:
             "peak_memory_mb": {p: r["peak_memory_mb"] for p, r in runs.items()},
             "plan_peak_mb": {p: r["plan_peak_mb"] for p, r in runs.items()},
             "seconds": {p: r["seconds"] for p, r in runs.items()}, "dtype": args.dtype,
-            "folders_gb": round(size / 2**30, 2), "written_s": round(built, 1)}))
+            "folders_gb": round(size / 2**30, 2), "written_s": round(built, 1),
+            "script_peak_mb": round(own), "writer_peak_mb": made["peak_memory_mb"],
+            "whole_run_peak_mb": round(whole)}))
     finally:
         if args.folder is None:
             shutil.rmtree(folder, ignore_errors=True)
