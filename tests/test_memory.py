@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 
 from conftest import smooth_frames, write_video
@@ -51,15 +52,21 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
 
 
 def test_the_process_memory_figures_follow_an_allocation():
-    """What the CPU plan adds (VmRSS) and what stats report (VmHWM) move with memory this process touches."""
-    from lvtino.runtime import available_memory, peak_resident_memory, resident_memory
-
-    before = resident_memory()
-    block = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB, every page touched
-    grown = resident_memory() - before
-    assert 180 * 2**20 < grown < 260 * 2**20
-    assert peak_resident_memory() >= resident_memory() > 0 and available_memory() > 0
-    del block
+    """What the CPU plan adds (VmRSS) and what stats report (VmHWM) move with memory this process touches (in a
+    fresh interpreter: this one's allocator may hold freed pages that an allocation reuses)."""
+    code = """if True:
+        import numpy as np
+        from lvtino.runtime import available_memory, peak_resident_memory, resident_memory
+        before = resident_memory()
+        block = np.ones(200 * 2**20, dtype=np.uint8)  # 200 MiB, every page touched
+        grown = resident_memory() - before
+        del block
+        print(grown, peak_resident_memory() - before, resident_memory() - before, available_memory())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    grown, peak, after, free = map(int, out.split())
+    assert 180 * 2**20 < grown < 260 * 2**20 and peak > 180 * 2**20  # the high-water mark keeps the 200 MiB
+    assert after < 50 * 2**20 and free > 0  # let go: resident again as before
 
 
 def test_the_expected_peak_adds_what_the_process_holds():
