@@ -235,9 +235,10 @@ def _delay(path: Path, fps: Fraction) -> int:
     """How many frames a segment's decode order runs ahead of its presentation order (B-frames)."""
     with av.open(str(path)) as src:
         vs = src.streams.video[0]
+        time_base = vs.time_base  # read while the file is open: a closed container's streams are freed memory
         pts = [p.pts for p in src.demux(vs) if p.dts is not None]
     base = min(pts)
-    return max(j - round((p - base) * vs.time_base * fps) for j, p in enumerate(pts))
+    return max(j - round((p - base) * time_base * fps) for j, p in enumerate(pts))
 
 
 def _read_json(path: Path):

@@ -169,9 +169,19 @@ class VideoWriter:
                 log.info("%s: odd frame size %dx%d padded to %dx%d for yuv420p (what players decode); "
                          "%s keeps the exact size", self.path, width - self._pad[0],
                          height - self._pad[1], width, height, said("pix_fmt", "yuv444p"))
-            stream.options = {"crf": str(self.crf), "preset": self.preset}
+            # mb-tree off: with it, x264 (core 165) reads memory it never wrote when a stream ends with B-frames in
+            # its lookahead, so the same frames gave other bytes from run to run (every glibc MALLOC_PERTURB_
+            # value its own bytes; none with mbtree=0, bf=0 or b-pyramid none on one clip, only mbtree=0 and bf=0
+            # on another). Without it crf N is about crf N-1 with it (street clip: -14 % bytes, -0.9 dB)
+            stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "mbtree=0"}
             cc = stream.codec_context
             cc.color_primaries = cc.color_trc = cc.colorspace = BT709
+        if stream.codec_context.name.startswith("libx264"):
+            # one encoding thread: x264's automatic count follows the CPUs the process may use, and its bytes follow
+            # the count (the same frames on one CPU and on two: other bytes); the bytes must be a function of the
+            # frames and settings for --resume and seeds to mean anything. At 720p, medium, on this 2-core
+            # machine: 22-29 fps either way, beside a restoration that is far slower
+            stream.codec_context.thread_count = 1
         stream.width, stream.height = width, height
         stream.time_base = Fraction(1, 1) / self.fps
         if self.rotation:
