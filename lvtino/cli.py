@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from lvtino.config import known_problems
 from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full, naming
+from lvtino.files import NotPlaced, output_claims
 from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
 from lvtino.pipeline.priors import PRIORS, ModelOptions
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
@@ -532,12 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     elif getattr(args, "verbose", False):
         log.setLevel(logging.DEBUG)
     try:
-        with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)), naming(flag):
+        with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)), naming(flag), output_claims():
             code = _run(args)
     except UserError as err:
         print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (DiskFull, NotWritten) as err:
+    except (DiskFull, NotWritten, NotPlaced) as err:
         print(f"lvtino: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # the system refused a read or write: permissions, a full disk

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lvtino.config import load_problem
 from lvtino.errors import UserError, arg, said
-from lvtino.files import atomic_folder
+from lvtino.files import atomic_folder, claiming
 from lvtino.metrics.evaluate import evaluate
 from lvtino.report.html import write_report
 from lvtino.physics.problems import chain_factors
@@ -33,6 +33,7 @@ from lvtino.validation import whole
 from lvtino.video.writer import VideoWriter
 
 
+@claiming
 def run_demo(output: str | Path = "lvtino-demo", problem: str = "A", input: str | Path | None = None,
              frames: int = 25, start: int = 0, seed: int = 0, fps=None, size: tuple[int, int] = (360, 640),
              accept_truncated: bool = False) -> dict:

@@ -4,18 +4,32 @@ Every output is written to a hidden temporary name unique to this process
 (``.NAME.partial-PID``), flushed to disk, and renamed into place in one step.
 A process killed with -9 leaves only such temporary names; the next run on
 the same output removes those whose process is gone.
+
+A command's outputs are claimed when they are checked (``claim``, inside an
+``output_claims`` block): each gets a lock beside it (``.NAME.lvtino-lock``, so
+two writers of one output are refused) and a record of what was there. The
+final rename (``place``) replaces only what was there and allowed to go (-y); a
+file or folder that appeared or changed since is kept, the result is left
+beside it under another name (``NAME.lvtino-PID.EXT``) and ``NotPlaced`` says
+both names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
+import logging
 import math
 import os
 import re
 import shutil
+import stat
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -62,12 +76,11 @@ def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp = partial_name(path, suffix)
     try:
         yield tmp
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_folder(path.parent)
+    place(tmp, path)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -114,7 +127,12 @@ def atomic_folder(path: str | Path, kind: str) -> Iterator[Path]:
 
 
 def replace_folder(new: Path, path: Path) -> None:
-    """Put folder ``new`` at ``path``: the old one (if any) is moved aside first, then removed."""
+    """Put folder ``new`` at ``path``: the old one (if any, and if a claimed output's, only what was there when
+    it was claimed with -y) is moved aside first, then removed."""
+    place(new, path)
+
+
+def _replace_folder(new: Path, path: Path) -> None:
     old = None
     if path.exists() or path.is_symlink():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -333,3 +351,192 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# -- claimed outputs: locked, and placed without replacing what appeared since ------------------------------------
+class NotPlaced(Exception):
+    """A finished output not renamed into place because something appeared (or changed) there during the run:
+    what appeared is kept, the result sits beside it under ``kept``."""
+
+    def __init__(self, path: Path, kept: Path):
+        self.path, self.kept = Path(path), Path(kept)
+        super().__init__(f"{path} appeared or changed while this run worked and is kept as it is; the result is "
+                         f"{kept} (rename it to use it)")
+
+
+@dataclass
+class _Claim:
+    seen: tuple | None  # what was at the path when it was claimed (None: nothing)
+    replace: bool       # whether the run may replace what it saw (-y, or an empty folder)
+    lock: "RunLock | None"
+
+
+_scopes: list[dict[str, _Claim]] = []
+
+
+def _key(path: Path) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def snapshot(path: Path) -> tuple | None:
+    """What is at ``path`` (not following a link): None for nothing; a file's identity, size and time; a folder's
+    identity and each entry's name, size and time (a file added, removed or rewritten inside changes it)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return ("file", st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns)
+    entries = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            with contextlib.suppress(OSError):
+                e = entry.stat(follow_symlinks=False)
+                entries.append((entry.name, e.st_mode, e.st_size, e.st_mtime_ns))
+    return ("folder", st.st_dev, st.st_ino, tuple(sorted(entries)))
+
+
+@contextlib.contextmanager
+def output_claims() -> Iterator[None]:
+    """The claims made inside the block last until it ends: their locks are released then."""
+    _scopes.append({})
+    try:
+        yield
+    finally:
+        for claim in _scopes.pop().values():
+            if claim.lock is not None:
+                claim.lock.release()
+
+
+def claiming(fn):
+    """``fn`` runs in an ``output_claims`` block of its own (a command's entry point)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with output_claims():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def lock_name(path: Path) -> Path:
+    return Path(path).with_name(f".{Path(path).name}.lvtino-lock")
+
+
+def claim(path: Path, replace: bool, what: str) -> None:
+    """Lock ``path`` for this command and record what is there now; ``replace``: the command may replace it.
+    Outside an ``output_claims`` block nothing is recorded (the output is placed as before)."""
+    if not _scopes:
+        return
+    path = Path(path)
+    for scope in _scopes:
+        if _key(path) in scope:  # claimed by this command already (a batch's item inside the batch)
+            scope[_key(path)] = _Claim(snapshot(path), replace, scope[_key(path)].lock)
+            return
+    lock = None
+    if path.parent.is_dir():  # a folder still to be made holds nothing anyone else could be writing yet
+        lock = RunLock(lock_name(path), what).acquire(notice=logging.getLogger("lvtino").info)
+    _scopes[-1][_key(path)] = _Claim(snapshot(path), replace, lock)
+
+
+def _claim_of(path: Path) -> _Claim | None:
+    for scope in reversed(_scopes):
+        if _key(path) in scope:
+            return scope[_key(path)]
+    return None
+
+
+def place(tmp: Path, path: Path) -> Path:
+    """Rename the finished ``tmp`` (a file or a folder) to ``path``. A claimed output replaces only what was there
+    when it was claimed, and only with leave to; otherwise the result goes beside it and ``NotPlaced`` is raised.
+    Returns where the result is."""
+    tmp, path = Path(tmp), Path(path)
+    claim = _claim_of(path)
+    if claim is None:
+        _put(tmp, path)
+        return path
+    now = snapshot(path)
+    try:
+        if now is None:
+            rename_noreplace(tmp, path)
+            fsync_folder(path.parent)
+            return path
+        if claim.replace and now == claim.seen:
+            _put(tmp, path)
+            return path
+    except FileExistsError:
+        pass  # it appeared this very moment
+    kept = _kept_name(tmp, path)
+    raise NotPlaced(path, kept)
+
+
+def _put(tmp: Path, path: Path) -> None:
+    if tmp.is_dir() and not tmp.is_symlink():
+        _replace_folder(tmp, path)
+    else:
+        os.replace(tmp, path)
+        fsync_folder(path.parent)
+
+
+def _kept_name(tmp: Path, path: Path) -> Path:
+    """Move the result ``tmp`` to a visible name beside ``path`` that no cleanup removes: NAME.lvtino-PID.EXT."""
+    suffix = "" if tmp.is_dir() else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    for n in range(100):
+        kept = path.with_name(f"{stem}.lvtino-{os.getpid()}{f'-{n}' if n else ''}{suffix}")
+        try:
+            rename_noreplace(tmp, kept)
+        except FileExistsError:
+            continue
+        fsync_folder(path.parent)
+        return kept
+    raise FileExistsError(errno.EEXIST, "no free name beside it", str(path))
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` only if nothing is there (FileExistsError otherwise), in one step where the system
+    can (Linux's renameat2); elsewhere a hard link then unlink for files, a new empty folder renamed over for
+    folders: nothing at ``dst`` is ever replaced."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    if _renameat2(src, dst):
+        return
+    if os.path.isdir(src) and not os.path.islink(src):
+        os.mkdir(dst)  # FileExistsError if anything is there
+        try:
+            os.rename(src, dst)  # over the empty folder just made (a file put in it meanwhile: refused)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.rmdir(dst)
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FileExistsError(errno.EEXIST, "appeared meanwhile", dst) from None
+            raise
+        return
+    os.link(src, dst)  # FileExistsError if anything is there
+    os.unlink(src)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_renameat2():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+def _renameat2(src: str, dst: str) -> bool:
+    """True when renamed; False where renameat2 or its flag is not available (old kernel, some file systems)."""
+    fn = _libc_renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    if err == errno.EEXIST:
+        raise FileExistsError(err, os.strerror(err), dst)
+    raise OSError(err, os.strerror(err), dst)

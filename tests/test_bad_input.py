@@ -137,6 +137,20 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     user_state.mkdir()
     (user_state / "notes.txt").write_text("mine\n")
     (d / ".taken2.mkv.lvtino-state").write_text("a file where the state folder goes\n")
+    elsewhere = d / "elsewhere"  # a folder of the user's that a state folder's name links to
+    (elsewhere / "segments").mkdir(parents=True)
+    (elsewhere / "segments" / "precious.txt").write_text("mine\n")
+    (d / ".linked.mkv.lvtino-state").symlink_to(elsewhere, target_is_directory=True)
+    deep_state = d / ".deepstate.mkv.lvtino-state"  # named like lvtino's, holding a user's file two levels down
+    (deep_state / "segments").mkdir(parents=True)
+    (deep_state / "segments" / "precious.txt").write_text("mine\n")
+    this_process = json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": "now",
+                               "process_start": None})
+    (d / ".deg_busy.mkv.lvtino-lock").write_text(this_process)  # a degrade writing deg_busy.mkv
+    (d / ".ev_busy.json.lvtino-lock").write_text(this_process)  # an evaluate writing ev_busy.json
+    inside = d / "inside.csv"  # the second item's output lies inside the first item's input folder
+    inside.write_text(f"input,output\n{folder},in1.mkv\n{y},{folder}/in2.mkv\n")
+    files.update(inside=inside)
     # oversized and endless inputs
     os.mkfifo(d / "pipe.mp4")
     os.mkfifo(d / "pipe.yaml")
@@ -313,6 +327,17 @@ CASES = {
     "restore: a user's folder named as the state": Case("restore {y} -o {d}/taken.mkv", 2,
                                                          "holds files lvtino did not write (notes.txt)"),
     "restore: a file named as the state": Case("restore {y} -o {d}/taken2.mkv", 2, "a file of that name exists"),
+    "restore: a link named as the state": Case("restore {y} -o {d}/linked.mkv", 2,
+                                               "a link of that name exists, which lvtino never follows"),
+    "restore: a user's file deep in the state's name": Case("restore {y} -o {d}/deepstate.mkv", 2,
+                                                             "holds files lvtino did not write "
+                                                             "(segments/precious.txt)"),
+    "degrade: another degrade writing it": Case("degrade {clean} -o {d}/deg_busy.mkv --problem A", 2,
+                                                "another lvtino run is writing it (pid"),
+    "evaluate: another evaluate writing the json": Case("evaluate {y} --reference {clean} --json {d}/ev_busy.json",
+                                                        2, "another lvtino run is writing it (pid"),
+    "batch: an output inside another item's input folder": Case("batch {inside}", 2,
+                                                                "lies inside the input of item"),
     "restore: a pipe as input": Case("restore {pipe} -o {d}/o.mkv --scale 2", 2, "not a regular file or folder"),
     "restore: /dev/zero as config": Case("restore {y} -o {d}/o.mkv --config /dev/zero", 2,
                                          "--config /dev/zero: not a regular file"),

@@ -448,3 +448,106 @@ def test_two_batches_on_one_manifest(batch_inputs, tmp_path, capsys):
         assert proc.returncode == 0
     finally:
         proc.kill()
+
+
+# -- outputs that appear while a command works: kept, the result beside them --------------------------------------
+def _appearing_at_join(monkeypatch, make):
+    """Run ``make()`` just before the restore joins its segments into the output (the moment it would replace)."""
+    from lvtino.video import segments
+
+    join = segments.Segments.join
+
+    def joined(self, *args, **kwargs):
+        make()
+        return join(self, *args, **kwargs)
+
+    monkeypatch.setattr(segments.Segments, "join", joined)
+
+
+@pytest.mark.parametrize("overwrite", [[], ["-y"], ["-n"]])
+def test_a_file_that_appears_at_the_output_during_a_restore_is_kept(measured, tmp_path, capsys, monkeypatch,
+                                                                     overwrite):
+    y, reference = measured
+    out, stats = tmp_path / "out.mkv", tmp_path / "s.json"
+    _appearing_at_join(monkeypatch, lambda: out.write_text("precious"))
+    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--start", 0, "--end", 20, *SLOW, *overwrite],
+                       capsys)
+    kept = list(tmp_path.glob("out.lvtino-*.mkv"))
+    assert code == 1 and out.read_text() == "precious" and len(kept) == 1
+    assert err.strip().splitlines()[-1] == (f"lvtino: error: {out} appeared or changed while this run worked and is "
+                                            f"kept as it is; the result is {kept[0]} (rename it to use it)")
+    assert np.array_equal(frames_of(kept[0]), reference[:20])  # the whole result, under the other name
+    assert json.loads(stats.read_text())["output"] == str(kept[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.mkv", kept[0].name, "s.json"])
+
+
+def test_an_output_replaced_with_y_is_kept_when_it_changed_during_the_run(measured, tmp_path, capsys, monkeypatch):
+    y, reference = measured
+    out = tmp_path / "out.mkv"
+    assert run(["restore", y, "-o", out, "--end", 16, *SLOW], capsys)[0] == 0
+    _appearing_at_join(monkeypatch, lambda: out.write_bytes(b"rewritten by the user"))
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW, "-y"], capsys)  # -y: leave for what was there
+    assert code == 1 and out.read_bytes() == b"rewritten by the user" and "appeared or changed" in err
+    monkeypatch.undo()
+    assert run(["restore", y, "-o", out, "--end", 20, *SLOW, "-y"], capsys)[0] == 0  # unchanged: replaced
+    assert np.array_equal(frames_of(out), reference[:20])
+
+
+def test_stats_that_appear_during_a_restore_are_kept(measured, tmp_path, capsys, monkeypatch):
+    y, reference = measured
+    out, stats = tmp_path / "out.mkv", tmp_path / "s.json"
+    _appearing_at_join(monkeypatch, lambda: stats.write_text("my notes"))
+    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--end", 20, *SLOW], capsys)
+    kept = list(tmp_path.glob("s.lvtino-*.json"))
+    assert code == 1 and stats.read_text() == "my notes" and len(kept) == 1 and f"the result is {kept[0]}" in err
+    assert np.array_equal(frames_of(out), reference[:20])  # the video is in place
+
+
+def test_files_put_into_a_frame_folder_output_during_a_restore_are_kept(measured, tmp_path, capsys, monkeypatch):
+    y, reference = measured
+    out = tmp_path / "frames"
+
+    def users_file():
+        out.mkdir()
+        (out / "mine.txt").write_text("precious")
+
+    _appearing_at_join(monkeypatch, users_file)
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW], capsys)
+    kept = list(tmp_path.glob("frames.lvtino-*"))
+    assert code == 1 and sorted(p.name for p in out.iterdir()) == ["mine.txt"] and len(kept) == 1
+    assert np.array_equal(frames_of(kept[0]), reference[:20])
+
+
+def test_a_file_that_appears_at_a_degrade_output_is_kept(tmp_path, capsys, monkeypatch):
+    from lvtino.video import writer
+
+    clean = write_video(tmp_path / "clean.mp4", smooth_frames(8, 48, 64))
+    out = tmp_path / "y.mkv"
+    close = writer.VideoWriter.close
+
+    def closing(self):
+        out.write_text("precious")
+        return close(self)
+
+    monkeypatch.setattr(writer.VideoWriter, "close", closing)
+    code, _, err = run(["degrade", clean, "-o", out, "--problem", "A"], capsys)
+    kept = list(tmp_path.glob("y.lvtino-*.mkv"))
+    assert code == 1 and out.read_text() == "precious" and len(kept) == 1 and probe(kept[0]).frames == 2
+
+
+def test_a_linked_or_foreign_state_folder_is_never_emptied(measured, tmp_path, capsys):
+    y, _ = measured
+    target = tmp_path / "users"
+    (target / "segments").mkdir(parents=True)
+    (target / "segments" / "segment-000000000-000016-00000000.mkv").write_text("named like lvtino's, but mine")
+    (tmp_path / ".a.mkv.lvtino-state").symlink_to(target, target_is_directory=True)
+    code, _, err = run(["restore", y, "-o", tmp_path / "a.mkv", *SLOW], capsys)
+    assert code == 2 and "never follows" in err
+    assert sorted(p.name for p in target.rglob("*")) == ["segment-000000000-000016-00000000.mkv", "segments"]
+    foreign = tmp_path / ".b.mkv.lvtino-state" / "segments" / "segment-000000000-000016-00000000"  # a folder
+    foreign.mkdir(parents=True)
+    (foreign / "holiday.jpg").write_text("mine")
+    code, _, err = run(["restore", y, "-o", tmp_path / "b.mkv", *SLOW], capsys)
+    assert code == 2 and "holds files lvtino did not write (segments/segment-000000000-000016-00000000/holiday.jpg" \
+        in err
+    assert (foreign / "holiday.jpg").read_text() == "mine"

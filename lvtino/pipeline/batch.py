@@ -23,9 +23,9 @@ from pathlib import Path
 
 from lvtino.distributed import Processes
 from lvtino.errors import UserError, arg
-from lvtino.files import RunLock, write_text_atomic
+from lvtino.files import NotPlaced, claiming, write_text_atomic
 from lvtino.pipeline.common import check_device
-from lvtino.pipeline.outputs import Output, check_outputs, resolved
+from lvtino.pipeline.outputs import Output, check_outputs, claim_outputs, resolved
 from lvtino.pipeline.priors import Networks
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.restore import restore
@@ -121,7 +121,7 @@ def read_manifest(source: str | Path, output_dir: str | Path | None = None, suff
 
 
 def check_items(items: list[Item], summary: Path | None = None, overwrite: str = "ask",
-                manifest: Path | None = None) -> None:
+                manifest: Path | None = None, claim: bool = True) -> None:
     """Refuse, before anything runs, an item whose output is its input or another item's input or output, and a
     summary path that would replace an input, the manifest, an item's output or a file lvtino did not write
     there (a summary an earlier batch wrote is replaced; anything else needs -y, and -n never replaces)."""
@@ -137,6 +137,11 @@ def check_items(items: list[Item], summary: Path | None = None, overwrite: str =
         if out in inputs:
             raise UserError(f"batch item {item.input}: its output {item.output} is the input of item "
                             f"{inputs[out].input}")
+        for folder, owner in inputs.items():  # a frame folder given as an input would gain a file
+            if folder in out.parents and folder.is_dir():
+                whose = "its own input" if owner is item else f"the input of item {owner.input}"
+                raise UserError(f"batch item {item.input}: its output {item.output} lies inside {whose}, the "
+                                f"folder {owner.input}; give an output outside it")
         outputs[out] = item
     if summary is not None:
         summary = Path(summary)
@@ -144,7 +149,7 @@ def check_items(items: list[Item], summary: Path | None = None, overwrite: str =
                  *(("a batch item's input", i.input) for i in items),
                  *(("a batch item's output", i.output) for i in items)]
         check_outputs([Output(arg("summary"), summary, create_parent=True)], files,
-                      "yes" if is_summary(summary) else overwrite)
+                      "yes" if is_summary(summary) else overwrite, claim)
 
 
 def is_summary(path: Path) -> bool:
@@ -158,6 +163,7 @@ def is_summary(path: Path) -> bool:
         return False
 
 
+@claiming
 def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", overrides: list[str] | None = None,
               device: str = "cpu", summary: str | Path | None = None, echo=print, overwrite: str = "ask",
               resume: bool = False, manifest: str | Path | None = None, networks: Networks | None = None,
@@ -166,13 +172,11 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
     settings of ``pipeline.request.Request`` every item shares (crf, seed, models, window, words, ...)."""
     procs = Processes(check_device(device))
     check_items(items, Path(summary) if summary is not None else None, overwrite,
-                Path(manifest) if manifest is not None else None)
-    lock = None
-    if summary is not None and procs.is_main:
+                Path(manifest) if manifest is not None else None, claim=False)
+    if summary is not None and procs.is_main:  # locked for the whole batch, in the folder made for it
         summary = Path(summary)
         summary.parent.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(summary.with_name(f".{summary.name}.lvtino-lock"), f"batch summary {summary}")
-        lock.acquire(notice=log.info)
+        claim_outputs([Output(arg("summary"), summary)], "yes" if is_summary(summary) else overwrite)
     rows = []
     networks = networks or Networks()  # the networks load once per batch
     try:
@@ -193,9 +197,6 @@ def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", 
                      for i, it in enumerate(items) if i not in done]
             _write_summary(summary, sorted(rows, key=lambda r: r["index"]))
         raise
-    finally:
-        if lock is not None:
-            lock.release()
     rows = sorted(procs.gather(rows), key=lambda r: r["index"])
     if not procs.is_main:
         return []
@@ -252,7 +253,7 @@ def _run_item(index: int, item: Item, request: Request, procs: Processes, overwr
     try:
         Path(item.output).parent.mkdir(parents=True, exist_ok=True)
         result = restore(request, processes=Processes.alone(procs.device), networks=networks)
-    except (UserError, OSError) as err:
+    except (UserError, OSError, NotPlaced) as err:
         return {**row, "status": "failed", "seconds": round(time.perf_counter() - t0, 2),
                 "message": " ".join(str(err).split())}
     return {**row, "status": "done", "frames": result["frames"], "seconds": round(time.perf_counter() - t0, 2)}

@@ -26,6 +26,7 @@ import torch
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
 from lvtino.errors import DiskFull, UserError, arg, is_disk_full, said
+from lvtino.files import claiming
 from lvtino.physics.base import frame_noise
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
@@ -44,6 +45,7 @@ PUBLISHED_NOISE_AFTER = 0.001  # the published LVTINO.py's --add_noise_std defau
 NOISE_STREAM = 10**12  # frame_noise rows of the second noise (after JPEG), apart from the first's
 
 
+@claiming
 def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
             overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
             no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False,

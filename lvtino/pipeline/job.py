@@ -187,17 +187,16 @@ class Job:
 def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
             overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
             overlap: int | None = None, words: Words | None = None, guide=None,
-            check: bool = True) -> tuple[Job, Path]:
-    """Check the inputs and (with ``check``) every output path; settle the operator, the output's size, the range
-    and the windows (``plan_job``). Nothing is written here: a mistake found now leaves no file behind."""
+            check: bool = True, claim: bool = True) -> tuple[Job, Path]:
+    """Check the inputs and (with ``check``) every output path, claimed with ``claim`` (``check_outputs``);
+    settle the operator, the output's size, the range and the windows (``plan_job``). Nothing is written here: a
+    mistake found now leaves no file behind."""
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
     if check:
-        kind = output_kind(output)
-        check_outputs([Output(arg("output"), output, "frames" if kind == "frames" else "video"),
-                       *([Output(arg("stats"), Path(stats))] if stats is not None else [])],
+        check_outputs(restore_outputs(output, stats),
                       [("the input", input), (arg("config"), config), (arg("guide"), guide),
-                       (arg("models"), models if models not in (None, "tiny") else None)], overwrite)
+                       (arg("models"), models if models not in (None, "tiny") else None)], overwrite, claim)
         for note in info.notes():
             log.info("%s", note)
     job = plan_job(info, problem, config, overrides, start, end, frames, window, overlap, words)
@@ -206,6 +205,12 @@ def prepare(input, output, problem, config, overrides, start, end, frames, fps, 
     if guide is not None:
         job.guide = check_guide(guide, job, accept_truncated)
     return job, output
+
+
+def restore_outputs(output: Path, stats) -> list[Output]:
+    """What a restoration writes: its output (a video or a frame folder) and ``--stats``."""
+    kind = "frames" if output_kind(Path(output)) == "frames" else "video"
+    return [Output(arg("output"), Path(output), kind), *([Output(arg("stats"), Path(stats))] if stats else [])]
 
 
 def plan_job(info: VideoInfo, problem, config, overrides, start, end, frames, window=None, overlap=None,

@@ -9,7 +9,10 @@ folder, or would replace something lvtino did not make. An existing output is
 refused unless ``-y`` (ffmpeg's habit); ``-n`` never replaces one.
 
 Side outputs are written like the video (``lvtino.files``): to a temporary name
-unique to this process, flushed to disk, then renamed into place in one step.
+unique to this process, flushed to disk, then renamed into place in one step;
+that rename never replaces what appeared at the name during the run, and each
+output is locked for the command (two writers of one output: the second is
+refused).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvtino.errors import UserError
+from lvtino import files
 from lvtino.files import MARKER, check_name
 from lvtino.video.reader import SIDECAR
 from lvtino.validation import parse_json, read_text_file
@@ -49,8 +53,11 @@ def _inside(path: Path, folder: Path) -> bool:
     return path != folder and folder in path.parents
 
 
-def check_outputs(outputs: list[Output], inputs: list[tuple[str, str | Path]], overwrite: str = "ask") -> None:
-    """Refuse, in one line, any output that would lose or change something (see the module's text)."""
+def check_outputs(outputs: list[Output], inputs: list[tuple[str, str | Path]], overwrite: str = "ask",
+                  claim: bool = True) -> None:
+    """Refuse, in one line, any output that would lose or change something (see the module's text); then, with
+    ``claim``, lock each for this command and record what is there (``lvtino.files.claim``: the final rename
+    replaces only that, and only with -y). The other processes of a multi-process run check without claiming."""
     ins = [(flag, resolved(p), Path(p)) for flag, p in inputs if p is not None]
     seen: list[tuple[Output, Path]] = []
     for out in outputs:
@@ -76,6 +83,15 @@ def check_outputs(outputs: list[Output], inputs: list[tuple[str, str | Path]], o
         seen.append((out, real))
         _check_place(out, real)
         _check_existing(out, overwrite)
+    if claim:
+        claim_outputs(outputs, overwrite)
+
+
+def claim_outputs(outputs: list[Output], overwrite: str) -> None:
+    """Lock each output for this command and record what is there (see ``check_outputs``)."""
+    for out in outputs:
+        empty = out.kind in ("frames", "folder") and out.path.is_dir() and not any(out.path.iterdir())
+        files.claim(out.path, overwrite == "yes" or empty, f"{out.flag} {out.path}")
 
 
 def _check_place(out: Output, real: Path) -> None:

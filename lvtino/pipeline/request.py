@@ -100,13 +100,13 @@ class Request:
             overlap=None if self.overlap is None else whole(0, MAX_WINDOW).parse(self.overlap, arg("overlap")),
             overwrite="yes" if self.resume else self.overwrite)
 
-    def plan(self, check_outputs: bool = True) -> tuple[Job, Path]:
+    def plan(self, check_outputs: bool = True, claim: bool = True) -> tuple[Job, Path]:
         """Read the input and settle the operator, the output's size, the range and the windows; with
-        ``check_outputs``, every output path is checked too (nothing is written)."""
+        ``check_outputs``, every output path is checked too (nothing is written), and claimed with ``claim``."""
         return prepare(self.input, self.output, self.problem, self.config, list(self.overrides), self.start,
                        self.end, self.frames, self.fps, stats=self.stats, models=self.models.models,
                        overwrite=self.overwrite, accept_truncated=self.accept_truncated, window=self.window,
-                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs)
+                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs, claim=claim)
 
     def settings(self, job: Job) -> dict:
         """Everything that decides the output's bytes: the windows' pixels and the encoding."""

@@ -55,10 +55,11 @@ import torch
 
 from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
-from lvtino.files import write_json
+from lvtino.files import NotPlaced, claiming, write_json
 from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
-from lvtino.pipeline.job import Job, check_guide, plan_job, source_seconds, window_shape
+from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
+from lvtino.pipeline.outputs import claim_outputs
 from lvtino.pipeline.priors import ModelOptions, Networks, describe_models, make_prior
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.state import RunState, input_identity
@@ -74,6 +75,7 @@ AHEAD = 2  # windows each other process may restore ahead of the main process's 
 STAGES = ("read", "load", "prior", "join", "write", "state", "residual")
 
 
+@claiming
 def restore(request: Request, processes: Processes | None = None, networks: Networks | None = None) -> dict | None:
     """Restore ``request.input`` into ``request.output``, output frames [start, end), in windows.
 
@@ -88,7 +90,8 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     # 1. plan: the request checked, the input read, the operator, range and windows settled
     request = request.check_inputs()
     procs = processes or Processes(check_device(request.device))
-    job, output = request.plan()
+    job, output = request.plan(claim=False)
+    _claim(request, output, procs)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
     plan = memory_plan(job, request.prior, request.models or ModelOptions(), procs.device, held)
@@ -123,11 +126,16 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
         made_by = {"problem": job.cfg.name, "operator": job.cfg.operator, "prior": request.prior,
                    "settings": request.digest(job), **describe_models(request.prior, request.models)}
         audio = None if request.no_audio or not job.info.has_audio else request.input
+        moved = None
         with timer("write"):
-            segments.join(metadata={"restored_by": made_by}, audio_from=audio, rotation=job.info.rotation,
-                          audio_range=(source_seconds(job.info, factor, job.start),
-                                       source_seconds(job.info, factor, job.end)))
-        result = _facts(job, request, output, procs, timer, restore_window, run, t_start, plan)
+            try:
+                segments.join(metadata={"restored_by": made_by}, audio_from=audio, rotation=job.info.rotation,
+                              audio_range=(source_seconds(job.info, factor, job.start),
+                                           source_seconds(job.info, factor, job.end)))
+            except NotPlaced as err:  # a file appeared at the output meanwhile: kept; the result is beside it
+                moved = err
+        result = _facts(job, request, moved.kept if moved else output, procs, timer, restore_window, run, t_start,
+                        plan)
     except BaseException as err:
         if run is not None:
             run.stop()
@@ -144,6 +152,8 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
             write_json(request.stats, result)
         except OSError as err:
             raise NotWritten(arg("stats"), request.stats, err, f"the output {output} was written whole") from None
+    if moved is not None:
+        raise moved
     return result
 
 
@@ -175,6 +185,19 @@ def restore_frames(video, fps: Fraction, request: Request, networks: Networks | 
     run = Run(job, procs, timer, measured, restore_window, MemoryWindows(), Left(job.start, windows, [], windows))
     run.main(sink, None, None)
     return sink.frames()
+
+
+def _claim(request: Request, output: Path, procs: Processes) -> None:
+    """The main process locks the outputs for this run; every process stops with its refusal."""
+    error = None
+    if procs.is_main:
+        try:
+            claim_outputs(restore_outputs(output, request.stats), request.overwrite)
+        except UserError as err:
+            error = str(err)
+    error = procs.broadcast(error)
+    if error:
+        raise UserError(error)
 
 
 def _check_memory(job: Job, sink: "FrameSink") -> None:

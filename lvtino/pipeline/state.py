@@ -38,6 +38,10 @@ from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_parti
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
 # what lvtino writes into a state folder (anything else there is a user's, and the folder is not lvtino's to use)
 STATE_ENTRY = re.compile(r"^\.?(?:lock|state\.json|progress|segments|window-\d{6}\.npy)(?:\.partial-\d+)?$")
+# what lvtino writes in segments/ (video.segments: closed segments, open ones and their temporary names, the range)
+# and inside a frame-folder segment
+SEGMENT_ENTRY = re.compile(r"^(?:range\.json|segment-\d{9}-\d{6}-[0-9a-f]{8}(?:\.\w+)?|\.{1,2}open-\d{9}\S*)$")
+SEGMENT_FRAME = re.compile(r"^(?:\d{6}\.png|lvtino\.json)$")
 log = logging.getLogger("lvtino")
 
 
@@ -65,6 +69,23 @@ def input_identity(path: Path) -> dict:
 
 def run_digest(facts: dict) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _foreign(folder: Path) -> list[str]:
+    """What in a state folder lvtino did not write: other names, links, folders where files go, and the same
+    inside segments/ and its frame-folder segments."""
+    found = []
+    for p in folder.iterdir():
+        if not STATE_ENTRY.match(p.name) or p.is_symlink() or (p.is_dir() and p.name != "segments"):
+            found.append(p.name)
+        elif p.is_dir():
+            for q in p.iterdir():
+                if not SEGMENT_ENTRY.match(q.name) or q.is_symlink():
+                    found.append(f"{p.name}/{q.name}")
+                elif q.is_dir():
+                    found += [f"{p.name}/{q.name}/{r.name}" for r in q.iterdir()
+                              if not SEGMENT_FRAME.match(r.name) or r.is_symlink() or not r.is_file()]
+    return found
 
 
 class RunState:
@@ -104,13 +125,18 @@ class RunState:
             raise
 
     def _check_folder(self) -> None:
-        """Refuse a state folder's name that is taken by a file, or by a folder holding what lvtino did not write."""
+        """Refuse a state folder's name that is taken by a file, a link (never followed: what it points to is not
+        lvtino's to fill or empty), or a folder holding, at any depth, what lvtino did not write."""
         if not (self.folder.exists() or self.folder.is_symlink()):
             return
+        if self.folder.is_symlink():
+            raise UserError(f"{self.output}: {self.folder} is the name of lvtino's state folder for this output, and "
+                            "a link of that name exists, which lvtino never follows; remove the link, or choose "
+                            "another output")
         if not self.folder.is_dir():
             raise UserError(f"{self.output}: {self.folder} is the name of lvtino's state folder for this output, and "
                             "a file of that name exists; move it, or choose another output")
-        foreign = sorted(p.name for p in self.folder.iterdir() if not STATE_ENTRY.match(p.name))
+        foreign = sorted(_foreign(self.folder))
         if foreign:
             raise UserError(f"{self.output}: {self.folder} is the name of lvtino's state folder for this output, and "
                             f"it holds files lvtino did not write ({', '.join(foreign[:3])}); move them, or choose "

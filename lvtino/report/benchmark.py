@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from lvtino.errors import UserError, arg, said
-from lvtino.files import MARKER, remove_tree, write_json, write_text_atomic
+from lvtino.files import MARKER, claiming, remove_tree, write_json, write_text_atomic
 from lvtino.metrics.evaluate import evaluate
 from lvtino.pipeline.degrade import degrade
 from lvtino.pipeline.outputs import Output, check_outputs
@@ -233,6 +233,7 @@ def write_tables(out: Path, rows: list[dict], problems: list[str], clips: list[P
     return {k: out / f"benchmark.{k}" for k in ("csv", "md", "html")}
 
 
+@claiming
 def run_benchmark(clips: list[str], problems: list[str], priors: list[str], out: str | Path,
                   frames: int | None = None, size: tuple[int, int] | None = None, start: int = 0,
                   models: ModelOptions | None = None, device: str = "cpu", seed: int = 0,

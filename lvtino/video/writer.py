@@ -23,7 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from lvtino.errors import UserError, arg, said
-from lvtino.files import fsync_folder, partial_name, remove_stale_partials, replace_folder
+from lvtino.files import partial_name, place, remove_stale_partials, replace_folder
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
@@ -215,8 +215,7 @@ class VideoWriter:
         self._container.close()
         self._container = None
         _fsync(self.tmp)
-        os.replace(self.tmp, self.path)  # atomic: readers see the old file or the new one
-        fsync_folder(self.path.parent)
+        place(self.tmp, self.path)  # atomic: readers see the old file or the new one
 
     def _add_audio_stream(self) -> None:
         """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
