@@ -551,3 +551,30 @@ def test_a_linked_or_foreign_state_folder_is_never_emptied(measured, tmp_path, c
     assert code == 2 and "holds files lvtino did not write (segments/segment-000000000-000016-00000000/holiday.jpg" \
         in err
     assert (foreign / "holiday.jpg").read_text() == "mine"
+
+
+@pytest.mark.parametrize("renameat2", [True, False])
+def test_rename_noreplace_never_replaces_a_file_or_a_folder(tmp_path, monkeypatch, renameat2):
+    """With Linux's renameat2, and with the fallbacks (a hard link for files, an empty folder renamed over)."""
+    from lvtino import files
+
+    if not renameat2:
+        monkeypatch.setattr(files, "_renameat2", lambda src, dst: False)
+    for kind in ("file", "folder"):
+        src, dst = tmp_path / f"new-{kind}", tmp_path / f"there-{kind}"
+        src.mkdir() if kind == "folder" else src.write_text("result")
+        for existing in ("file", "empty folder", "full folder"):
+            if existing == "file":
+                dst.write_text("mine")
+            else:
+                dst.mkdir()
+                if existing == "full folder":
+                    (dst / "mine.txt").write_text("mine")
+            with pytest.raises(FileExistsError):
+                files.rename_noreplace(src, dst)
+            assert src.exists() and (dst.read_text() == "mine" if existing == "file"
+                                     else sorted(p.name for p in dst.iterdir()) == (["mine.txt"] if "full" in
+                                                                                     existing else []))
+            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        files.rename_noreplace(src, dst)  # nothing there: renamed
+        assert dst.exists() and not src.exists()
