@@ -52,7 +52,7 @@ def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds:
     with av.open(str(path), "w", format=container_format) as c:
         vs = c.add_stream(codec, rate=fps)
         vs.width, vs.height = frames.shape[2], frames.shape[1]
-        vs.pix_fmt = pix_fmt if codec == "libx264" else "bgr0"
+        vs.pix_fmt = "bgr0" if codec == "ffv1" else pix_fmt
         if codec == "libx264":
             vs.options = {"g": str(gop), "crf": "10", "bf": "2"}
         vs.time_base = time_base

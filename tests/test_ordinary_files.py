@@ -48,7 +48,50 @@ def _frames(folder: Path, numbers, alpha: bool = False) -> Path:
     return folder
 
 
+def _with_a_still(path: Path, attached: bool) -> Path:
+    """A video with a 32x32 still picture stored as a video stream ahead of it (a thumbnail track), or attached to
+    the file as cover art; and sound."""
+    import av
+
+    cover = av.CodecContext.create("mjpeg", "w")
+    cover.width = cover.height = 32
+    cover.pix_fmt, cover.time_base = "yuvj420p", Fraction(1, 30)
+    still = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(
+        format="yuvj420p")
+    packets = cover.encode(still) + cover.encode()
+    with av.open(str(path), "w") as c:
+        cs = c.add_stream("mjpeg")
+        cs.width = cs.height = 32
+        cs.pix_fmt = "yuvj420p"
+        if attached:
+            cs.disposition = av.stream.Disposition.attached_pic
+        vs = c.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        audio = c.add_stream("aac", rate=48000)
+        audio.layout = "stereo"
+        for p in packets:
+            p.stream, p.pts, p.dts = cs, 0, 0
+            c.mux(p)
+        for i, f in enumerate(FRAMES_30):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        tone = av.AudioFrame.from_ndarray(np.zeros((2, 64000), np.float32), format="fltp", layout="stereo")
+        tone.sample_rate, tone.pts = 48000, 0
+        for p in [*audio.encode(tone), *audio.encode()]:
+            c.mux(p)
+    return path
+
+
 MAKERS = {
+    "mkv, a still as a video stream ahead of the video, sound": lambda d: _with_a_still(d / "a.mkv", False),
+    "mp4, cover art attached, sound": lambda d: _with_a_still(d / "a.mp4", True),
+    "webm vp9, sound (opus)": lambda d: write_video(d / "a.webm", FRAMES_30, codec="libvpx-vp9", pix_fmt="yuv420p",
+                                                   audio_seconds=AAC_LONGER, audio_codec="libopus"),
+    "mkv av1": lambda d: write_video(d / "a.mkv", FRAMES_30, codec="libsvtav1", pix_fmt="yuv420p"),
     "mkv ffv1, sound longer": lambda d: write_video(d / "a.mkv", FRAMES_30, audio_seconds=AAC_LONGER, codec="ffv1"),
     "mkv ffv1, sound shorter": lambda d: write_video(d / "a.mkv", FRAMES_30, audio_seconds=SHORTER, codec="ffv1"),
     "mkv h264, sound longer": lambda d: write_video(d / "a.mkv", FRAMES_30, audio_seconds=AAC_LONGER),
@@ -125,3 +168,44 @@ def test_a_measurement_of_an_odd_size_comes_back_whole_with_words(tmp_path, caps
     assert main(["restore", str(y), "-o", str(out), "--scale", "2", "--prior", "pinv"]) == 0
     assert "its recorded size 161x91 (6 frames)" in capsys.readouterr().err
     assert (probe(out).width, probe(out).height) == (161, 91)
+
+
+@pytest.mark.parametrize("attached", [False, True])
+def test_a_still_ahead_of_the_video_is_not_taken_for_it(tmp_path, capsys, attached):
+    """ffmpeg's choice: an attached picture is never the video, and of several video streams the largest is."""
+    source = _with_a_still(tmp_path / ("a.mp4" if attached else "a.mkv"), attached)
+    out = tmp_path / "up.mkv"
+    assert main(["restore", str(source), "-o", str(out), "--scale", "2", "--prior", "pinv"]) == 0
+    err = capsys.readouterr().err
+    back = probe(out)
+    assert (back.frames, back.height, back.width, back.has_audio) == (FRAMES, 2 * HEIGHT, 2 * WIDTH, True)
+    which = "1 attached picture(s)" if attached else "1 other video stream(s)"
+    assert f"2 video streams ({which}); reading stream" in err and f"({WIDTH}x{HEIGHT}), as ffmpeg would" in err
+    first = np.stack(list(read_frames(probe(source), 0, 3))).astype(float)
+    assert np.abs(first - FRAMES_30[:3]).mean() < 10  # the video's frames (4:2:0), not the grey still
+
+
+def test_an_mp3_with_album_art_is_no_video(tmp_path, capsys):
+    import av
+
+    song = tmp_path / "song.mp3"
+    with av.open(str(song), "w") as c:
+        cs = c.add_stream("mjpeg")
+        cs.width = cs.height = 32
+        cs.pix_fmt = "yuvj420p"
+        cs.disposition = av.stream.Disposition.attached_pic
+        audio = c.add_stream("libmp3lame", rate=44100)
+        cover = av.CodecContext.create("mjpeg", "w")
+        cover.width = cover.height = 32
+        cover.pix_fmt, cover.time_base = "yuvj420p", Fraction(1, 30)
+        still = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        for p in cover.encode(still.reformat(format="yuvj420p")) + cover.encode():
+            p.stream, p.pts, p.dts = cs, 0, 0
+            c.mux(p)
+        tone = av.AudioFrame.from_ndarray(np.zeros((2, 44100), np.float32), format="fltp", layout="stereo")
+        tone.sample_rate, tone.pts = 44100, 0
+        for p in [*audio.encode(tone), *audio.encode()]:
+            c.mux(p)
+    assert main(["restore", str(song), "-o", str(tmp_path / "o.mkv"), "--scale", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (f"lvtino: error: {song}: has no video frames (no video stream: only a "
+                                               "picture attached to the file, cover art or a thumbnail)")

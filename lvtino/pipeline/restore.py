@@ -530,7 +530,7 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
         # a measurement lvtino made records its operator: only a guessed one (words, a preset) can be wrong
         fit["suspect_operator"] = meter.naive() > SUSPECT_NAIVE
     if job.info.kind == "video":
-        found = compression_noise(job.info.path)
+        found = compression_noise(job.info.path, stream=job.info.stream)
         if found is not None:
             fit["compression"] = {"mean_qp": round(found.qp, 2), "noise_std": round(found.noise_std, 5),
                                   "noise_grey": round(127.5 * found.noise_std, 3), "frames_read": found.frames}

@@ -17,12 +17,15 @@ None and the caller keeps its default.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+
+log = logging.getLogger("lvtino")
 
 SCALE = 1.3
 POWER = 0.55
@@ -43,25 +46,33 @@ def noise_from_qp(qp: float) -> float:
     return grey / 127.5
 
 
-def compression_noise(path: str | Path, frames: int = 32) -> Compression | None:
-    """The quantiser of the first ``frames`` frames of a video file and the noise it means; None where the codec
-    exports none."""
+H264_PARAMS = 1  # FFmpeg's AV_VIDEO_ENC_PARAMS_H264: the one quantiser scale the calibration is for
+
+
+def compression_noise(path: str | Path, frames: int = 32, stream: int = 0) -> Compression | None:
+    """The quantiser of the first ``frames`` frames of video stream ``stream`` of a file and the noise it means;
+    None where the codec exports none, or one on another scale (VP9's, with a notice)."""
     path = Path(path)
     if path.is_dir():
         return None
     qps = []
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.codec_context.options = {"export_side_data": "venc_params"}
-            for frame in container.decode(stream):
+            vs = container.streams.video[stream]
+            vs.codec_context.options = {"export_side_data": "venc_params"}
+            for frame in container.decode(vs):
                 params = [d for d in frame.side_data if d.type == av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS]
                 if not params:
+                    return None
+                if int(params[0].codec_type) != H264_PARAMS:
+                    log.info("%s: its quantiser is not on H.264's scale (%s): the compression noise is not "
+                             "estimated", path, vs.codec_context.name)
                     return None
                 qps.append(_mean_qp(params[0]))
                 if len(qps) >= frames:
                     break
-    except (av.error.FFmpegError, AttributeError):
+    except (av.error.FFmpegError, AttributeError, RuntimeError, ValueError) as err:
+        log.info("%s: the compression noise cannot be estimated (%s)", path, err)
         return None
     if not qps:
         return None

@@ -56,6 +56,7 @@ class VideoInfo:
     expected_frames: int | None = None  # what the video stream promises (count or duration), when it says
     notices: list[str] = field(default_factory=list)  # what reading it does that the user should know
     bits: int = 8  # bits per colour component as stored (10, 12, 16 for deep video files; folders read at 8)
+    stream: int = 0  # which of the file's video streams holds the video (``video_stream``)
 
     def time_of(self, index: int) -> float:
         """Seconds from the first frame to frame ``index`` (index == frames: the end of the last frame)."""
@@ -117,9 +118,8 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
     if path.is_dir():
         return _probe_folder(path, fps)
     with _open(path) as container:
-        if not container.streams.video:
-            raise UserError(f"{path}: has no video frames (no video stream)")
-        vs = container.streams.video[0]
+        index, notice = _choose_stream(container, path)
+        vs = container.streams.video[index]
         cc = vs.codec_context
         if cc is None:  # a damaged header, or a codec FFmpeg does not know
             raise UserError(f"{path}: its video stream's codec cannot be read (the file is damaged, or its codec is "
@@ -128,7 +128,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
         pts = _frame_timestamps(container, vs, path)
         if pts is None:  # no timestamps to index by: count the packets (from the start, in a fresh pass)
             with _open(path) as again:
-                n = _count_packets(again, again.streams.video[0], path)
+                n = _count_packets(again, again.streams.video[index], path)
         else:
             n = len(pts)
         rate = _average_rate(vs, pts, n)
@@ -141,11 +141,12 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                    "space": int(cc.colorspace), "range": int(cc.color_range)},
             has_audio=bool(container.streams.audio), metadata=meta, pts=pts,
             time_base=vs.time_base, variable_rate=pts is not None and _is_variable(pts),
-            expected_frames=_promised_frames(vs, pts, n, rate), bits=_bits(cc),
+            expected_frames=_promised_frames(vs, pts, n, rate), bits=_bits(cc), stream=index,
+            notices=[notice] if notice else [],
         )
     if info.frames:
         with _open(path) as container:  # a fresh pass: raw streams (.h264) cannot seek back
-            info.rotation = _first_rotation(container, container.streams.video[0])
+            info.rotation = _first_rotation(container, container.streams.video[index])
     if info.frames == 0:
         raise UserError(f"{path}: the video has zero frames")
     if info.expected_frames is not None and info.frames < info.expected_frames and not accept_truncated:
@@ -153,6 +154,39 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                         f"the file looks truncated or damaged; pass {said('accept_truncated', True)} to use the "
                         "frames it holds")
     return info
+
+
+def _choose_stream(container, path: Path) -> tuple[int, str | None]:
+    """The video stream, chosen as ffmpeg chooses: pictures attached to the file (cover art, a thumbnail) are not
+    video; of the others, the one of most pixels (the first of equals). With several, a notice says which."""
+    streams = list(container.streams.video)
+    moving = [i for i, s in enumerate(streams) if not _attached_picture(s)]
+    if not moving:
+        what = "only a picture attached to the file, cover art or a thumbnail" if streams else "no video stream"
+        raise UserError(f"{path}: has no video frames (no video stream: {what})" if streams else
+                        f"{path}: has no video frames (no video stream)")
+    if len(moving) == 1 and len(streams) == 1:
+        return moving[0], None
+
+    def pixels(i):
+        cc = streams[i].codec_context
+        return (cc.width * cc.height) if cc is not None else -1
+
+    best = max(moving, key=lambda i: (pixels(i), -i))
+    cc = streams[best].codec_context
+    others = len(streams) - 1
+    pictures = len(streams) - len(moving)
+    besides = ", ".join(f"{n} {w}" for n, w in ((len(moving) - 1, "other video stream(s)"),
+                                                 (pictures, "attached picture(s)")) if n)
+    return best, (f"{path}: {others + 1} video streams ({besides}); reading stream {streams[best].index} "
+                  f"({cc.width}x{cc.height}), as ffmpeg would")
+
+
+def _attached_picture(stream) -> bool:
+    try:
+        return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    except (AttributeError, TypeError):
+        return False
 
 
 def _bits(cc) -> int:
@@ -426,7 +460,7 @@ def _decode_indexed(info: VideoInfo, start: int, end: int, fmt: str) -> Iterator
 def _indexed(info: VideoInfo, start: int, end: int, fmt: str) -> Iterator[np.ndarray]:
     pts = info.pts
     with av.open(str(info.path)) as container:
-        vs = container.streams.video[0]
+        vs = container.streams.video[info.stream]
         vs.thread_type = "AUTO"
         if start > 0:
             container.seek(int(pts[start]), stream=vs, backward=True, any_frame=False)
@@ -456,7 +490,7 @@ def _decode_sequential(info: VideoInfo, start: int, end: int, fmt: str = "rgb24"
     """Decode from the start, numbering frames by their order."""
     i = 0
     with av.open(str(info.path)) as container:
-        vs = container.streams.video[0]
+        vs = container.streams.video[info.stream]
         vs.thread_type = "AUTO"
         for frame in _decode_frames(container, vs, info):
             if i >= end:
