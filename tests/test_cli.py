@@ -187,9 +187,12 @@ def test_writer_round_trip_through_cli_folder_output(clip, tmp_path, capsys):
 def test_a_refused_write_is_one_line_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
     import os
 
+    from lvtino import files
+
     def full_disk(src, dst):
         raise OSError(28, "No space left on device", str(dst))
     monkeypatch.setattr(os, "replace", full_disk)
+    monkeypatch.setattr(files, "rename_noreplace", full_disk)  # the final rename of a new output
     code, _, err = run(["degrade", clip, "-o", tmp_path / "y.mkv", "--problem", "sr2"], capsys)
     assert code == 1
     lines = err.strip().splitlines()
