@@ -30,6 +30,28 @@ def _overwrite(flag: bool | None) -> str:
     return {True: "yes", False: "no", None: "ask"}[flag]
 
 
+PATH_KEYWORDS = ("stats", "config", "guide", "reference")
+
+
+def _path(value, name: str):
+    """A path keyword as the library reads it: a str or os.PathLike (bytes decoded as the file system does), or one
+    line saying what was given."""
+    import os
+
+    if isinstance(value, (bytes, bytearray)):
+        return os.fsdecode(bytes(value))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        return os.fsdecode(path) if isinstance(path, bytes) else path
+    raise UserError(f"{name}={value!r}: expected a path (a str or a pathlib.Path)")
+
+
+def _paths(options: dict) -> dict:
+    return {k: (_path(v, k) if k in PATH_KEYWORDS and v is not None else v) for k, v in options.items()}
+
+
 def _words(scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="ffmpeg", fps_phase=None):
     from lvtino.pipeline.words import Words
 
@@ -46,6 +68,7 @@ def restore(input, output, *, problem=None, prior=None, scale=None, fps_factor=N
     keep_state, window, overlap, accept_truncated, dry_run."""
     from lvtino.pipeline.restore import restore as run
 
+    input, output, options = _path(input, "input"), _path(output, "output"), _paths(options)
     request = _request("restore", input, output, problem=problem, prior=prior, device=device,
                        overwrite=_overwrite(overwrite), models=(models, dtype, offload, vae_tiling),
                        words=(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), options=options)
@@ -73,6 +96,7 @@ def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=No
     from lvtino.pipeline.degrade import degrade as run
 
     _check_keywords("degrade", _parameters(run), options, taken=("words", "overwrite"))
+    input, output, options = _path(input, "input"), _path(output, "output"), _paths(options)
     with stop_on_signals():
         return run(input, output, problem=problem, overwrite=_overwrite(overwrite),
                    words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
@@ -83,7 +107,7 @@ def evaluate(restored, reference, **options) -> dict:
     from lvtino.metrics.evaluate import evaluate as run
 
     _check_keywords("evaluate", _parameters(run), options)
-    return run(restored, reference, **options)
+    return run(_path(restored, "restored"), _path(reference, "reference"), **_paths(options))
 
 
 def _parameters(function) -> list[str]:
@@ -153,16 +177,27 @@ def _checked(video) -> np.ndarray | torch.Tensor:
         if video.dim() != 5 or video.shape[0] != 1 or video.shape[1] != 3 or not video.is_floating_point():
             raise UserError(f"a tensor video must be (1, 3, T, H, W) float in [0, 1], got {tuple(video.shape)} "
                             f"{video.dtype}")
+        if video.device.type == "meta":
+            raise UserError("the tensor video is on the meta device: it holds no values (give the frames)")
         _check_sizes(video.shape[2:])
         bad = int((~torch.isfinite(video)).sum())
         if bad:
             raise UserError(f"the tensor video holds {bad} NaN or infinite value(s); give finite values in [0, 1]")
-        return video.detach().clamp(0, 1)
+        low, high = float(video.min()), float(video.max())
+        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+            hint = ("0-255 values: divide by 255" if high > 2 else
+                    "[-1, 1] values, as diffusion code holds them: (x + 1) / 2" if low < -0.25 else "clamp them")
+            raise UserError(f"the tensor video's values span [{low:.4g}, {high:.4g}]; expected floats in [0, 1] "
+                            f"({hint})")
+        return video.detach().clamp(0, 1)  # what rounding left a hair outside
     frames = np.asarray(video)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise UserError(f"an array video must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     _check_sizes(frames.shape[:3])
     return frames
+
+
+RANGE_SLACK = 1 / 510  # half an 8-bit level: rounding in the caller's own arithmetic, clamped without a word
 
 
 def _check_sizes(shape) -> None:

@@ -241,3 +241,42 @@ def test_every_request_setting_reaches_the_digest_or_says_why_not(tmp_path):
         assert other.check_inputs().digest() != digest, name
     shifted = write_video(tmp_path / "other.mp4", low[::-1].copy(), audio_seconds=8 / 30)
     assert replace(base, input=shifted).check_inputs().digest() != digest
+
+
+@pytest.mark.parametrize("video,said", [
+    (torch.rand(1, 3, 4, 16, 16) * 255, r"values span \[0\.\d+, 25\d\.?\d*\]; expected floats in \[0, 1\] \(0-255"),
+    (torch.rand(1, 3, 4, 16, 16) * 2 - 1, r"values span \[-0\.9\d+, 0\.9\d+\]; expected floats in \[0, 1\] "
+                                          r"\(\[-1, 1\] values, as diffusion code holds them: \(x \+ 1\) / 2\)"),
+    (torch.zeros(1, 3, 4, 16, 16, device="meta"), "on the meta device: it holds no values"),
+])
+def test_a_tensor_outside_zero_one_is_refused_with_its_range(video, said):
+    restorer = lvtino.Restorer.from_preset(scale=2, prior="pinv")
+    with pytest.raises(UserError, match=said):
+        restorer(video)
+
+
+def test_a_tensor_a_hair_outside_zero_one_is_taken():
+    """Rounding in the caller's own arithmetic (1.0000001) is clamped, not refused."""
+    restorer = lvtino.Restorer.from_preset(scale=2, prior="pinv")
+    video = (torch.rand(1, 3, 4, 16, 16) * 1.0000001).clamp_min(0)
+    video[..., 0, 0, 0] = 1 + 1e-6
+    assert restorer(video).shape == (1, 3, 4, 32, 32)
+
+
+@pytest.mark.parametrize("input,output,said", [
+    (123, "o.mkv", "input=123: expected a path"),
+    ("{y}", None, "output=None: expected a path"),
+    ("{y}", 4.5, "output=4.5: expected a path"),
+])
+def test_a_path_that_is_not_a_path_is_one_line(measured, tmp_path, input, output, said):
+    y = measured[0]
+    input = str(y) if input == "{y}" else input
+    with pytest.raises(UserError, match=re.escape(said)):
+        lvtino.restore(input, output, prior="pinv", scale=2)
+
+
+def test_bytes_paths_are_read_as_the_file_system_reads_them(measured, tmp_path):
+    y = measured[0]
+    out = tmp_path / "out.mkv"
+    facts = lvtino.restore(str(y).encode(), str(out).encode(), prior="pinv", scale=2)
+    assert probe(out).frames == facts["frames"]
