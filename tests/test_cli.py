@@ -278,3 +278,24 @@ def test_download_prints_licences_and_fails_offline_in_one_line(tmp_path, capsys
     code, out, err = run(["download", "--models", local, "--only", "video"], capsys)
     assert code == 0, err
     assert out.count("a local folder: nothing to fetch") == 2 and "CC BY-NC-SA 4.0" in out
+
+
+def test_a_frame_folder_output_of_a_turned_clip_shows_it_as_players_do(tmp_path, capsys):
+    """A phone's portrait clip (stored 48x32, tagged 90 degrees): a folder of images has no tag, so the restored
+    frames are written turned (32x48), each as a player shows that frame."""
+    import imageio.v3 as iio
+
+    src = tmp_path / "phone.mp4"
+    frames = smooth_frames(8, 32, 48) // 4  # dark
+    frames[:, :6, :6] = 255  # and a white mark in the stored top-left corner
+    with VideoWriter(src, Fraction(30), rotation=90, pix_fmt="yuv444p") as w:
+        for f in frames:
+            w.write(f)
+    out = tmp_path / "frames"
+    code, _, err = run(["restore", src, "-o", out, "--scale", "2", "--prior", "pinv"], capsys)
+    assert code == 0, err
+    assert "a folder of images has no tag, so its frames are written turned" in err
+    pngs = sorted(out.glob("*.png"))
+    first = iio.imread(pngs[0])
+    assert len(pngs) == 8 and first.shape == (96, 64, 3)
+    assert first[-12:, :12].mean() > 200 and first[:12, :12].mean() < 100  # the mark turned to the bottom-left

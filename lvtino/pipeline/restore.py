@@ -102,7 +102,7 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     identity = input_identity(Path(request.input))
     state = RunState(output, identity, settings, procs, request.resume, request.keep_state).open()
     segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, request.crf, request.preset,
-                        request.pix_fmt)
+                        request.pix_fmt, job.info.rotation)
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(STAGES, 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)

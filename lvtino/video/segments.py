@@ -40,7 +40,7 @@ from lvtino.files import (atomic_file, file_crc, fsync_folder, partial_name, rem
                           replace_folder)
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.reader import METADATA_KEY, SIDECAR
-from lvtino.video.writer import AudioTrack, VideoWriter, output_kind
+from lvtino.video.writer import AudioTrack, VideoWriter, output_kind, turned_note
 
 log = logging.getLogger("lvtino")
 NAME = re.compile(r"^segment-(\d{9})-(\d{6})-([0-9a-f]{8})(\.\w+)?$")  # first frame, count, CRC-32
@@ -62,7 +62,8 @@ class Segments:
     """Closed segments of output frames [start, end) in ``folder``; ``write`` adds one, ``join`` makes the file."""
 
     def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int, crf: int = 18,
-                 preset: str = "medium", pix_fmt: str = "yuv420p"):
+                 preset: str = "medium", pix_fmt: str = "yuv420p", rotation: int = 0):
+        self.rotation = rotation  # a frame folder's frames are written turned by it (a video file gets the tag)
         self.folder, self.output = Path(folder), Path(output)
         self.kind = output_kind(self.output)
         self.suffix = "" if self.kind == "frames" else self.output.suffix
@@ -125,6 +126,8 @@ class Segments:
     def write(self, first: int, frames: np.ndarray) -> Segment:
         """Encode frames (n, H, W, 3) uint8 as the segment starting at output frame ``first``; closed on return."""
         path = self._open_name(first)
+        if self.kind == "frames" and self.rotation % 360:  # a folder of images has no rotation tag: turned
+            frames = np.ascontiguousarray(np.rot90(frames, k=(self.rotation // 90) % 4, axes=(1, 2)))
         with VideoWriter(path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt) as writer:
             for frame in frames:
                 writer.write(frame)
@@ -158,6 +161,8 @@ class Segments:
             self._join_video(segments, metadata or {}, audio_from, audio_range, rotation)
 
     def _join_frames(self, segments: list[Segment], metadata: dict) -> None:
+        if self.rotation % 360:
+            turned_note(self.output, self.rotation)
         tmp = partial_name(self.output)
         remove_tree(tmp)
         tmp.mkdir()

@@ -70,6 +70,11 @@ def output_kind(path: str | Path) -> str:
                     "or a folder name without a suffix for PNG frames)")
 
 
+def turned_note(path: Path, rotation: int) -> None:
+    log.info("%s: the input is shown turned %d degrees (its rotation tag); a folder of images has no tag, so its "
+             "frames are written turned, as players show them", path, rotation % 360)
+
+
 class VideoWriter:
     """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames, or uint16 ones
     into FFV1 (.mkv), which keeps them at 16 bits (gbrp16le).
@@ -207,6 +212,7 @@ class VideoWriter:
             (self.tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
             if self.audio_from is not None:
                 log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
+
             replace_folder(self.tmp, self.path)
             return
         for packet in self._stream.encode():
