@@ -544,12 +544,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the system refused a read or write: permissions, a full disk
         if is_disk_full(err):
             print(f"lvtino: error: {DiskFull(err.filename)}", file=sys.stderr)
+        elif err.filename is None and getattr(args, "output", None):
+            print(f"lvtino: error: {err.strerror or err} (writing {args.output}; was a folder on its way moved or "
+                  "removed during the run?)", file=sys.stderr)
         else:
             print(f"lvtino: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
         how = stop.name if isinstance(stop, Interrupted) else "SIGINT"
-        print(f"lvtino: interrupted ({how}); {_after_interruption(args.command)}", file=sys.stderr)
+        print(f"lvtino: interrupted ({how}); {_after_interruption(args)}", file=sys.stderr)
         raise  # to the caller: the process's entry point (``run``) exits with 128 + the signal; a program that
         # called main() in-process (a test runner) stops as it would without lvtino
     finally:
@@ -586,10 +589,17 @@ def run(argv: list[str] | None = None) -> int:
         return 128 + (stop.signum if isinstance(stop, Interrupted) else 2)
 
 
-def _after_interruption(command: str) -> str:
+def _after_interruption(args) -> str:
+    command = args.command
     if command == "restore":
-        return ("no output was written; the finished windows are kept: run the same command with --resume to go "
-                "on")
+        from pathlib import Path
+
+        from lvtino.pipeline.state import state_folder
+
+        if getattr(args, "output", None) and state_folder(Path(args.output)).is_dir():
+            return ("no output was written; the finished windows are kept: run the same command with --resume to "
+                    "go on")
+        return "no output was written, and no window had finished: run the same command to start again"
     if command == "batch":
         return "finished items are kept: run the same batch with --resume to go on with the interrupted item"
     if command == "benchmark":

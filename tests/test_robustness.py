@@ -578,3 +578,31 @@ def test_rename_noreplace_never_replaces_a_file_or_a_folder(tmp_path, monkeypatc
             shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
         files.rename_noreplace(src, dst)  # nothing there: renamed
         assert dst.exists() and not src.exists()
+
+
+def test_an_interruption_before_any_window_says_nothing_was_kept(measured, tmp_path, capsys, monkeypatch):
+    from lvtino.pipeline.restore import WindowRestorer
+
+    y, _ = measured
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(WindowRestorer, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *SLOW])
+    err = capsys.readouterr().err.strip()
+    assert err == ("lvtino: interrupted (SIGINT); no output was written, and no window had finished: run the same "
+                   "command to start again")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_folder_removed_during_the_run_is_one_line(measured, tmp_path, capsys, monkeypatch):
+    y, _ = measured
+    out = tmp_path / "x.mkv"
+    _appearing_at_join(monkeypatch, lambda: shutil.rmtree(tmp_path / ".x.mkv.lvtino-state"))
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW], capsys)
+    assert code == 2 and err.strip() == (f"lvtino: error: {out}: the run's state folder {tmp_path / '.x.mkv.lvtino-state'}"
+                                         " was removed while it worked, and the restored frames with it; nothing was "
+                                         "written: run the command again")
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,7 @@ import av
 import numpy as np
 import torch
 
+from lvtino.errors import UserError, arg
 from lvtino.files import (atomic_file, file_crc, fsync_folder, partial_name, remove_stale_partials, remove_tree,
                           replace_folder)
 from lvtino.video.convert import tensor_to_frames
@@ -151,9 +152,19 @@ class Segments:
     def join(self, metadata: dict | None = None, audio_from: str | Path | None = None,
              audio_range: tuple[float, float | None] | None = None, rotation: int = 0) -> None:
         """The final output from the closed segments (which must cover [start, end)), renamed into place."""
+        if not self.output.parent.is_dir():
+            raise UserError(f"{self.output}: its folder {self.output.parent} was moved or removed while the run "
+                            f"worked, with the run's state folder; nothing was written: put the folder back and run "
+                            f"the command again with {arg('resume')}, or run it again")
+        if not self.folder.is_dir():
+            raise UserError(f"{self.output}: the run's state folder {self.folder.parent} was removed while it worked, "
+                            "and the restored frames with it; nothing was written: run the command again")
         segments = [s for s in self.closed() if self.start <= s.first < self.end]
-        if self.covered() != self.end:
-            raise RuntimeError(f"segments cover frames up to {self.covered()}, not {self.end}")
+        covered = self.covered()
+        if covered != self.end:
+            raise UserError(f"{self.output}: the restored frames from {covered} on are missing from the state folder "
+                            f"{self.folder.parent} (removed or changed while the run worked); nothing was written: "
+                            "run the command again")
         remove_stale_partials(self.output)
         if self.kind == "frames":
             self._join_frames(segments, metadata or {})
