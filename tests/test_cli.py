@@ -299,3 +299,38 @@ def test_a_frame_folder_output_of_a_turned_clip_shows_it_as_players_do(tmp_path,
     first = iio.imread(pngs[0])
     assert len(pngs) == 8 and first.shape == (96, 64, 3)
     assert first[-12:, :12].mean() > 200 and first[:12, :12].mean() < 100  # the mark turned to the bottom-left
+
+
+def test_ctrl_c_while_the_program_starts_is_one_line(monkeypatch, capsys):
+    """An interruption while torch and the video libraries load (seconds): one line and 130, no traceback."""
+    import builtins
+    import sys
+
+    from lvtino.__main__ import entry
+
+    real_import = builtins.__import__
+
+    def importing(name, *args, **kwargs):
+        if name == "lvtino.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "lvtino.cli")
+    monkeypatch.setattr(builtins, "__import__", importing)
+    assert entry() == 130
+    assert capsys.readouterr().err == "lvtino: interrupted (SIGINT) while starting; nothing was done\n"
+
+
+def test_ctrl_c_during_the_imports_of_a_real_start(tmp_path):
+    """The program itself, interrupted a moment after it starts: one line, whenever the signal lands."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", "missing.mkv", "-o", str(tmp_path / "o.mkv")],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # torch is being imported
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
