@@ -431,7 +431,10 @@ def _run(args: argparse.Namespace) -> None:
                          seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
                          pix_fmt=args.pix_fmt, no_audio=args.no_audio, words=_words(args),
                          accept_truncated=args.accept_truncated)
-        if any(r["status"] == "failed" for r in rows):
+        failed = [r for r in rows if r["status"] == "failed"]
+        if failed:
+            print(f"lvtino: error: {len(failed)} of {len(rows)} batch item(s) failed (first: {failed[0]['item']}: "
+                  f"{failed[0]['message']}); every item's outcome is in {summary}", file=sys.stderr)
             return 1
     elif args.command == "benchmark":
         from lvtino.config import load_problem

@@ -48,6 +48,9 @@ def test_csv_manifest_with_a_failing_item_goes_on_and_skips_finished_outputs(mea
     assert "no such file" in rows[1]["message"]
     assert probe(tmp_path / "out" / "a.mkv").frames == 40 and probe(tmp_path / "out" / "c.mkv").frames == 20
     assert "failed" in out and "absent.mkv" in out
+    assert err.strip().splitlines()[-1] == (f"lvtino: error: 1 of 3 batch item(s) failed (first: {measured}/absent.mkv"
+                                            f": {rows[1]['message']}); every item's outcome is in "
+                                            f"{tmp_path / 'jobs-summary.csv'}")
     before = (tmp_path / "out" / "a.mkv").stat().st_mtime_ns
     code, out, _ = run(["batch", manifest], capsys)
     rows = read_summary(tmp_path / "jobs-summary.csv")
