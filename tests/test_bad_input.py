@@ -332,6 +332,14 @@ CASES = {
     "restore: a user's file deep in the state's name": Case("restore {y} -o {d}/deepstate.mkv", 2,
                                                              "holds files lvtino did not write "
                                                              "(segments/precious.txt)"),
+    "restore: a name 240 bytes long": Case("restore {y} -o {d}/" + "n" * 236 + ".mkv --scale 2", 2,
+                                           "the name is 240 bytes, and lvtino writes beside it under names up to 21 "
+                                           "bytes longer (temporary and lock files), over this file system's limit "
+                                           "of 255: use a name of at most 234 bytes"),
+    "restore: --size 125 times larger": Case("restore {low} -o {d}/o.mkv --size 2500x2000", 2,
+                                             "--size 2500x2000: 125 times the input's size; a factor goes up to 64"),
+    "restore: --fps 200 times faster": Case("restore {low} -o {d}/o.mkv --fps 6000", 2,
+                                            "--fps 6000: 200 times the input's 30 fps; a factor goes up to 64"),
     "degrade: another degrade writing it": Case("degrade {clean} -o {d}/deg_busy.mkv --problem A", 2,
                                                 "another lvtino run is writing it (pid"),
     "evaluate: another evaluate writing the json": Case("evaluate {y} --reference {clean} --json {d}/ev_busy.json",

@@ -62,6 +62,7 @@ def check_outputs(outputs: list[Output], inputs: list[tuple[str, str | Path]], o
     seen: list[tuple[Output, Path]] = []
     for out in outputs:
         check_name(out.path, out.flag)
+        _check_length(out)
         real = resolved(out.path)
         for flag, inp, given in ins:
             if real == inp or (out.path.exists() and given.exists() and os.path.samefile(out.path, given)):
@@ -92,6 +93,26 @@ def claim_outputs(outputs: list[Output], overwrite: str) -> None:
     for out in outputs:
         empty = out.kind in ("frames", "folder") and out.path.is_dir() and not any(out.path.iterdir())
         files.claim(out.path, overwrite == "yes" or empty, f"{out.flag} {out.path}")
+
+
+PID_DIGITS = 7  # Linux's largest pid (2^22) has 7 digits
+
+
+def _check_length(out: Output) -> None:
+    """An output's name leaves room for the names lvtino writes beside it: the temporary file
+    (.NAME.partial-PID.EXT), the lock (.NAME.lvtino-lock), a restore's state folder, a kept result."""
+    name = os.fsencode(out.path.name)
+    suffix = len(os.fsencode(out.path.suffix))
+    extra = max(len(".") + len(".partial-") + PID_DIGITS + suffix, len("..lvtino-state"),
+                len(".lvtino-") + PID_DIGITS + len("-99"))
+    try:
+        limit = os.pathconf(out.path.parent if out.path.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(name) + extra > limit:
+        raise UserError(f"{out.flag} {out.path.name}: the name is {len(name)} bytes, and lvtino writes beside it "
+                        f"under names up to {extra} bytes longer (temporary and lock files), over this file system's "
+                        f"limit of {limit}: use a name of at most {limit - extra} bytes")
 
 
 def _check_place(out: Output, real: Path) -> None:

@@ -124,6 +124,8 @@ def _size_factor(text: str, small, large) -> int:
         known = little if large is None else big
         raise UserError(f"{said('size', text)}: {what} {known[0]}x{known[1]} does not scale to it by one whole "
                         f"factor (use {arg('scale')})")
+    if ratio > MAX_FACTOR:
+        raise UserError(f"{said('size', text)}: {int(ratio)} times {what} size; a factor goes up to {MAX_FACTOR}")
     return int(ratio)
 
 
@@ -133,4 +135,7 @@ def _rate_factor(fps: Fraction, small, large) -> int:
     if ratio.denominator != 1 or ratio < 1:
         relation = "a whole multiple of" if large is None else "a whole fraction of"
         raise UserError(f"{said('fps', fps)}: not {relation} the input's {float(base):g} fps (use {arg('fps_factor')})")
+    if ratio > MAX_FACTOR:
+        raise UserError(f"{said('fps', fps)}: {int(ratio)} times the input's {float(base):g} fps; a factor goes up "
+                        f"to {MAX_FACTOR}")
     return int(ratio)
