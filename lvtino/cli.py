@@ -17,7 +17,7 @@ import sys
 from fractions import Fraction
 
 from lvtino.config import known_problems
-from lvtino.errors import DiskFull, NotWritten, UserError, is_disk_full, naming
+from lvtino.errors import DiskFull, NetworkError, NotWritten, UserError, is_disk_full, naming
 from lvtino.files import NotPlaced, output_claims
 from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
 from lvtino.pipeline.priors import PRIORS, ModelOptions
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"lvtino: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (DiskFull, NotWritten, NotPlaced) as err:
+    except (DiskFull, NotWritten, NotPlaced, NetworkError) as err:
         print(f"lvtino: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # the system refused a read or write: permissions, a full disk

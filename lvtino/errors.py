@@ -94,6 +94,16 @@ class NotWritten(OSError):
         return self.strerror
 
 
+class NetworkError(OSError):
+    """A download that the network refused (no connection, a timeout, a server error): not the user's mistake."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENETUNREACH, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 

@@ -425,7 +425,7 @@ CASES = {
     "benchmark: start past the end": Case("benchmark {clean} --start 30 -o {d}/bench", 2, "has 24 frames"),
     "benchmark: truncated clip": Case("benchmark {cut} -o {d}/bench", 2, "looks truncated"),
     # download
-    "download: offline": Case("download --only video", 2, "download of Wan-AI/Wan2.1-T2V-1.3B-Diffusers failed"),
+    "download: offline": Case("download --only video", 1, "download of Wan-AI/Wan2.1-T2V-1.3B-Diffusers failed"),
     "download: missing models file": Case("download --models {d}/none.yaml", 2, "no such file"),
     "download: unknown part": Case("download --only audio", 2, "invalid choice: 'audio'"),
     # demo

@@ -269,8 +269,9 @@ def test_download_prints_licences_and_fails_offline_in_one_line(tmp_path, capsys
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     code, out, err = run(["download", "--only", "video"], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 1 and len(err.strip().splitlines()) == 1  # the network's failure, not the user's mistake
     assert "download of Wan-AI/Wan2.1-T2V-1.3B-Diffusers failed" in err
+    assert "name them in a --models file (see configs/models.yaml)" in err
     assert "licence: Apache-2.0" in out
     local = tmp_path / "models.yaml"
     local.write_text(f"video: {{base: {{repo: {tmp_path}}}, weights: {{format: causvid, repo: {tmp_path}, "

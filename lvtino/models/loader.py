@@ -22,7 +22,7 @@ import yaml
 from torch import Tensor
 
 from lvtino.config import from_dict
-from lvtino.errors import UserError, arg, said
+from lvtino.errors import NetworkError, UserError, arg, said
 from lvtino.files import atomic_file
 from lvtino.models.architectures import TINY
 from lvtino.models.base import Placement
@@ -174,6 +174,20 @@ def check_available(spec: ModelsSpec, kinds: list[str]) -> None:
                 locate(source.repo, name, what)
 
 
+def _download_failed(repo: str, err: Exception) -> Exception:
+    """A repository that does not exist or is closed to this account is the user's to fix (UserError); anything
+    else (no network, a timeout, a server error) is the machine's (exit 1), with the way round it."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError)):
+        return UserError(f"download of {repo} failed: {first} (check the repository in --models, and that your "
+                         "account may read it: huggingface-cli login)")
+    return NetworkError(f"download of {repo} failed: {first}; without a network, copy the model folders to this "
+                        "machine and name them in a --models file (see configs/models.yaml), or run "
+                        "`lvtino download` where the hub is reachable and copy the Hugging Face cache")
+
+
 def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print) -> None:
     """Fetch every file the models need into the Hugging Face cache, printing each licence."""
     from huggingface_hub import snapshot_download
@@ -187,8 +201,7 @@ def download(spec: ModelsSpec, kinds: list[str] = ("video", "image"), echo=print
             try:
                 path = snapshot_download(source.repo, allow_patterns=patterns)
             except Exception as err:  # network, authentication, unknown repository
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise UserError(f"download of {source.repo} failed: {first}") from None
+                raise _download_failed(source.repo, err) from None
             echo(f"  -> {path}")
     # the prompts' embeddings, so that restore never loads a text encoder (UMT5-XXL is ~11 GB in bf16)
     cpu = Placement(torch.device("cpu"), torch.float32)  # the encoders run in ENCODER_DTYPES whatever this says
