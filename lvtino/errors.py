@@ -58,7 +58,7 @@ class DiskFull(OSError):
     """A write found no space left: says where, how much is free there, and about how much the run needs."""
 
     def __init__(self, path: str | Path | None, needed_bytes: int | None = None, resumable: bool = False):
-        self.path = Path(path) if path else None
+        self.path = _shown(Path(path)) if path else None
         where = self.path.parent if self.path else Path(".")
         while not where.exists() and where != where.parent:
             where = where.parent
@@ -102,6 +102,14 @@ class NetworkError(OSError):
 
     def __str__(self) -> str:
         return self.strerror
+
+
+def _shown(path: Path) -> Path:
+    """The path a user knows: absolute, and an output's own name for its temporary one (.NAME.partial-PID...)."""
+    import re
+
+    m = re.match(r"^\.(.+)\.partial-\d+", path.name)
+    return (path.with_name(m.group(1)) if m else path).absolute()
 
 
 def is_disk_full(err: BaseException) -> bool:

@@ -76,9 +76,11 @@ def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp = partial_name(path, suffix)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # a write (fh.write) names no file: this is the one it was for
         raise
     place(tmp, path)
 
@@ -121,8 +123,10 @@ def atomic_folder(path: str | Path, kind: str) -> Iterator[Path]:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"lvtino": kind}) + "\n")
         replace_folder(tmp, path)
-    except BaseException:
+    except BaseException as err:
         remove_tree(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)
         raise
 
 
@@ -298,10 +302,17 @@ class RunLock:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me))
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps(me))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as err:  # a full disk: no half-written lock is left to hold the output
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                if err.filename is None:
+                    err.filename = str(self.path)
+                raise
             self.held = True
             self.record = me
             return self
@@ -433,7 +444,11 @@ def claim(path: Path, replace: bool, what: str) -> None:
             return
     lock = None
     if path.parent.is_dir():  # a folder still to be made holds nothing anyone else could be writing yet
-        lock = RunLock(lock_name(path), what).acquire(notice=logging.getLogger("lvtino").info)
+        try:
+            lock = RunLock(lock_name(path), what).acquire(notice=logging.getLogger("lvtino").info)
+        except OSError as err:
+            err.filename = str(path)  # the output the lock was for: the name the user gave
+            raise
     _scopes[-1][_key(path)] = _Claim(snapshot(path), replace, lock)
 
 

@@ -606,3 +606,27 @@ def test_a_state_folder_removed_during_the_run_is_one_line(measured, tmp_path, c
                                          " was removed while it worked, and the restored frames with it; nothing was "
                                          "written: run the command again")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_under_a_side_output_names_its_full_path(measured, tmp_path, capsys, monkeypatch):
+    """A write that fails names no file (fh.write, fsync): the message names the output it was for, in full,
+    and nothing is left beside it (the batch's lock included)."""
+    y, _ = measured
+    clip = tmp_path / "clip.mkv"
+    assert run(["restore", y, "-o", clip, "--end", 16, *SLOW], capsys)[0] == 0
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"input,output\n{y},done.mkv\n")
+    assert run(["batch", manifest, "--set", "tv.iterations=5"], capsys)[0] == 0
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = run(["evaluate", "clip.mkv", "--reference", "clip.mkv", "--json", "ev.json"], capsys)
+    assert code == 1 and err.startswith(f"lvtino: error: no space left on the device writing {tmp_path / 'ev.json'} (")
+    code, _, err = run(["batch", "jobs.csv", "--set", "tv.iterations=5", "-y"], capsys)
+    assert code == 1 and f"writing {tmp_path / 'jobs-summary.csv'} (" in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial file, no lock left
