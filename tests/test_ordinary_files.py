@@ -86,7 +86,26 @@ def _with_a_still(path: Path, attached: bool) -> Path:
     return path
 
 
+def _cut_by_stream_copy(path: Path, skip: int) -> Path:
+    """What ``ffmpeg -ss T -i a.mp4 -c copy b.mp4`` makes: the packets from the key frame before the cut, the
+    first ``skip`` of them hidden by an edit list (timestamps before zero), which players drop."""
+    import av
+
+    whole = write_video(path.with_name("whole.mp4"), FRAMES_30, gop=20, pix_fmt="yuv420p")
+    with av.open(str(whole)) as src, av.open(str(path), "w") as out:
+        vs = src.streams.video[0]
+        copy = out.add_stream_from_template(vs)
+        shift = round(Fraction(skip) / vs.average_rate / vs.time_base)
+        for p in src.demux(vs):
+            if p.dts is None:
+                continue
+            p.pts, p.dts, p.stream = p.pts - shift, p.dts - shift, copy
+            out.mux(p)
+    return path
+
+
 MAKERS = {
+    "mp4 cut by stream copy (an edit list)": lambda d: _cut_by_stream_copy(d / "a.mp4", 6),
     "mkv, a still as a video stream ahead of the video, sound": lambda d: _with_a_still(d / "a.mkv", False),
     "mp4, cover art attached, sound": lambda d: _with_a_still(d / "a.mp4", True),
     "webm vp9, sound (opus)": lambda d: write_video(d / "a.webm", FRAMES_30, codec="libvpx-vp9", pix_fmt="yuv420p",
@@ -209,3 +228,21 @@ def test_an_mp3_with_album_art_is_no_video(tmp_path, capsys):
     assert main(["restore", str(song), "-o", str(tmp_path / "o.mkv"), "--scale", "2"]) == 2
     assert capsys.readouterr().err.strip() == (f"lvtino: error: {song}: has no video frames (no video stream: only a "
                                                "picture attached to the file, cover art or a thumbnail)")
+
+
+def test_a_cut_made_by_stream_copy_is_read_as_players_show_it(tmp_path, capsys):
+    """An edit list hides the frames between the key frame and the cut: they are not the video (the file was
+    refused as damaged, even with --accept-truncated, after two windows had run)."""
+    import av
+
+    cut = _cut_by_stream_copy(tmp_path / "cut.mp4", 6)
+    info = probe(cut)
+    assert info.frames == FRAMES - 6 and info.expected_frames == FRAMES - 6
+    with av.open(str(cut)) as c:
+        shown = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    ours = list(read_frames(info))
+    assert len(shown) == len(ours) == FRAMES - 6 and all(np.array_equal(a, b) for a, b in zip(ours, shown))
+    assert all(np.array_equal(a, b) for a, b in zip(read_frames(info, 20, 25), shown[20:25]))  # sought
+    out = tmp_path / "up.mp4"
+    assert main(["restore", str(cut), "-o", str(out), "--scale", "2", "--prior", "pinv"]) == 0
+    assert probe(out).frames == FRAMES - 6

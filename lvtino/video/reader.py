@@ -125,7 +125,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
             raise UserError(f"{path}: its video stream's codec cannot be read (the file is damaged, or its codec is "
                             "unknown to FFmpeg)")
         _check_size(path, cc.width, cc.height)
-        pts = _frame_timestamps(container, vs, path)
+        pts, dropped = _frame_timestamps(container, vs, path)
         if pts is None:  # no timestamps to index by: count the packets (from the start, in a fresh pass)
             with _open(path) as again:
                 n = _count_packets(again, again.streams.video[index], path)
@@ -141,7 +141,7 @@ def probe(path: str | Path, fps: Fraction | float | None = None, accept_truncate
                    "space": int(cc.colorspace), "range": int(cc.color_range)},
             has_audio=bool(container.streams.audio), metadata=meta, pts=pts,
             time_base=vs.time_base, variable_rate=pts is not None and _is_variable(pts),
-            expected_frames=_promised_frames(vs, pts, n, rate), bits=_bits(cc), stream=index,
+            expected_frames=_promised_frames(vs, pts, n, rate, dropped), bits=_bits(cc), stream=index,
             notices=[notice] if notice else [],
         )
     if info.frames:
@@ -204,31 +204,37 @@ def _open(path: Path):
         raise UserError(f"{path}: not a video PyAV can decode (or a file cut short before its index)") from None
 
 
-def _frame_timestamps(container, vs, path: Path) -> np.ndarray | None:
-    """Every frame's pts in presentation order, from one demux of the stream (no decoding); None when
-    the container leaves packets without timestamps (then frames are counted as they decode)."""
+def _frame_timestamps(container, vs, path: Path) -> tuple[np.ndarray | None, int]:
+    """Every shown frame's pts in presentation order, from one demux of the stream (no decoding), and how many
+    packets an edit list hides (a cut made by stream copy keeps the frames from the key frame before the cut, and
+    players, like the decoder, drop those before it); None when the container leaves packets without timestamps
+    (then frames are counted as they decode)."""
     pts = []
+    dropped = 0
     try:
         for packet in container.demux(vs):
             if packet.size <= 0:
                 continue
+            if packet.is_discard:
+                dropped += 1
+                continue
             if packet.pts is None:
-                return None
+                return None, dropped
             pts.append(packet.pts)
     except av.error.FFmpegError as err:
         raise UserError(f"{path}: cannot be read to its end ({err.strerror or type(err).__name__}); the file is "
                         "damaged") from None
     if not pts:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), dropped
     pts = np.sort(np.asarray(pts, dtype=np.int64))
     if np.any(np.diff(pts) == 0):  # duplicate timestamps: not an index to seek by
-        return None
-    return pts
+        return None, dropped
+    return pts, dropped
 
 
 def _count_packets(container, vs, path: Path) -> int:
     try:
-        return sum(1 for p in container.demux(vs) if p.size > 0)
+        return sum(1 for p in container.demux(vs) if p.size > 0 and not p.is_discard)
     except av.error.FFmpegError as err:
         raise UserError(f"{path}: cannot be read to its end ({err.strerror or type(err).__name__}); the file is "
                         "damaged") from None
@@ -254,13 +260,13 @@ def _is_variable(pts: np.ndarray) -> bool:
     return bool(np.any(np.abs(d - median) > max(1.0, 0.25 * median)))
 
 
-def _promised_frames(vs, pts: np.ndarray | None, held: int, rate: Fraction) -> int | None:
+def _promised_frames(vs, pts: np.ndarray | None, held: int, rate: Fraction, dropped: int = 0) -> int | None:
     """The frame count the video stream itself promises, when it says: its frame count (mp4/mov: the sample
     table), else its own duration (the stream's, or Matroska's per-track DURATION tag) against the time its
     frames cover (the count held, when they cover it). The container's duration is the longest stream's (sound
     usually runs a little longer than the picture) and promises nothing about the video. None: no claim."""
     if vs.frames:
-        return int(vs.frames)
+        return int(vs.frames) - dropped  # the sample table counts the frames an edit list hides
     end = _stream_end(vs)
     if end is None:
         return None
