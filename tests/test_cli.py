@@ -335,3 +335,28 @@ def test_ctrl_c_during_the_imports_of_a_real_start(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_notice_of_the_encoder_is_said_once_in_the_callers_words(tmp_path, capsys, caplog):
+    """An odd-size .mp4: one notice naming the output and --pix-fmt (it came once per segment, from the encoder
+    thread, naming a hidden segment file and pix_fmt='yuv444p'); under the API, the keyword."""
+    import logging
+
+    import lvtino
+
+    src = write_video(tmp_path / "odd.mp4", smooth_frames(40, 27, 45))
+    out = tmp_path / "up.mp4"
+    code, _, err = run(["restore", src, "-o", out, "--fps-factor", "2", "--prior", "pinv", "--window", "16"], capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "odd frame size" in line]
+    assert notes == [f"lvtino: notice: {out}: odd frame size 45x27 padded to 46x28 for yuv420p (what players "
+                     "decode); --pix-fmt yuv444p keeps the exact size"]
+    logger = logging.getLogger("lvtino")
+    logger.addHandler(caplog.handler)  # the command line left the logger not propagating
+    try:
+        with caplog.at_level(logging.INFO, logger="lvtino"):
+            lvtino.restore(src, tmp_path / "api.mp4", fps_factor=2, prior="pinv", window=16)
+    finally:
+        logger.removeHandler(caplog.handler)
+    said = [r.getMessage() for r in caplog.records if "odd frame size" in r.getMessage()]
+    assert len(said) == 1 and "pix_fmt='yuv444p' keeps the exact size" in said[0]

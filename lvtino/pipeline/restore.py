@@ -69,6 +69,7 @@ from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames, MemoryFrames
 from lvtino.video.reader import VideoInfo
 from lvtino.video.segments import Encoder, Segments
+from lvtino.video.writer import odd_size_note
 
 log = logging.getLogger("lvtino")
 AHEAD = 2  # windows each other process may restore ahead of the main process's join
@@ -92,6 +93,9 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     procs = processes or Processes(check_device(request.device))
     job, output = request.plan(claim=False)
     _claim(request, output, procs)
+    padded = odd_size_note(output, job.shape[2], job.shape[1], request.pix_fmt)
+    if padded and procs.is_main:  # said once here: the segments' writers are quiet
+        log.info("%s", padded)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
     plan = memory_plan(job, request.prior, request.models or ModelOptions(), procs.device, held)

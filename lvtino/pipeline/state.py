@@ -16,6 +16,7 @@ resumed, a sharded and an uninterrupted run join the very same numbers.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import io
 import json
@@ -234,7 +235,8 @@ class RunState:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvtino-state")
         while len(self._pending) >= 2:  # at most two windows wait for the disk: memory stays flat
             self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(self._write, index, half.numpy()))
+        # in the caller's context, so that what the writer says keeps the caller's words
+        self._pending.append(self._writer.submit(contextvars.copy_context().run, self._write, index, half.numpy()))
         return half.float()
 
     def _write(self, index: int, array: np.ndarray) -> None:

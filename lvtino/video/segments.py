@@ -21,6 +21,7 @@ bounded queue, so that the next window is restored meanwhile.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -129,7 +130,9 @@ class Segments:
         path = self._open_name(first)
         if self.kind == "frames" and self.rotation % 360:  # a folder of images has no rotation tag: turned
             frames = np.ascontiguousarray(np.rot90(frames, k=(self.rotation // 90) % 4, axes=(1, 2)))
-        with VideoWriter(path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt) as writer:
+        # the writer's notices (an odd size padded) are said once, for the output, when the run is planned
+        with VideoWriter(path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
+                         notices=False) as writer:
             for frame in frames:
                 writer.write(frame)
         return self._close(path, first, len(frames))
@@ -288,7 +291,9 @@ class Encoder:
         self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="lvtino-encoder", daemon=True)
+        # the worker runs in the caller's context: what it says keeps the caller's words (--pix-fmt, or pix_fmt=)
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
+                                        name="lvtino-encoder", daemon=True)
 
     def start(self) -> "Encoder":
         """Count the segments already closed and start the thread."""

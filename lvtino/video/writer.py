@@ -70,6 +70,14 @@ def output_kind(path: str | Path) -> str:
                     "or a folder name without a suffix for PNG frames)")
 
 
+def odd_size_note(path: Path, width: int, height: int, pix_fmt: str) -> str | None:
+    """What an H.264 4:2:0 output of an odd size gets (a padded pixel), in the caller's words; None otherwise."""
+    if output_kind(Path(path)) != "h264" or pix_fmt != "yuv420p" or not (width % 2 or height % 2):
+        return None
+    return (f"{path}: odd frame size {width}x{height} padded to {width + width % 2}x{height + height % 2} for "
+            f"yuv420p (what players decode); {said('pix_fmt', 'yuv444p')} keeps the exact size")
+
+
 def turned_note(path: Path, rotation: int) -> None:
     log.info("%s: the input is shown turned %d degrees (its rotation tag); a folder of images has no tag, so its "
              "frames are written turned, as players show them", path, rotation % 360)
@@ -89,10 +97,10 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: Fraction, crf: int = 18, preset: str = "medium",
                  lossless: bool = False, metadata: dict | None = None, audio_from: str | Path | None = None,
                  audio_range: tuple[float, float | None] | None = None, rotation: int = 0,
-                 pix_fmt: str = "yuv420p"):
+                 pix_fmt: str = "yuv420p", notices: bool = True):
         if pix_fmt not in PIX_FMTS:
             raise UserError(f"{said('pix_fmt', pix_fmt)}: expected one of {', '.join(PIX_FMTS)}")
-        self.pix_fmt, self._pad = pix_fmt, (0, 0)
+        self.pix_fmt, self._pad, self.notices = pix_fmt, (0, 0), notices
         self.path = Path(path)
         self.kind = output_kind(self.path)
         self.fps = Fraction(fps).limit_denominator(1_000_000)
@@ -170,10 +178,9 @@ class VideoWriter:
             if self.pix_fmt == "yuv420p" and (width % 2 or height % 2):
                 # 4:2:0 needs even sizes and H.264 crops only by 2 pixels: pad by one, or --pix-fmt yuv444p
                 self._pad = (width % 2, height % 2)
+                if self.notices:
+                    log.info("%s", odd_size_note(self.path, width, height, self.pix_fmt))
                 width, height = width + self._pad[0], height + self._pad[1]
-                log.info("%s: odd frame size %dx%d padded to %dx%d for yuv420p (what players decode); "
-                         "%s keeps the exact size", self.path, width - self._pad[0],
-                         height - self._pad[1], width, height, said("pix_fmt", "yuv444p"))
             # mb-tree off: with it, x264 (core 165) reads memory it never wrote when a stream ends with B-frames in
             # its lookahead, so the same frames gave other bytes from run to run (every glibc MALLOC_PERTURB_
             # value its own bytes; none with mbtree=0, bf=0 or b-pyramid none on one clip, only mbtree=0 and bf=0
