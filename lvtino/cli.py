@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", action="store_true",
                    help="compare a restoration of another size at the reference's size (bicubic), and only the "
                         "frames both have, instead of refusing")
+    p.add_argument("--reference-start", default=None, metavar="FRAME|TIME",
+                   help="the reference frame (or seconds, or time) the restored video starts at: a restored range "
+                        "(restore --start) is scored against those frames; needed when the reference is longer "
+                        "than the restored video (0 when both start together)")
     _add_overwrite_options(p)
     _add_input_options(p)
 
@@ -463,9 +467,11 @@ def _run(args: argparse.Namespace) -> None:
                       args.overwrite)
         run_stats = _read_stats(args.stats)
         r = evaluate(args.restored, args.reference, fps=args.input_fps, resize=args.resize,
+                     reference_start=args.reference_start,
                      accept_truncated=args.accept_truncated)
         if args.guide:
             r["guide"] = evaluate(args.guide, args.reference, fps=args.input_fps, resize=args.resize,
+                                  reference_start=args.reference_start,
                                   accept_truncated=args.accept_truncated, temporal=False)
         if args.json:
             write_json(args.json, r)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lvtino.errors import UserError, arg
+from lvtino.errors import UserError, arg, said
 from lvtino.metrics.fidelity import luma, psnr, ssim
 from lvtino.metrics.perceptual import LPIPS
 from lvtino.metrics.temporal import TemporalMeter
@@ -50,7 +50,8 @@ def _resized(frames, width: int, height: int):
 
 
 def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int = 8, resize: bool = False,
-             lpips: bool = True, temporal: bool = True, accept_truncated: bool = False) -> dict:
+             lpips: bool = True, temporal: bool = True, accept_truncated: bool = False,
+             reference_start=None) -> dict:
     """Metrics of ``restored`` against ``reference``: clip means and a list of per-frame values.
 
     ``psnr``/``ssim`` (and ``_y``) are means of the per-frame values; ``psnr_global``
@@ -58,9 +59,22 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
     means over the T - 1 steps between frames (the step from frame t to t + 1 is
     listed under frame t). With ``resize``, restored frames of another size are
     resampled (bicubic) to the reference's, and only the frames both videos have
-    are compared; without it either difference is an error.
+    are compared; without it either difference is an error. ``reference_start``: the
+    reference frame (or seconds, or time) the restored video starts at, for a restored
+    range; a reference longer than the restored video needs it (0 when they start
+    together), since comparing from the reference's first frame scores the wrong frames.
     """
+    from lvtino.pipeline.job import frame_position
+
     a, b = probe(restored, fps, accept_truncated), probe(reference, fps, accept_truncated)
+    offset = frame_position(reference_start, b.fps, b, 1, arg("reference_start"))
+    if offset is None and b.frames > a.frames:
+        raise UserError(f"{reference} has {b.frames} frames and {restored} {a.frames}: give "
+                        f"{arg('reference_start')} (the reference frame or time the restored video starts at; 0 "
+                        "when it starts with the reference)")
+    offset = offset or 0
+    if not 0 <= offset < b.frames:
+        raise UserError(f"{said('reference_start', reference_start)}: {reference} has frames 0 to {b.frames - 1}")
     frames = a.frames
     notes = []
     if (a.width, a.height) != (b.width, b.height):
@@ -68,12 +82,14 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
             raise UserError(f"size differs: {restored} is {a.width}x{a.height}, {reference} is "
                             f"{b.width}x{b.height} ({arg('resize')} compares them at the reference's size)")
         notes.append(f"restored frames resized from {a.width}x{a.height} to {b.width}x{b.height} (bicubic)")
-    if a.frames != b.frames:
+    left = b.frames - offset  # reference frames from the offset on
+    if a.frames != left and not (reference_start is not None and a.frames < left):
         if not resize:
-            raise UserError(f"frame count differs: {restored} has {a.frames}, {reference} has {b.frames} "
-                            f"({arg('resize')} compares the frames both have)")
-        frames = min(a.frames, b.frames)
-        notes.append(f"frame counts differ ({a.frames} restored, {b.frames} reference): the first {frames} compared")
+            raise UserError(f"frame count differs: {restored} has {a.frames}, {reference} has {left}"
+                            f"{f' from frame {offset}' if offset else ''} ({arg('resize')} compares the frames both "
+                            "have)")
+        frames = min(a.frames, left)
+        notes.append(f"frame counts differ ({a.frames} restored, {left} reference): the first {frames} compared")
     for note in notes:
         log.warning("%s", note)
     perceptual = LPIPS() if lpips else None
@@ -82,7 +98,7 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
     if (a.width, a.height) != (b.width, b.height):
         ours = _resized(ours, b.width, b.height)
     per_frame, sq_err = [], 0.0
-    for xs, refs in zip(_chunks(ours, chunk), _chunks(read_frames(b, 0, frames), chunk)):
+    for xs, refs in zip(_chunks(ours, chunk), _chunks(read_frames(b, offset, offset + frames), chunk)):
         x, ref = _tensor(xs), _tensor(refs)
         values = {"psnr": psnr(x, ref), "ssim": ssim(x, ref), "psnr_y": psnr(luma(x), luma(ref)),
                   "ssim_y": ssim(luma(x), luma(ref))}
@@ -100,7 +116,8 @@ def evaluate(restored: str | Path, reference: str | Path, fps=None, chunk: int =
     mean = lambda key: sum(f[key] for f in per_frame) / n  # noqa: E731
     mse = sq_err / n
     result = {
-        "restored": str(restored), "reference": str(reference), "frames": n, "width": b.width,
+        "restored": str(restored), "reference": str(reference), "reference_start": offset, "frames": n,
+        "width": b.width,
         "height": b.height, "psnr": mean("psnr"), "ssim": mean("ssim"), "psnr_y": mean("psnr_y"),
         "ssim_y": mean("ssim_y"), "psnr_global": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse)),
     }
