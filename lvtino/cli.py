@@ -142,10 +142,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=None, metavar="N",
                    help="frames shared by neighbouring windows, cross-faded and made measurement-consistent "
                         "(default: the preset's; rounded up to the temporal factor)")
-    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality for .mp4 output, 0-51 (default 18)")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
+    p.add_argument("--crf", type=_crf, default=None, help="H.264 quality for .mp4 output, 0-51 (default 18)")
+    p.add_argument("--preset", default=None, choices=X264_PRESETS, metavar="PRESET",
                    help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
-    p.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", choices=PIX_FMTS,
+    p.add_argument("--pix-fmt", dest="pix_fmt", default=None, choices=PIX_FMTS,
                    help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
                         "one pixel) or yuv444p (exact colour and size, fewer players)")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")

@@ -358,5 +358,17 @@ def test_a_notice_of_the_encoder_is_said_once_in_the_callers_words(tmp_path, cap
             lvtino.restore(src, tmp_path / "api.mp4", fps_factor=2, prior="pinv", window=16)
     finally:
         logger.removeHandler(caplog.handler)
-    said = [r.getMessage() for r in caplog.records if "odd frame size" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "api.mp4: odd frame size" in r.getMessage()]
     assert len(said) == 1 and "pix_fmt='yuv444p' keeps the exact size" in said[0]
+
+
+def test_an_encoding_setting_a_lossless_output_does_not_take_is_said(tmp_path, capsys):
+    src = write_video(tmp_path / "a.mp4", smooth_frames(8, 24, 32))
+    code, _, err = run(["restore", src, "-o", tmp_path / "up.mkv", "--scale", "2", "--prior", "pinv", "--crf", "30",
+                        "--preset", "slow"], capsys)
+    assert code == 0 and [line for line in err.splitlines() if "--crf" in line] == [
+        f"lvtino: notice: --crf 30 --preset slow: {tmp_path / 'up.mkv'} is lossless FFV1, which takes no CRF, preset "
+        "or pixel format; they are ignored (they apply to .mp4 and .mov)"]
+    code, _, err = run(["restore", src, "-o", tmp_path / "up.mp4", "--scale", "2", "--prior", "pinv", "--crf", "30"],
+                       capsys)
+    assert code == 0 and "ignored" not in err

@@ -23,7 +23,7 @@ from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions
 from lvtino.pipeline.state import input_identity
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
-from lvtino.video.writer import check_encoding
+from lvtino.video.writer import check_encoding, output_kind
 
 OVERWRITE = ("ask", "yes", "no")
 # settings that do not change the output's bytes, or change them only through fields that are in the digest
@@ -48,6 +48,9 @@ NOT_IN_DIGEST = {
 }
 
 
+ENCODING_DEFAULTS = {"crf": 18, "preset": "medium", "pix_fmt": "yuv420p"}
+
+
 @dataclass(frozen=True)
 class Request:
     """``lvtino restore INPUT -o OUTPUT`` and its options (see ``lvtino restore --help``)."""
@@ -69,9 +72,9 @@ class Request:
     seed: int = 0
     models: ModelOptions = field(default_factory=ModelOptions)
     device: str = "cpu"
-    crf: int = 18
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    crf: int | None = None             # None: the default (ENCODING_DEFAULTS); given, said when ignored
+    preset: str | None = None
+    pix_fmt: str | None = None
     no_audio: bool = False
     stats: str | Path | None = None
     resume: bool = False
@@ -79,6 +82,23 @@ class Request:
     overwrite: str = "ask"
     accept_truncated: bool = False
     dry_run: bool = False
+
+    def encoding(self) -> tuple[int, str, str]:
+        """CRF, preset and pixel format, the defaults where not given."""
+        crf, preset, pix_fmt = (ENCODING_DEFAULTS[k] if v is None else v
+                                for k, v in (("crf", self.crf), ("preset", self.preset), ("pix_fmt", self.pix_fmt)))
+        return crf, preset, pix_fmt
+
+    def ignored_encoding(self) -> str | None:
+        """A notice for encoding settings given for an output that takes none (lossless FFV1, PNG frames)."""
+        given = [said(k, v) for k, v in (("crf", self.crf), ("preset", self.preset), ("pix_fmt", self.pix_fmt))
+                 if v is not None]
+        kind = output_kind(Path(self.output))
+        if not given or kind == "h264":
+            return None
+        what = "lossless FFV1" if kind == "ffv1" else "a folder of PNG frames"
+        return (f"{' '.join(given)}: {self.output} is {what}, which takes no CRF, preset or pixel format; "
+                f"{'it is' if len(given) == 1 else 'they are'} ignored (they apply to .mp4 and .mov)")
 
     def check_inputs(self) -> "Request":
         """The settings checked without reading a file; the request with its defaults settled (the prior's name,
@@ -91,7 +111,7 @@ class Request:
             raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
         if self.overwrite not in OVERWRITE:
             raise UserError(f"{said('overwrite', self.overwrite)}: expected one of {', '.join(OVERWRITE)}")
-        check_encoding(self.crf, self.preset, self.pix_fmt)
+        check_encoding(*self.encoding())
         return replace(
             self, prior=prior, overrides=tuple(self.overrides or ()), models=self.models or ModelOptions(),
             seed=whole(0, 2**63 - 1).parse(self.seed, arg("seed")),
@@ -110,7 +130,7 @@ class Request:
 
     def settings(self, job: Job) -> dict:
         """Everything that decides the output's bytes: the windows' pixels and the encoding."""
-        encoding = encoding_settings(Path(self.output), job.info, self.crf, self.preset, self.pix_fmt,
+        encoding = encoding_settings(Path(self.output), job.info, *self.encoding(),
                                      self.no_audio)
         return run_settings(job, self.prior, self.seed, self.models, encoding)
 

@@ -93,9 +93,11 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     procs = processes or Processes(check_device(request.device))
     job, output = request.plan(claim=False)
     _claim(request, output, procs)
-    padded = odd_size_note(output, job.shape[2], job.shape[1], request.pix_fmt)
-    if padded and procs.is_main:  # said once here: the segments' writers are quiet
-        log.info("%s", padded)
+    crf, preset, pix_fmt = request.encoding()
+    if procs.is_main:  # said once, here: the segments' writers are quiet
+        for note in (odd_size_note(output, job.shape[2], job.shape[1], pix_fmt), request.ignored_encoding()):
+            if note:
+                log.info("%s", note)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
     plan = memory_plan(job, request.prior, request.models or ModelOptions(), procs.device, held)
@@ -105,8 +107,8 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     settings = request.settings(job)
     identity = input_identity(Path(request.input))
     state = RunState(output, identity, settings, procs, request.resume, request.keep_state).open()
-    segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, request.crf, request.preset,
-                        request.pix_fmt, job.info.rotation)
+    segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, crf, preset, pix_fmt,
+                        job.info.rotation)
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(STAGES, 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)
