@@ -300,7 +300,7 @@ def test_h264_output_is_the_same_bytes_every_run(street_low, tmp_path):
     """Two runs side by side, each with the memory it allocates filled with another byte (glibc's
     MALLOC_PERTURB_): the same video packets. x264's mb-tree read memory it never wrote at the end of each stream
     (runs differed in 15-33 of 202 frames); it runs without it, on one thread, whose options the stream states."""
-    args = ["--scale", "2", "--fps-factor", "2", "--prior", "pinv", "--window", "16", "--end", "24", "-y"]
+    args = ["--fps-factor", "2", "--prior", "pinv", "--window", "16", "--end", "24", "-y"]
     outs = [tmp_path / f"run{k}.mp4" for k in range(2)]
     procs = [subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(street_low), "-o", str(o), *args],
                               stderr=subprocess.PIPE, env={**os.environ, "MALLOC_PERTURB_": str(85 * (k + 1))})
@@ -313,8 +313,7 @@ def test_h264_output_is_the_same_bytes_every_run(street_low, tmp_path):
 
 
 def test_h264_output_after_kill_and_resume_is_the_uninterrupted_bytes(street_low, tmp_path, capsys):
-    args = ["--scale", "2", "--fps-factor", "2", "--prior", "tv", "--set", "tv.iterations=10", "--window", "16",
-            "--start", "0", "--end", "36"]
+    args = ["--fps-factor", "2", "--prior", "tv", "--set", "tv.iterations=10", "--window", "16", "--end", "36"]
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
     code, _, err = run(["restore", street_low, "-o", whole, *args], capsys)
     assert code == 0, err
