@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a measurement of a clean video. The output is lossless (.mkv: FFV1, "
                                    ".mp4: H.264 RGB at qp 0, a folder: PNG frames) and records the problem, its "
                                    "parameters and the original frame count and size for `lvtino restore`.")
-    p.add_argument("input", help="clean video file or folder of numbered frames")
+    p.add_argument("input", help="clean video file, folder of numbered frames, or - to read a pipe")
     p.add_argument("-o", "--output", required=True, help="measurement: .mkv, .mp4 or a folder")
     _add_problem_options(p, required=False)
     _add_words_options(p, restoring=False)
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "factor and the original frame count when the input records it (else --frames, "
                                    "else factor x frames). Under torchrun or accelerate launch the windows are "
                                    "shared between the processes.")
-    p.add_argument("input", help="degraded video file or folder of frames")
+    p.add_argument("input", help="degraded video file, folder of frames, or - to read a pipe (ffmpeg ... -f matroska -)")
     p.add_argument("-o", "--output", required=True,
                    help="restored video: .mp4 (H.264), .mkv (lossless FFV1) or a folder (PNG frames)")
     _add_problem_options(p, required=False)
@@ -605,6 +605,8 @@ def _after_interruption(args) -> str:
 
         from lvtino.pipeline.state import state_folder
 
+        if getattr(args, "input", None) == "-":
+            return "no output was written, and nothing was kept (a piped input cannot be read again): run it again"
         if getattr(args, "output", None) and state_folder(Path(args.output)).is_dir():
             return ("no output was written; the finished windows are kept: run the same command with --resume to "
                     "go on")

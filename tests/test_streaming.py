@@ -329,3 +329,32 @@ def test_h264_output_after_kill_and_resume_is_the_uninterrupted_bytes(street_low
     code, _, err = run(["restore", street_low, "-o", resumed, "--resume", *args], capsys)
     assert code == 0, err
     assert _video_packets(resumed) == _video_packets(whole)
+
+
+def test_a_video_piped_in_is_restored_as_the_same_file_would_be(street_low, tmp_path, capsys):
+    """``ffmpeg -i a.mp4 -c copy -f matroska - | lvtino restore - ...``: the same frames, rate and sound as from the
+    file; the copy spooled beside the output goes when the run ends; --resume is refused for a pipe."""
+    import av
+
+    piped = tmp_path / "stream.mkv"  # what ffmpeg writes into the pipe: the streams copied into Matroska
+    with av.open(str(street_low)) as src, av.open(str(piped), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (src.streams.video[0], src.streams.audio[0])}
+        for p in src.demux(src.streams.video[0], src.streams.audio[0]):
+            if p.dts is not None:
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+    args = ["--fps-factor", "2", "--prior", "pinv", "--window", "16"]
+    from_file, from_pipe = tmp_path / "file.mkv", tmp_path / "pipe.mkv"
+    assert run(["restore", piped, "-o", from_file, *args], capsys)[0] == 0
+    proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", "-", "-o", str(from_pipe), *args,
+                           "--stats", str(tmp_path / "s.json")], stdin=piped.open("rb"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    a, b = probe(from_file), probe(from_pipe)
+    assert (b.frames, b.fps, b.has_audio) == (a.frames, a.fps, True) and np.array_equal(frames_of(from_pipe),
+                                                                                         frames_of(from_file))
+    assert json.loads((tmp_path / "s.json").read_text())["input"] == "-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.mkv", "pipe.mkv", "s.json", "stream.mkv"]
+    proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", "-", "-o", str(tmp_path / "r.mkv"), *args,
+                           "--resume"], stdin=piped.open("rb"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "a pipe cannot be read again" in proc.stderr

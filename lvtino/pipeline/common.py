@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
+import shutil
+import sys
+from pathlib import Path
 
 import torch
 
 from lvtino.config import ProblemConfig
-from lvtino.errors import UserError, said
+from lvtino.errors import UserError, arg, said
+from lvtino.files import partial_name
 from lvtino.physics.base import TimeWindows
 from lvtino.physics.problems import build_physics
 from lvtino.runtime import peak_resident_memory
@@ -75,3 +80,45 @@ def check_device(device: str) -> torch.device:
     elif dev.type not in ("cpu", "mps"):
         raise UserError(f"{said('device', device)}: unsupported device type {dev.type!r} (cpu or cuda)")
     return dev
+
+
+STDIN = "-"  # the input named as ffmpeg names a pipe
+
+
+@contextlib.contextmanager
+def spooled(input, output, resume: bool = False):
+    """The input as a file: itself, or for ``-`` the bytes of standard input (``ffmpeg ... -f matroska - |``)
+    written beside the output as they stream (a video is read more than once: to index it, then per window) and
+    removed at the end. A pipe cannot be read again, so ``resume`` is refused for it."""
+    if str(input) != STDIN:
+        yield input
+        return
+    if resume:
+        raise UserError(f"{arg('resume')} with the input {STDIN}: a pipe cannot be read again to go on; save the "
+                        "video to a file to restore it in several runs")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError(f"the input {STDIN} reads the video from a pipe (ffmpeg -i a.mov -c copy -f matroska - | "
+                        "lvtino restore - -o up.mkv ...): nothing is piped in")
+    folder = Path(output).parent
+    if not folder.is_dir():
+        raise UserError(f"{arg('output')} {output}: the folder {folder} does not exist")
+    spool = partial_name(Path(output), ".stdin")
+    try:
+        with open(spool, "wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
+        if spool.stat().st_size == 0:
+            raise UserError(f"the input {STDIN}: the pipe closed without a byte")
+        yield spool
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def reading_stdin(fn):
+    """``fn(input, output, ...)`` with ``-`` as its input read from standard input (``spooled``)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(input, output, *args, **kwargs):
+        with spooled(input, output) as source:
+            return fn(source, output, *args, **kwargs)
+    return wrapper

@@ -28,7 +28,7 @@ from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_probl
 from lvtino.errors import DiskFull, UserError, arg, is_disk_full, said
 from lvtino.files import claiming
 from lvtino.physics.base import frame_noise
-from lvtino.pipeline.common import build_checked_physics
+from lvtino.pipeline.common import build_checked_physics, reading_stdin
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.words import Words
 from lvtino.validation import Number, whole
@@ -46,6 +46,7 @@ NOISE_STREAM = 10**12  # frame_noise rows of the second noise (after JPEG), apar
 
 
 @claiming
+@reading_stdin
 def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
             overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
             no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False,

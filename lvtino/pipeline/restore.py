@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,7 +56,7 @@ import torch
 from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import NotPlaced, claiming, write_json
-from lvtino.pipeline.common import check_device, peak_memory_mb, reset_peak_memory
+from lvtino.pipeline.common import STDIN, check_device, peak_memory_mb, reset_peak_memory, spooled
 from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
@@ -78,6 +78,14 @@ STAGES = ("read", "load", "prior", "join", "write", "state", "residual")
 
 @claiming
 def restore(request: Request, processes: Processes | None = None, networks: Networks | None = None) -> dict | None:
+    """Restore ``request.input`` (a file, a folder of frames, or ``-``: standard input) into ``request.output``;
+    see ``_restore``."""
+    with spooled(request.input, request.output, request.resume) as source:
+        piped = source != request.input
+        return _restore(replace(request, input=source) if piped else request, processes, networks, piped)
+
+
+def _restore(request: Request, processes: Processes | None, networks: Networks | None, piped: bool) -> dict | None:
     """Restore ``request.input`` into ``request.output``, output frames [start, end), in windows.
 
     Returns the run's facts (as ``--stats`` writes them) on the main process,
@@ -106,7 +114,7 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     # 2. state: the folder beside the output and its segments
     settings = request.settings(job)
     identity = input_identity(Path(request.input))
-    state = RunState(output, identity, settings, procs, request.resume, request.keep_state).open()
+    state = RunState(output, identity, settings, procs, request.resume, request.keep_state, not piped).open()
     segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, crf, preset, pix_fmt,
                         job.info.rotation)
     timer = StageTimer(procs.device)
@@ -142,6 +150,8 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
                 moved = err
         result = _facts(job, request, moved.kept if moved else output, procs, timer, restore_window, run, t_start,
                         plan)
+        if piped:
+            result["input"] = STDIN  # not the spooled copy, which goes when the run ends
     except BaseException as err:
         if run is not None:
             run.stop()

@@ -90,11 +90,14 @@ def _foreign(folder: Path) -> list[str]:
 
 
 class RunState:
-    def __init__(self, output: Path, input_id: dict, run: dict, processes, resume: bool, keep: bool):
+    def __init__(self, output: Path, input_id: dict, run: dict, processes, resume: bool, keep: bool,
+                 resumable: bool = True):
+        """``resumable`` False (an input read from a pipe, which cannot be read again): a failed or interrupted run
+        keeps nothing."""
         self.folder = state_folder(Path(output))
         self.output = Path(output)
         self.record = {"version": 2, "input": input_id, "run": run_digest(run), "settings": run}
-        self.processes, self.resume, self.keep = processes, resume, keep
+        self.processes, self.resume, self.keep, self.resumable = processes, resume, keep, resumable
         self.lock = RunLock(self.folder / "lock", str(output))
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list = []
@@ -302,7 +305,7 @@ class RunState:
         except OSError:
             pass
         if self.processes.is_main and self.lock.held:
-            if self.folder.is_dir() and not self.finished():
+            if self.folder.is_dir() and (not self.finished() or not self.resumable):
                 self._remove()
             else:
                 self.lock.release()
