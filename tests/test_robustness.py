@@ -630,3 +630,36 @@ def test_a_full_disk_under_a_side_output_names_its_full_path(measured, tmp_path,
     assert code == 1 and f"writing {tmp_path / 'jobs-summary.csv'} (" in err
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial file, no lock left
+
+
+def test_an_interruption_after_windows_became_segments_keeps_them(tmp_path, capsys, monkeypatch):
+    """Windows without overlap are dropped once their frames are in closed segments: an interruption then kept
+    nothing (the folder looked empty of windows) and said no window had finished."""
+    import time as clock
+
+    from lvtino.pipeline.restore import WindowRestorer
+
+    src = write_video(tmp_path / "a.mkv", smooth_frames(64, 24, 32), codec="ffv1")
+    args = ["--scale", "2", "--prior", "pinv", "--window", "16", "--overlap", "0"]
+    whole = tmp_path / "whole.mkv"
+    assert run(["restore", src, "-o", whole, *args], capsys)[0] == 0
+    calls, restore_window = [], WindowRestorer.__call__
+
+    def third_interrupted(self, w):
+        calls.append(w)
+        if len(calls) == 3:
+            clock.sleep(1.0)  # the encoder closes the first two windows' segment meanwhile
+            raise KeyboardInterrupt
+        return restore_window(self, w)
+
+    monkeypatch.setattr(WindowRestorer, "__call__", third_interrupted)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        main(["restore", str(src), "-o", str(out), *args])
+    assert "the finished windows are kept" in capsys.readouterr().err
+    assert len(list((tmp_path / ".out.mkv.lvtino-state" / "segments").glob("segment-*"))) == 2
+    monkeypatch.undo()
+    code, _, err = run(["restore", src, "-o", out, *args, "--resume", "--stats", tmp_path / "s.json"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "s.json").read_text())["resumed_at_frame"] == 32
+    assert np.array_equal(frames_of(out), frames_of(whole))

@@ -299,13 +299,15 @@ class RunState:
 
     # -- the end -------------------------------------------------------------------------
     def abandon(self) -> None:
-        """After a failure or an interruption: finished windows stay for --resume; an empty folder goes."""
+        """After a failure or an interruption: finished windows and closed segments stay for --resume; a folder
+        with neither goes."""
         try:
             self.flush()
         except OSError:
             pass
         if self.processes.is_main and self.lock.held:
-            if self.folder.is_dir() and (not self.finished() or not self.resumable):
+            kept = self.finished() or any(self.segments_folder.glob("segment-*"))  # windows become segments
+            if self.folder.is_dir() and (not kept or not self.resumable):
                 self._remove()
             else:
                 self.lock.release()
