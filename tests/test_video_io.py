@@ -241,3 +241,39 @@ def test_bad_inputs(tmp_path):
             c.mux(p)
     with pytest.raises(UserError, match="has no video frames"):
         probe(audio_only)
+
+
+def test_a_deep_input_keeps_its_precision_in_a_lossless_output(tmp_path, capsys):
+    """A 10-bit H.264 input restored into .mkv comes out at 16 bits (FFV1 gbrp16le), not rounded to 8; into .mp4
+    (8-bit H.264 here) a notice says the depth is lowered and where it is kept."""
+    import av
+
+    from conftest import smooth_frames
+    from lvtino.cli import main
+    from lvtino.video.reader import probe, read_frames
+
+    src = tmp_path / "deep.mp4"
+    frames = smooth_frames(8, 24, 32)
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p10le"
+        for i, f in enumerate(frames):
+            deep = (f.astype(np.uint16) * 257 + np.uint16(i * 7)).astype(np.uint16)  # values between 8-bit levels
+            frame = av.VideoFrame.from_ndarray(deep, format="rgb48le").reformat(format="yuv420p10le")
+            frame.pts = i
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+    assert probe(src).bits == 10
+    out = tmp_path / "up.mkv"
+    assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--prior", "pinv"]) == 0
+    back = probe(out)
+    assert back.bits == 16
+    values = np.stack(list(read_frames(back, deep=True)))
+    assert values.dtype == np.uint16 and np.mean(values % 257 != 0) > 0.5  # not 8-bit values widened
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "up.mp4"), "--scale", "2", "--prior", "pinv"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "10-bit colour" in line]
+    assert notes == [f"lvtino: notice: {tmp_path / 'up.mp4'}: the input has 10-bit colour, and H.264 here writes 8 "
+                     "bits; a .mkv output (lossless FFV1) keeps 16 bits"]

@@ -298,7 +298,23 @@ def encoding_settings(output: Path, info: VideoInfo, crf: int, preset: str, pix_
     encoding = {"kind": kind, "audio": kind != "frames" and info.has_audio and not no_audio}
     if kind == "h264":
         encoding.update(crf=crf, preset=preset, pix_fmt=pix_fmt)
+    if kind == "ffv1":
+        encoding.update(bits=output_bits(output, info))
     return encoding
+
+
+def output_bits(output: Path, info: VideoInfo) -> int:
+    """16 where a lossless FFV1 output can keep a deep input's precision (10, 12, 16 bits), else 8."""
+    return 16 if output_kind(output) == "ffv1" and info.bits > 8 else 8
+
+
+def depth_note(output: Path, info: VideoInfo) -> str | None:
+    """A deep input whose depth the output lowers, said once at plan time."""
+    if info.bits <= 8 or output_kind(output) == "ffv1":
+        return None
+    what = "H.264 here writes 8 bits" if output_kind(output) == "h264" else "PNG frames are written at 8 bits"
+    return (f"{output}: the input has {info.bits}-bit colour, and {what}; a .mkv output (lossless FFV1) keeps "
+            "16 bits")
 
 
 def output_digest(job: Job, settings: dict, identity: dict) -> str:

@@ -57,7 +57,8 @@ from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import NotPlaced, claiming, write_json
 from lvtino.pipeline.common import STDIN, check_device, peak_memory_mb, reset_peak_memory, spooled
-from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
+from lvtino.pipeline.job import (Job, check_guide, depth_note, output_bits, plan_job, restore_outputs, source_seconds,
+                                 window_shape)
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
 from lvtino.pipeline.priors import ModelOptions, Networks, describe_models, make_prior
@@ -103,7 +104,8 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     _claim(request, output, procs)
     crf, preset, pix_fmt = request.encoding()
     if procs.is_main:  # said once, here: the segments' writers are quiet
-        for note in (odd_size_note(output, job.shape[2], job.shape[1], pix_fmt), request.ignored_encoding()):
+        for note in (odd_size_note(output, job.shape[2], job.shape[1], pix_fmt), request.ignored_encoding(),
+                     depth_note(output, job.info)):
             if note:
                 log.info("%s", note)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
@@ -116,7 +118,7 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     identity = input_identity(Path(request.input))
     state = RunState(output, identity, settings, procs, request.resume, request.keep_state, not piped).open()
     segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, crf, preset, pix_fmt,
-                        job.info.rotation)
+                        job.info.rotation, output_bits(output, job.info))
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(STAGES, 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)

@@ -64,8 +64,9 @@ class Segments:
     """Closed segments of output frames [start, end) in ``folder``; ``write`` adds one, ``join`` makes the file."""
 
     def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int, crf: int = 18,
-                 preset: str = "medium", pix_fmt: str = "yuv420p", rotation: int = 0):
+                 preset: str = "medium", pix_fmt: str = "yuv420p", rotation: int = 0, bits: int = 8):
         self.rotation = rotation  # a frame folder's frames are written turned by it (a video file gets the tag)
+        self.bits = bits  # 16: the frames are kept at 16 bits (a deep input into lossless FFV1)
         self.folder, self.output = Path(folder), Path(output)
         self.kind = output_kind(self.output)
         self.suffix = "" if self.kind == "frames" else self.output.suffix
@@ -340,7 +341,7 @@ class Encoder:
                 continue  # drain: nothing more is written after a failure
             first, frames = item
             try:
-                seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames))))
+                seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames, self.segments.bits))))
                 self.segments_bytes += _size(seg.path)
                 self._small.append(seg)
                 if len(self._small) >= MERGE and self.segments.kind != "frames":
