@@ -122,7 +122,7 @@ def atomic_folder(path: str | Path, kind: str) -> Iterator[Path]:
     try:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"lvtino": kind}) + "\n")
-        replace_folder(tmp, path)
+        place(tmp, path)
     except BaseException as err:
         remove_tree(tmp)
         if isinstance(err, OSError) and err.filename is None:
@@ -130,13 +130,9 @@ def atomic_folder(path: str | Path, kind: str) -> Iterator[Path]:
         raise
 
 
-def replace_folder(new: Path, path: Path) -> None:
-    """Put folder ``new`` at ``path``: the old one (if any, and if a claimed output's, only what was there when
-    it was claimed with -y) is moved aside first, then removed."""
-    place(new, path)
-
-
 def _replace_folder(new: Path, path: Path) -> None:
+    """Put folder ``new`` at ``path``: the old one (if any) is moved aside first, then removed (``place`` decides
+    whether it may go)."""
     old = None
     if path.exists() or path.is_symlink():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -239,7 +235,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path: Path, every: bool = False) -> None:
-    """Remove the temporary files (``partial_name``, ``replace_folder``'s old one) that earlier runs left on
+    """Remove the temporary files (``partial_name``, the old folder ``place`` moves aside) that earlier runs left on
     ``path`` (a kill -9 leaves them) whose process is gone; with ``every``, those of every name in the folder
     ``path``. The one cleanup of partial files: outputs, state files."""
     # in a state folder (lvtino's own) also the names of an earlier version, which had no leading dot

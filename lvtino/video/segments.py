@@ -38,8 +38,7 @@ import numpy as np
 import torch
 
 from lvtino.errors import UserError, arg
-from lvtino.files import (atomic_file, file_crc, fsync_folder, partial_name, remove_stale_partials, remove_tree,
-                          replace_folder)
+from lvtino.files import atomic_file, file_crc, fsync_folder, partial_name, place, remove_stale_partials, remove_tree
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 from lvtino.video.writer import AudioTrack, VideoWriter, output_kind, turned_note
@@ -187,7 +186,7 @@ class Segments:
                     _link(seg.path / f"{k:06d}.png", tmp / f"{seg.first - self.start + k:06d}.png")
             (tmp / SIDECAR).write_text(json.dumps({"fps": str(self.fps.limit_denominator(1_000_000)),
                                                    "lvtino": metadata}, indent=1))
-            replace_folder(tmp, self.output)
+            place(tmp, self.output)
         except BaseException:
             remove_tree(tmp)
             raise

@@ -23,7 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from lvtino.errors import UserError, arg, said
-from lvtino.files import partial_name, place, remove_stale_partials, replace_folder
+from lvtino.files import partial_name, place, remove_stale_partials
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
@@ -220,7 +220,7 @@ class VideoWriter:
             if self.audio_from is not None:
                 log.warning("%s: a folder of frames carries no audio; the audio track is dropped", self.path)
 
-            replace_folder(self.tmp, self.path)
+            place(self.tmp, self.path)
             return
         for packet in self._stream.encode():
             self._container.mux(packet)
