@@ -41,6 +41,21 @@ def smooth_frames(frames: int, height: int, width: int, seed: int = 0) -> np.nda
     return out
 
 
+def encode_frames(container, stream, frames, times=None, time_base=None) -> None:
+    """Encode RGB frames (uint8, or uint16 for deep video) into ``stream`` at its pixel format, and flush it;
+    ``times``: each frame's pts (default 0, 1, 2, ...) in ``time_base``."""
+    for i, f in enumerate(frames):
+        rgb = "rgb48le" if f.dtype == np.uint16 else "rgb24"
+        vf = av.VideoFrame.from_ndarray(f, format=rgb).reformat(format=stream.pix_fmt)
+        vf.pts = i if times is None else times[i]
+        if time_base is not None:
+            vf.time_base = time_base
+        for p in stream.encode(vf):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+
+
 def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds: float | None = None,
                 codec: str = "libx264", gop: int = 12, audio_codec: str = "aac", times_ms: list[int] | None = None,
                 container_format: str | None = None, pix_fmt: str = "yuv444p") -> Path:
@@ -60,13 +75,7 @@ def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds:
         if audio_seconds:
             a_s = c.add_stream(audio_codec, rate=48000)
             a_s.layout = "stereo"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=vs.pix_fmt)
-            vf.pts, vf.time_base = (i if times_ms is None else times_ms[i]), time_base
-            for p in vs.encode(vf):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
+        encode_frames(c, vs, frames, times_ms, time_base)
         if a_s is not None:
             n = int(48000 * audio_seconds)
             t = np.arange(n) / 48000

@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import smooth_frames, write_video
+from conftest import encode_frames, smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.video.reader import probe, read_frames
 
@@ -72,13 +72,7 @@ def _with_a_still(path: Path, attached: bool) -> Path:
         for p in packets:
             p.stream, p.pts, p.dts = cs, 0, 0
             c.mux(p)
-        for i, f in enumerate(FRAMES_30):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
+        encode_frames(c, vs, FRAMES_30)
         tone = av.AudioFrame.from_ndarray(np.zeros((2, 64000), np.float32), format="fltp", layout="stereo")
         tone.sample_rate, tone.pts = 48000, 0
         for p in [*audio.encode(tone), *audio.encode()]:

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import smooth_frames, write_video
+from conftest import encode_frames, smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.video.quality import FLOOR, compression_noise, noise_from_qp
 
@@ -20,13 +20,7 @@ def encode(path, frames, **options):
         vs = c.add_stream("libx264", rate=30)
         vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         vs.options = {k: str(v) for k, v in options.items()}
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
-            vf.pts = i
-            for p in vs.encode(vf):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
+        encode_frames(c, vs, frames)
     return path
 
 

@@ -34,6 +34,19 @@ def frames_of(path) -> np.ndarray:
     return np.stack(list(read_frames(probe(path))))
 
 
+def killed_after_segments(args, state: Path, n: int, timeout: float) -> int:
+    """Run lvtino in a process of its own, kill it (-9) once ``n`` segments are closed in ``state``; return how many
+    were closed."""
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list(state.glob("segments/segment-*"))) < n:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(state.glob("segments/segment-*")))
+
+
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
     """150 frames of 48x64 at 30000/1001 fps with 5 s of audio, and its Problem A measurement."""
@@ -102,14 +115,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(long_clip, tmp_path
     args = ["--set", "tv.iterations=60"]
     run(["restore", y, "-o", clean_run, *args], capsys)
     state = tmp_path / ".resumed.mkv.lvtino-state"
-    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(resumed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(state.glob("segments/segment-*"))) < 3:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    closed = len(list(state.glob("segments/segment-*")))
+    closed = killed_after_segments(["restore", y, "-o", resumed, *args], state, 3, timeout=60)
     assert 3 <= closed < 9 and not resumed.exists()  # killed partway, no output that looks complete
     code, _, err = run(["restore", y, "-o", resumed, *args], capsys)  # without --resume: refused
     assert code == 2 and "--resume" in err
@@ -317,15 +323,9 @@ def test_h264_output_after_kill_and_resume_is_the_uninterrupted_bytes(street_low
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
     code, _, err = run(["restore", street_low, "-o", whole, *args], capsys)
     assert code == 0, err
-    state = tmp_path / ".resumed.mp4.lvtino-state"
-    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(street_low), "-o", str(resumed), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(state.glob("segments/segment-*"))) < 2:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(list(state.glob("segments/segment-*"))) >= 2 and not resumed.exists()
+    closed = killed_after_segments(["restore", street_low, "-o", resumed, *args],
+                                   tmp_path / ".resumed.mp4.lvtino-state", 2, timeout=120)
+    assert closed >= 2 and not resumed.exists()
     code, _, err = run(["restore", street_low, "-o", resumed, "--resume", *args], capsys)
     assert code == 0, err
     assert _video_packets(resumed) == _video_packets(whole)

@@ -248,7 +248,7 @@ def test_a_deep_input_keeps_its_precision_in_a_lossless_output(tmp_path, capsys)
     (8-bit H.264 here) a notice says the depth is lowered and where it is kept."""
     import av
 
-    from conftest import smooth_frames
+    from conftest import encode_frames, smooth_frames
     from lvtino.cli import main
     from lvtino.video.reader import probe, read_frames
 
@@ -257,14 +257,9 @@ def test_a_deep_input_keeps_its_precision_in_a_lossless_output(tmp_path, capsys)
     with av.open(str(src), "w") as c:
         vs = c.add_stream("libx264", rate=30)
         vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p10le"
-        for i, f in enumerate(frames):
-            deep = (f.astype(np.uint16) * 257 + np.uint16(i * 7)).astype(np.uint16)  # values between 8-bit levels
-            frame = av.VideoFrame.from_ndarray(deep, format="rgb48le").reformat(format="yuv420p10le")
-            frame.pts = i
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
+        deep = [(f.astype(np.uint16) * 257 + np.uint16(i * 7)).astype(np.uint16)  # values between 8-bit levels
+                for i, f in enumerate(frames)]
+        encode_frames(c, vs, deep)
     assert probe(src).bits == 10
     out = tmp_path / "up.mkv"
     assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--prior", "pinv"]) == 0
