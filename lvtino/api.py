@@ -64,7 +64,7 @@ def restore(input, output, *, problem=None, prior=None, scale=None, fps_factor=N
             vae_tiling="off", device="auto", overwrite: bool | None = None, **options) -> dict:
     """``lvtino restore``: ``overwrite`` True replaces an existing output (-y), False never does (-n), None refuses
     it in one line; ``prior`` None is tv, or the guide's consistency step with ``guide="other-tool.mp4"``. Other
-    keywords: config, overrides, start, end, frames, stats, crf, preset, pix_fmt, no_audio, seed, resume,
+    keywords: config, overrides, start, end, frames, stats, codec, crf, preset, pix_fmt, no_audio, seed, resume,
     keep_state, window, overlap, accept_truncated, dry_run."""
     from lvtino.pipeline.restore import restore as run
 
@@ -131,7 +131,7 @@ class Restorer:
     no file, and a float tensor is not rounded to 8 bits."""
 
     # keywords of lvtino.restore that belong to files: a Restorer takes frames and returns frames
-    FILE_ONLY = ("stats", "crf", "preset", "pix_fmt", "no_audio", "resume", "keep_state", "accept_truncated",
+    FILE_ONLY = ("stats", "codec", "crf", "preset", "pix_fmt", "no_audio", "resume", "keep_state", "accept_truncated",
                  "dry_run", "overwrite")
 
     def __init__(self, request, networks=None):

@@ -37,12 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _crf(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        value = -1
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"{text!r}: H.264 CRF must be a whole number from 0 to 51")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r}: the CRF is a whole number (its range is the codec's: "
+                                         "0-51 for H.264 and HEVC, 0-63 for VP9, 1-63 for AV1)") from None
 
 
 MIN_FPS, MAX_FPS = Fraction(1, 1000), 100_000  # a time-lapse's frame every quarter of an hour; a high-speed camera
@@ -129,7 +127,7 @@ def _model_options(args) -> ModelOptions:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What restore and batch share: device, networks, seed, windows and the output's encoding."""
-    from lvtino.video.writer import PIX_FMTS, X264_PRESETS
+    from lvtino.video.formats import DEFAULTS, FORMATS, preset_help
 
     p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
                                                     "cuda, cuda:1")
@@ -142,12 +140,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=None, metavar="N",
                    help="frames shared by neighbouring windows, cross-faded and made measurement-consistent "
                         "(default: the preset's; rounded up to the temporal factor)")
-    p.add_argument("--crf", type=_crf, default=None, help="H.264 quality for .mp4 output, 0-51 (default 18)")
-    p.add_argument("--preset", default=None, choices=X264_PRESETS, metavar="PRESET",
-                   help="H.264 speed preset for .mp4 output: ultrafast ... placebo (default medium)")
-    p.add_argument("--pix-fmt", dest="pix_fmt", default=None, choices=PIX_FMTS,
-                   help="pixel format of .mp4 output: yuv420p (default: plays everywhere; an odd size is padded by "
-                        "one pixel) or yuv444p (exact colour and size, fewer players)")
+    defaults = ", ".join(f"{s or 'a folder'} {name}" for s, name in DEFAULTS.items())
+    p.add_argument("--codec", default=None, choices=list(FORMATS), metavar="CODEC",
+                   help="what the output is written as: " + "; ".join(
+                       f"{f.name}: {f.title}, {', '.join(s or 'a folder' for s in f.suffixes)}"
+                       for f in FORMATS.values()) + f" (default by the output's name: {defaults})")
+    p.add_argument("--crf", type=_crf, default=None,
+                   help="quality of a lossy codec, lower is better: " + ", ".join(
+                       f"{f.name} {f.crf[0]}-{f.crf[1]} (default {f.crf[2]})" for f in FORMATS.values() if f.crf))
+    p.add_argument("--preset", default=None, metavar="PRESET",
+                   help="encoder speed, slowest to fastest: " + preset_help())
+    p.add_argument("--pix-fmt", dest="pix_fmt", default=None, metavar="PIX_FMT",
+                   help="pixel format of a YUV codec (default: 4:2:0 at the input's bit depth where the codec has "
+                        "it; ProRes 4:2:2 10-bit): yuv420p plays everywhere (an odd size is padded by one pixel "
+                        "in H.264/HEVC), yuv444p keeps exact colour and size; 10-bit yuv420p10le, yuv444p10le; "
+                        "12-bit (hevc) yuv420p12le")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
 
 
@@ -272,8 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "written as CSV. Exit code 1 if any item failed.")
     p.add_argument("manifest", help="a .csv or .yaml manifest, or a folder of inputs")
     p.add_argument("-o", "--output", default=None, help="output folder (for a folder of inputs)")
-    p.add_argument("--suffix", default=".mp4", choices=[".mp4", ".mkv", ".mov"],
-                   help="output format for a folder of inputs (default .mp4)")
+    from lvtino.video.formats import DEFAULTS
+
+    p.add_argument("--suffix", default=".mp4", choices=[s for s in DEFAULTS if s],
+                   help="the outputs' suffix for a folder of inputs (default .mp4; --codec chooses within it)")
     p.add_argument("--summary", default=None, metavar="FILE.csv",
                    help="where the summary table goes (default: lvtino-batch-summary.csv in the output folder, "
                         "or MANIFEST-summary.csv beside a manifest); a summary an earlier batch wrote there is "
@@ -397,8 +406,8 @@ def _run(args: argparse.Namespace) -> None:
                             overrides=tuple(args.overrides or ()), words=_words(args), start=args.start,
                             end=args.end, frames=args.frames, fps=args.input_fps, window=args.window,
                             overlap=args.overlap, guide=args.guide, seed=args.seed, models=_model_options(args),
-                            device=args.device, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                            no_audio=args.no_audio, stats=args.stats, resume=args.resume,
+                            device=args.device, codec=args.codec, crf=args.crf, preset=args.preset,
+                            pix_fmt=args.pix_fmt, no_audio=args.no_audio, stats=args.stats, resume=args.resume,
                             keep_state=args.keep_state, overwrite=args.overwrite,
                             accept_truncated=args.accept_truncated, dry_run=args.dry_run))
         if r is None:  # another process of a multi-process launch: the main process reports
@@ -432,8 +441,8 @@ def _run(args: argparse.Namespace) -> None:
         rows = run_batch(items, problem=args.problem, prior=args.prior, overrides=args.overrides,
                          device=args.device, summary=summary, overwrite=args.overwrite, resume=args.resume,
                          manifest=source, models=_model_options(args),
-                         seed=args.seed, window=args.window, overlap=args.overlap, crf=args.crf, preset=args.preset,
-                         pix_fmt=args.pix_fmt, no_audio=args.no_audio, words=_words(args),
+                         seed=args.seed, window=args.window, overlap=args.overlap, codec=args.codec, crf=args.crf,
+                         preset=args.preset, pix_fmt=args.pix_fmt, no_audio=args.no_audio, words=_words(args),
                          accept_truncated=args.accept_truncated)
         failed = [r for r in rows if r["status"] == "failed"]
         if failed:

@@ -141,8 +141,8 @@ def test_networks_load_once_per_restorer_and_per_batch(measured, tmp_path, monke
 
 @pytest.mark.parametrize("call,said", [
     (lambda p, o: lvtino.restore(p, o, scale=2, overwrite="no"), "overwrite='no': expected True"),
-    (lambda p, o: lvtino.restore(p, o, scale=2, crf=99), "crf=99: expected a whole number from 0 to 51"),
-    (lambda p, o: lvtino.restore(p, o, scale=2, preset="quick"), "preset=quick: expected one of"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, codec="h264", crf=99), "crf=99: expected a whole number from 0 to 51"),
+    (lambda p, o: lvtino.restore(p, o, scale=2, codec="hevc", preset="quick"), "preset=quick: expected one of"),
     (lambda p, o: lvtino.restore(p, o, scale=2, seed=-1), "seed=-1"),
     (lambda p, o: lvtino.restore(p, o, scale=2, fps_factor=2, fps=60), "fps_factor and fps: give one of them"),
     (lambda p, o: lvtino.restore(p, o, scale=2, window=0), "window=0: expected a whole number"),
@@ -226,7 +226,7 @@ def test_every_request_setting_reaches_the_digest_or_says_why_not(tmp_path):
     clip = write_video(tmp_path / "low.mp4", low, audio_seconds=8 / 30)
     guide = write_video(tmp_path / "guide.mp4", big)
     base = Request(clip, tmp_path / "out.mp4", words=Words(scale=2))
-    changed = {"prior": "pinv", "seed": 1, "models": ModelOptions(dtype="float64"), "crf": 20, "preset": "fast",
+    changed = {"prior": "pinv", "seed": 1, "codec": "hevc", "models": ModelOptions(dtype="float64"), "crf": 20, "preset": "fast",
                "pix_fmt": "yuv444p", "no_audio": True, "guide": guide, "frames": 8, "input": None}
     names = {f.name for f in fields(Request)}
     assert names == set(changed) | set(NOT_IN_DIGEST)  # every field is classified

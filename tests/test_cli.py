@@ -131,8 +131,8 @@ def _bad(tmp_path, clip):
         (["restore", y, "-o", tmp_path / "o.mp4", "--frames", 0], "--frames 0"),
         (["restore", tiny, "-o", tmp_path / "o.mp4", "--problem", "B", "--frames", 9], "check --problem and --frames"),
         (["evaluate", clip, "--reference", tiny], "size differs"),
-        (["restore", y, "-o", tmp_path / "o.mp4", "--crf", 99], "CRF must be a whole number from 0 to 51"),
-        (["restore", y, "-o", tmp_path / "o.mp4", "--preset", "quick"], "invalid choice: 'quick'"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--crf", 99], "--crf 99: expected a whole number from 0 to 51"),
+        (["restore", y, "-o", tmp_path / "o.mp4", "--preset", "quick"], "--preset quick: expected one of ultrafast"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--fps", "0"], "the frame rate must be positive"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--device", "tpu"], "--device tpu: not a torch device"),
         (["restore", y, "-o", tmp_path / "o.mp4", "--prior", "magic"], "invalid choice: 'magic'"),
@@ -367,8 +367,8 @@ def test_an_encoding_setting_a_lossless_output_does_not_take_is_said(tmp_path, c
     code, _, err = run(["restore", src, "-o", tmp_path / "up.mkv", "--scale", "2", "--prior", "pinv", "--crf", "30",
                         "--preset", "slow"], capsys)
     assert code == 0 and [line for line in err.splitlines() if "--crf" in line] == [
-        f"lvtino: notice: --crf 30 --preset slow: {tmp_path / 'up.mkv'} is lossless FFV1, which takes no CRF, preset "
-        "or pixel format; they are ignored (they apply to .mp4 and .mov)"]
+        f"lvtino: notice: --crf 30 --preset slow: {tmp_path / 'up.mkv'} is lossless FFV1, which takes no CRF or "
+        "preset; they are ignored"]
     code, _, err = run(["restore", src, "-o", tmp_path / "up.mp4", "--scale", "2", "--prior", "pinv", "--crf", "30"],
                        capsys)
     assert code == 0 and "ignored" not in err

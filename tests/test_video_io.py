@@ -13,7 +13,8 @@ from conftest import audio_seconds, smooth_frames, write_video
 from lvtino.errors import UserError
 from lvtino.video.reader import probe, read_frames
 from lvtino.pipeline.outputs import Output, check_outputs
-from lvtino.video.writer import VideoWriter, output_kind
+from lvtino.video.formats import output_suffix
+from lvtino.video.writer import VideoWriter
 
 
 def _write(path, frames, fps=Fraction(30), **kw):
@@ -46,13 +47,16 @@ def test_h264_keeps_count_fps_and_bt709_tags(tmp_path):
 
 
 def test_odd_sizes_are_playable_by_default_or_exact_with_yuv444p(tmp_path, caplog):
-    """yuv420p (what players decode) pads an odd side by one repeated pixel, and says so; yuv444p keeps the size."""
+    """yuv420p (what players decode) pads an odd side by one repeated pixel, and the plan says so; yuv444p keeps the
+    size."""
+    from lvtino.video.formats import Encoding
+
     frames = smooth_frames(4, 21, 33)
-    with caplog.at_level(logging.INFO, logger="lvtino"):
-        path = _write(tmp_path / "odd.mp4", frames)
+    path = _write(tmp_path / "odd.mp4", frames)
     info = probe(path)
     assert (info.width, info.height, info.frames) == (34, 22, 4)
-    assert "padded to 34x22" in caplog.text and "pix_fmt='yuv444p'" in caplog.text
+    notes = Encoding.choose(path).for_input().notes(path, 33, 21)
+    assert len(notes) == 1 and "padded to 34x22" in notes[0] and "pix_fmt='yuv444p'" in notes[0]
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
     decoded = np.stack(list(read_frames(info))).astype(float)
@@ -136,7 +140,7 @@ def test_output_checks(tmp_path):
     with pytest.raises(UserError, match="would overwrite the input"):
         check_outputs(video(tmp_path / "link.mp4"), [("the input", src)])
     with pytest.raises(UserError, match="unsupported output type"):
-        output_kind(tmp_path / "out.gif")
+        output_suffix(tmp_path / "out.gif")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
@@ -243,9 +247,10 @@ def test_bad_inputs(tmp_path):
         probe(audio_only)
 
 
-def test_a_deep_input_keeps_its_precision_in_a_lossless_output(tmp_path, capsys):
-    """A 10-bit H.264 input restored into .mkv comes out at 16 bits (FFV1 gbrp16le), not rounded to 8; into .mp4
-    (8-bit H.264 here) a notice says the depth is lowered and where it is kept."""
+def test_a_deep_input_keeps_its_precision(tmp_path, capsys):
+    """A 10-bit H.264 input restored into .mkv comes out at 16 bits (FFV1 gbrp16le), into .mp4 at 10 bits (H.264
+    yuv420p10le), not rounded to 8; where the depth is lowered (--pix-fmt yuv420p, a folder of PNG frames) one
+    notice says so, in the command line's words, and names the formats that keep it."""
     import av
 
     from conftest import encode_frames, smooth_frames
@@ -268,7 +273,19 @@ def test_a_deep_input_keeps_its_precision_in_a_lossless_output(tmp_path, capsys)
     values = np.stack(list(read_frames(back, deep=True)))
     assert values.dtype == np.uint16 and np.mean(values % 257 != 0) > 0.5  # not 8-bit values widened
     capsys.readouterr()
-    assert main(["restore", str(src), "-o", str(tmp_path / "up.mp4"), "--scale", "2", "--prior", "pinv"]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if "10-bit colour" in line]
-    assert notes == [f"lvtino: notice: {tmp_path / 'up.mp4'}: the input has 10-bit colour, and H.264 here writes 8 "
-                     "bits; a .mkv output (lossless FFV1) keeps 16 bits"]
+    ten = tmp_path / "up.mp4"
+    assert main(["restore", str(src), "-o", str(ten), "--scale", "2", "--prior", "pinv"]) == 0
+    assert "colour" not in capsys.readouterr().err
+    assert probe(ten).bits == 10
+    with av.open(str(ten)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+    values = np.stack(list(read_frames(probe(ten), deep=True)))
+    assert np.mean(values % 257 != 0) > 0.5
+    for name, extra, said in [("eight.mp4", ["--pix-fmt", "yuv420p"], " (--pix-fmt yuv420p)"),
+                              ("frames", [], "")]:
+        out = tmp_path / name
+        assert main(["restore", str(src), "-o", str(out), "--scale", "2", "--prior", "pinv", *extra]) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if "10-bit colour" in line]
+        title = "H.264 (libx264)" if extra else "a folder of PNG frames"
+        assert notes == [f"lvtino: notice: {out}: the input has 10-bit colour and {title} is written at 8 bits "
+                         f"here{said}; H.264 (libx264), HEVC (libx265), ProRes (prores_ks) keep 10"]

@@ -35,7 +35,8 @@ from lvtino.validation import Number, whole
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.reader import probe
-from lvtino.video.writer import VideoWriter, check_rate, output_kind
+from lvtino.video.formats import Encoding
+from lvtino.video.writer import VideoWriter
 
 log = logging.getLogger("lvtino")
 
@@ -66,10 +67,11 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
         raise UserError(f"{said('protocol', protocol)}: expected one of {', '.join(PROTOCOLS)}")
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
-    if protocol == "published" and output_kind(output) != "ffv1":
+    encoding = Encoding.choose(output, lossless=True)  # a measurement is kept losslessly
+    if protocol == "published" and encoding.format.name != "ffv1":
         raise UserError(f"{said('output', str(output))}: {said('protocol', 'published')} writes 16-bit FFV1 (its "
                         "bfloat16 values would not survive 8 bits): give a .mkv output")
-    check_outputs([Output(arg("output"), output, "frames" if output_kind(output) == "frames" else "video")],
+    check_outputs([Output(arg("output"), output, "frames" if encoding.format.folder else "video")],
                   [("the input", input), (arg("config"), config)], overwrite)
     if worded:
         cfg = words.config(config, overrides, large=(info.width, info.height, info.fps))
@@ -98,9 +100,9 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
             "frames": info.frames, "height": info.height, "width": info.width, "fps": str(info.fps),
             **({"protocol": protocol} if protocol != "lvtino" else {})}
     out_fps = info.fps / physics.factors[0]
-    check_rate(output, out_fps)
+    encoding.check_frames(output, out_fps, measured[2], measured[1])
     try:
-        with VideoWriter(output, out_fps, lossless=True, metadata=meta, rotation=info.rotation,
+        with VideoWriter(output, out_fps, encoding, metadata=meta, rotation=info.rotation,
                          audio_from=None if no_audio or not info.has_audio else input) as writer:
             for y in measure_stream(physics, DecodedFrames(info, dtype=torch.float64), measured[0], noise, seed,
                                     published=cfg.name if protocol == "published" else None):

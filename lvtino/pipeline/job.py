@@ -25,7 +25,7 @@ from lvtino.pipeline.windows import Plan, Window, plan_windows
 from lvtino.pipeline.words import Words
 from lvtino.validation import Number, Text, whole
 from lvtino.video.reader import MAX_SIDE, VideoInfo, probe
-from lvtino.video.writer import check_rate, output_kind
+from lvtino.video.formats import Encoding
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 MAX_FRAMES = 10_000_000  # ~93 hours at 30 fps
@@ -187,29 +187,30 @@ class Job:
 def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
             overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
             overlap: int | None = None, words: Words | None = None, guide=None,
-            check: bool = True, claim: bool = True) -> tuple[Job, Path]:
+            check: bool = True, claim: bool = True, encoding: Encoding | None = None) -> tuple[Job, Path]:
     """Check the inputs and (with ``check``) every output path, claimed with ``claim`` (``check_outputs``);
     settle the operator, the output's size, the range and the windows (``plan_job``). Nothing is written here: a
     mistake found now leaves no file behind."""
     info = probe(input, fps, accept_truncated=accept_truncated)
     output = Path(output)
+    encoding = encoding or Encoding.choose(output)
     if check:
-        check_outputs(restore_outputs(output, stats),
+        check_outputs(restore_outputs(output, stats, encoding),
                       [("the input", input), (arg("config"), config), (arg("guide"), guide),
                        (arg("models"), models if models not in (None, "tiny") else None)], overwrite, claim)
         for note in info.notes():
             log.info("%s", note)
     job = plan_job(info, problem, config, overrides, start, end, frames, window, overlap, words)
     if check:
-        check_rate(output, job.fps)
+        encoding.check_frames(output, job.fps, job.shape[2], job.shape[1])
     if guide is not None:
         job.guide = check_guide(guide, job, accept_truncated)
     return job, output
 
 
-def restore_outputs(output: Path, stats) -> list[Output]:
+def restore_outputs(output: Path, stats, encoding: Encoding) -> list[Output]:
     """What a restoration writes: its output (a video or a frame folder) and ``--stats``."""
-    kind = "frames" if output_kind(Path(output)) == "frames" else "video"
+    kind = "frames" if encoding.format.folder else "video"
     return [Output(arg("output"), Path(output), kind), *([Output(arg("stats"), Path(stats))] if stats else [])]
 
 
@@ -289,32 +290,6 @@ def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None, e
     return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
             "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows],
             "encoding": encoding, "guide": input_identity(job.guide.path)["digest"] if job.guide else None}
-
-
-def encoding_settings(output: Path, info: VideoInfo, crf: int, preset: str, pix_fmt: str, no_audio: bool) -> dict:
-    """The settings that change the output file's bytes beyond its pixels, for its kind: H.264's quality, speed
-    and pixel format (FFV1 and PNG frames are lossless and take none), and whether the input's sound is copied."""
-    kind = output_kind(output)
-    encoding = {"kind": kind, "audio": kind != "frames" and info.has_audio and not no_audio}
-    if kind == "h264":
-        encoding.update(crf=crf, preset=preset, pix_fmt=pix_fmt)
-    if kind == "ffv1":
-        encoding.update(bits=output_bits(output, info))
-    return encoding
-
-
-def output_bits(output: Path, info: VideoInfo) -> int:
-    """16 where a lossless FFV1 output can keep a deep input's precision (10, 12, 16 bits), else 8."""
-    return 16 if output_kind(output) == "ffv1" and info.bits > 8 else 8
-
-
-def depth_note(output: Path, info: VideoInfo) -> str | None:
-    """A deep input whose depth the output lowers, said once at plan time."""
-    if info.bits <= 8 or output_kind(output) == "ffv1":
-        return None
-    what = "H.264 here writes 8 bits" if output_kind(output) == "h264" else "PNG frames are written at 8 bits"
-    return (f"{output}: the input has {info.bits}-bit colour, and {what}; a .mkv output (lossless FFV1) keeps "
-            "16 bits")
 
 
 def output_digest(job: Job, settings: dict, identity: dict) -> str:

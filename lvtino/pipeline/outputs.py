@@ -27,15 +27,16 @@ from pathlib import Path
 from lvtino.errors import UserError
 from lvtino import files
 from lvtino.files import MARKER, check_name
+from lvtino.video.formats import FRAME_SUFFIXES
 from lvtino.video.reader import SIDECAR
 from lvtino.validation import parse_json, read_text_file
 
-FRAME_NAME = re.compile(r"^\d{6}\.png$")  # the frames of a frame-folder output
+FRAME_NAME = re.compile(rf"^\d{{6}}(?:{'|'.join(map(re.escape, FRAME_SUFFIXES))})$")  # a frame-folder output's frames
 
 
 @dataclass(frozen=True)
 class Output:
-    """A path a command writes. ``kind``: file (JSON, CSV), video (.mp4/.mkv), frames (a folder of PNG
+    """A path a command writes. ``kind``: file (JSON, CSV), video (.mp4, .mkv, ...), frames (a folder of image
     frames with its sidecar), or folder (a folder lvtino fills: a report, a demo, a benchmark)."""
 
     flag: str
@@ -154,7 +155,7 @@ def _check_existing(out: Output, overwrite: str) -> None:
 
 
 def is_frame_folder(path: Path) -> bool:
-    """A folder of PNG frames that lvtino wrote: its sidecar, and nothing but numbered frames beside it."""
+    """A folder of image frames that lvtino wrote: its sidecar, and nothing but numbered frames beside it."""
     sidecar = path / SIDECAR
     if not sidecar.is_file():
         return False

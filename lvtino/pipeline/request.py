@@ -14,16 +14,17 @@ the fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from lvtino.config import MAX_WINDOW
 from lvtino.errors import UserError, arg, said
-from lvtino.pipeline.job import MAX_FRAMES, Job, encoding_settings, output_digest, prepare, run_settings
+from lvtino.pipeline.job import MAX_FRAMES, Job, output_digest, prepare, run_settings
 from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions
 from lvtino.pipeline.state import input_identity
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
-from lvtino.video.writer import check_encoding, output_kind
+from lvtino.video.formats import Encoding
 
 OVERWRITE = ("ask", "yes", "no")
 # settings that do not change the output's bytes, or change them only through fields that are in the digest
@@ -48,9 +49,6 @@ NOT_IN_DIGEST = {
 }
 
 
-ENCODING_DEFAULTS = {"crf": 18, "preset": "medium", "pix_fmt": "yuv420p"}
-
-
 @dataclass(frozen=True)
 class Request:
     """``lvtino restore INPUT -o OUTPUT`` and its options (see ``lvtino restore --help``)."""
@@ -72,9 +70,10 @@ class Request:
     seed: int = 0
     models: ModelOptions = field(default_factory=ModelOptions)
     device: str = "cpu"
-    crf: int | None = None             # None: the default (ENCODING_DEFAULTS); given, said when ignored
+    codec: str | None = None           # None: the output suffix's default (lvtino.video.formats.DEFAULTS)
+    crf: int | None = None             # None: the format's default; given to a format without it, said ignored
     preset: str | None = None
-    pix_fmt: str | None = None
+    pix_fmt: str | None = None         # None: the format's, at the input's bit depth where it has it
     no_audio: bool = False
     stats: str | Path | None = None
     resume: bool = False
@@ -83,22 +82,16 @@ class Request:
     accept_truncated: bool = False
     dry_run: bool = False
 
-    def encoding(self) -> tuple[int, str, str]:
-        """CRF, preset and pixel format, the defaults where not given."""
-        crf, preset, pix_fmt = (ENCODING_DEFAULTS[k] if v is None else v
-                                for k, v in (("crf", self.crf), ("preset", self.preset), ("pix_fmt", self.pix_fmt)))
-        return crf, preset, pix_fmt
+    @cached_property
+    def encoding(self) -> Encoding:
+        """The output's format and settings, checked (in the caller's words); ``output_encoding`` settles it for
+        the input."""
+        return Encoding.choose(self.output, self.codec, self.crf, self.preset, self.pix_fmt)
 
-    def ignored_encoding(self) -> str | None:
-        """A notice for encoding settings given for an output that takes none (lossless FFV1, PNG frames)."""
-        given = [said(k, v) for k, v in (("crf", self.crf), ("preset", self.preset), ("pix_fmt", self.pix_fmt))
-                 if v is not None]
-        kind = output_kind(Path(self.output))
-        if not given or kind == "h264":
-            return None
-        what = "lossless FFV1" if kind == "ffv1" else "a folder of PNG frames"
-        return (f"{' '.join(given)}: {self.output} is {what}, which takes no CRF, preset or pixel format; "
-                f"{'it is' if len(given) == 1 else 'they are'} ignored (they apply to .mp4 and .mov)")
+    def output_encoding(self, job: Job) -> Encoding:
+        """The encoding settled for the job's input: its bit depth and colour tags, and whether sound is copied."""
+        info = job.info
+        return self.encoding.for_input(info.bits, info.color, audio=info.has_audio and not self.no_audio)
 
     def check_inputs(self) -> "Request":
         """The settings checked without reading a file; the request with its defaults settled (the prior's name,
@@ -111,7 +104,7 @@ class Request:
             raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
         if self.overwrite not in OVERWRITE:
             raise UserError(f"{said('overwrite', self.overwrite)}: expected one of {', '.join(OVERWRITE)}")
-        check_encoding(*self.encoding())
+        self.encoding  # noqa: B018  (built and checked here: a wrong setting is refused before any file is read)
         return replace(
             self, prior=prior, overrides=tuple(self.overrides or ()), models=self.models or ModelOptions(),
             seed=whole(0, 2**63 - 1).parse(self.seed, arg("seed")),
@@ -126,13 +119,12 @@ class Request:
         return prepare(self.input, self.output, self.problem, self.config, list(self.overrides), self.start,
                        self.end, self.frames, self.fps, stats=self.stats, models=self.models.models,
                        overwrite=self.overwrite, accept_truncated=self.accept_truncated, window=self.window,
-                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs, claim=claim)
+                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs, claim=claim,
+                       encoding=self.encoding)
 
     def settings(self, job: Job) -> dict:
         """Everything that decides the output's bytes: the windows' pixels and the encoding."""
-        encoding = encoding_settings(Path(self.output), job.info, *self.encoding(),
-                                     self.no_audio)
-        return run_settings(job, self.prior, self.seed, self.models, encoding)
+        return run_settings(job, self.prior, self.seed, self.models, self.output_encoding(job).settings())
 
     def digest(self, job: Job | None = None) -> str:
         """What the output of this request records (``restored_by.settings``): its input, settings and range.

@@ -57,8 +57,7 @@ from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import NotPlaced, claiming, write_json
 from lvtino.pipeline.common import STDIN, check_device, peak_memory_mb, reset_peak_memory, spooled
-from lvtino.pipeline.job import (Job, check_guide, depth_note, output_bits, plan_job, restore_outputs, source_seconds,
-                                 window_shape)
+from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
 from lvtino.pipeline.priors import ModelOptions, Networks, describe_models, make_prior
@@ -70,7 +69,6 @@ from lvtino.video.convert import tensor_to_frames
 from lvtino.video.frames import DecodedFrames, MemoryFrames
 from lvtino.video.reader import VideoInfo
 from lvtino.video.segments import Encoder, Segments
-from lvtino.video.writer import odd_size_note
 
 log = logging.getLogger("lvtino")
 AHEAD = 2  # windows each other process may restore ahead of the main process's join
@@ -102,12 +100,10 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     procs = processes or Processes(check_device(request.device))
     job, output = request.plan(claim=False)
     _claim(request, output, procs)
-    crf, preset, pix_fmt = request.encoding()
+    encoding = request.output_encoding(job)
     if procs.is_main:  # said once, here: the segments' writers are quiet
-        for note in (odd_size_note(output, job.shape[2], job.shape[1], pix_fmt), request.ignored_encoding(),
-                     depth_note(output, job.info)):
-            if note:
-                log.info("%s", note)
+        for note in encoding.notes(output, job.shape[2], job.shape[1], job.info.bits):
+            log.info("%s", note)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
     plan = memory_plan(job, request.prior, request.models or ModelOptions(), procs.device, held)
@@ -117,8 +113,7 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     settings = request.settings(job)
     identity = input_identity(Path(request.input))
     state = RunState(output, identity, settings, procs, request.resume, request.keep_state, not piped).open()
-    segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, crf, preset, pix_fmt,
-                        job.info.rotation, output_bits(output, job.info))
+    segments = Segments(state.segments_folder, output, job.fps, job.start, job.end, encoding, job.info.rotation)
     timer = StageTimer(procs.device)
     timer.seconds.update(dict.fromkeys(STAGES, 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)
@@ -210,7 +205,7 @@ def _claim(request: Request, output: Path, procs: Processes) -> None:
     error = None
     if procs.is_main:
         try:
-            claim_outputs(restore_outputs(output, request.stats), request.overwrite)
+            claim_outputs(restore_outputs(output, request.stats, request.encoding), request.overwrite)
         except UserError as err:
             error = str(err)
     error = procs.broadcast(error)

@@ -35,6 +35,7 @@ from torch import Tensor
 from lvtino.errors import UserError, arg
 from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_partials, sealed_text, trailer,
                           unsealed_text, write_text_atomic)
+from lvtino.video.formats import FRAME_SUFFIXES
 
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
 # what lvtino writes into a state folder (anything else there is a user's, and the folder is not lvtino's to use)
@@ -42,7 +43,7 @@ STATE_ENTRY = re.compile(r"^\.?(?:lock|state\.json|progress|segments|window-\d{6
 # what lvtino writes in segments/ (video.segments: closed segments, open ones and their temporary names, the range)
 # and inside a frame-folder segment
 SEGMENT_ENTRY = re.compile(r"^(?:range\.json|segment-\d{9}-\d{6}-[0-9a-f]{8}(?:\.\w+)?|\.{1,2}open-\d{9}\S*)$")
-SEGMENT_FRAME = re.compile(r"^(?:\d{6}\.png|lvtino\.json)$")
+SEGMENT_FRAME = re.compile(rf"^(?:\d{{6}}(?:{'|'.join(map(re.escape, FRAME_SUFFIXES))})|lvtino\.json)$")
 log = logging.getLogger("lvtino")
 
 

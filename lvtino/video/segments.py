@@ -1,7 +1,8 @@
 """The output as closed segments, joined at the end by stream copy: bounded scratch disk, resumable output.
 
-A segment is a complete file in the output's own container and codec settings
-(or, for a frame-folder output, a folder of PNG frames) that holds a run of
+A segment is a complete file in the output's own container and encoding
+(``lvtino.video.formats.Encoding``; for a frame-folder output, a folder of its
+image frames) that holds a run of
 consecutive final frames. It is written under a temporary name and renamed
 when closed to a name that carries its first frame, its frame count and the
 CRC-32 of its bytes, so a closed segment is never partial, a segment changed
@@ -12,8 +13,8 @@ rebuilt as one continuous stream (decode timestamps shifted by the largest
 B-frame delay of any segment, so they increase by one frame everywhere), the
 audio is copied and cut, the metadata and rotation set, and the file is renamed
 into place. A resumed run keeps every closed segment and encodes only what
-follows them. Each H.264 segment starts with a key frame: segments of one
-window's frames cost a few percent in file size.
+follows them. Each segment of a coded video starts with a key frame: segments of
+one window's frames cost a few percent in file size.
 
 ``Encoder`` converts and encodes segments on a background thread with a
 bounded queue, so that the next window is restored meanwhile.
@@ -41,7 +42,8 @@ from lvtino.errors import UserError, arg
 from lvtino.files import atomic_file, file_crc, fsync_folder, partial_name, place, remove_stale_partials, remove_tree
 from lvtino.video.convert import tensor_to_frames
 from lvtino.video.reader import METADATA_KEY, SIDECAR
-from lvtino.video.writer import AudioTrack, VideoWriter, output_kind, turned_note
+from lvtino.video.formats import Encoding
+from lvtino.video.writer import AudioTrack, VideoWriter, turned_note
 
 log = logging.getLogger("lvtino")
 NAME = re.compile(r"^segment-(\d{9})-(\d{6})-([0-9a-f]{8})(\.\w+)?$")  # first frame, count, CRC-32
@@ -62,21 +64,25 @@ class Segment:
 class Segments:
     """Closed segments of output frames [start, end) in ``folder``; ``write`` adds one, ``join`` makes the file."""
 
-    def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int, crf: int = 18,
-                 preset: str = "medium", pix_fmt: str = "yuv420p", rotation: int = 0, bits: int = 8):
+    def __init__(self, folder: Path, output: Path, fps: Fraction, start: int, end: int,
+                 encoding: Encoding | None = None, rotation: int = 0):
+        """``encoding``: what the output is written as, settled for its input (the output path's default format
+        at 8 bits when not given)."""
         self.rotation = rotation  # a frame folder's frames are written turned by it (a video file gets the tag)
-        self.bits = bits  # 16: the frames are kept at 16 bits (a deep input into lossless FFV1)
         self.folder, self.output = Path(folder), Path(output)
-        self.kind = output_kind(self.output)
-        self.suffix = "" if self.kind == "frames" else self.output.suffix
-        self.fps, self.crf, self.preset, self.pix_fmt = Fraction(fps), crf, preset, pix_fmt
+        self.encoding = encoding or Encoding.choose(self.output).for_input()
+        self.frames = self.encoding.format.folder  # a folder of image frames, joined by links
+        self.image = self.encoding.format.encoder if self.frames else None  # the frames' suffix
+        self.suffix = "" if self.frames else self.output.suffix
+        self.fps = Fraction(fps)
         self.start, self.end = start, end
 
     def open(self) -> "Segments":
         """Make the folder ready for this range: segments of another range or format go, and so does a segment
         never closed (a kill while it was written); the closed ones stay for ``covered``."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"start": self.start, "end": self.end, "output": self.output.suffix}
+        record = {"start": self.start, "end": self.end, "output": self.output.suffix,
+                  "encoding": self.encoding.settings()}
         stamp = self.folder / "range.json"
         if not stamp.is_file() or _read_json(stamp) != record:
             for p in self.folder.iterdir():
@@ -116,9 +122,9 @@ class Segments:
             log.info("%s: a closed segment (frames %d to %d) is damaged; its frames will be made again", self.output,
                      seg.first, seg.end - 1)
             return False
-        if self.kind == "frames":
-            return all((seg.path / f"{k:06d}.png").is_file() and (seg.path / f"{k:06d}.png").stat().st_size > 0
-                       for k in range(seg.count))
+        if self.frames:
+            return all((seg.path / f"{k:06d}{self.image}").is_file()
+                       and (seg.path / f"{k:06d}{self.image}").stat().st_size > 0 for k in range(seg.count))
         try:
             with av.open(str(seg.path)) as src:
                 return sum(1 for p in src.demux(src.streams.video[0]) if p.size > 0) == seg.count
@@ -126,13 +132,13 @@ class Segments:
             return False
 
     def write(self, first: int, frames: np.ndarray) -> Segment:
-        """Encode frames (n, H, W, 3) uint8 as the segment starting at output frame ``first``; closed on return."""
+        """Encode frames (n, H, W, 3) (uint8, or uint16 for a deep output) as the segment starting at output frame
+        ``first``; closed on return."""
         path = self._open_name(first)
-        if self.kind == "frames" and self.rotation % 360:  # a folder of images has no rotation tag: turned
+        if self.frames and self.rotation % 360:  # a folder of images has no rotation tag: turned
             frames = np.ascontiguousarray(np.rot90(frames, k=(self.rotation // 90) % 4, axes=(1, 2)))
         # the writer's notices (an odd size padded) are said once, for the output, when the run is planned
-        with VideoWriter(path, self.fps, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
-                         notices=False) as writer:
+        with VideoWriter(path, self.fps, self.encoding) as writer:
             for frame in frames:
                 writer.write(frame)
         return self._close(path, first, len(frames))
@@ -169,7 +175,7 @@ class Segments:
                             f"{self.folder.parent} (removed or changed while the run worked); nothing was written: "
                             "run the command again")
         remove_stale_partials(self.output)
-        if self.kind == "frames":
+        if self.frames:
             self._join_frames(segments, metadata or {})
         else:
             self._join_video(segments, metadata or {}, audio_from, audio_range, rotation)
@@ -183,7 +189,8 @@ class Segments:
         try:
             for seg in segments:  # hard links: no second copy on disk, and the segments stay whole until the end
                 for k in range(seg.count):
-                    _link(seg.path / f"{k:06d}.png", tmp / f"{seg.first - self.start + k:06d}.png")
+                    name = f"{{:06d}}{self.image}"
+                    _link(seg.path / name.format(k), tmp / name.format(seg.first - self.start + k))
             (tmp / SIDECAR).write_text(json.dumps({"fps": str(self.fps.limit_denominator(1_000_000)),
                                                    "lvtino": metadata}, indent=1))
             place(tmp, self.output)
@@ -214,15 +221,19 @@ class Segments:
         by the largest B-frame delay of any segment."""
         fps = self.fps.limit_denominator(1_000_000)
         delay = max(_delay(s.path, fps) for s in segments)
-        with av.open(str(path), mode="w") as out:
+        with av.open(str(path), mode="w", options={"fflags": "+bitexact"}) as out:  # as VideoWriter's
             if metadata:
                 out.metadata[METADATA_KEY] = json.dumps({"lvtino": metadata})
             with av.open(str(segments[0].path)) as first:
-                stream = out.add_stream_from_template(first.streams.video[0])
+                # opaque: the codec parameters as they are, without looking up an encoder by the decoder's name
+                # (AV1 is read by libdav1d, which encodes nothing)
+                stream = out.add_stream_from_template(first.streams.video[0], opaque=True)
             stream.codec_context.framerate = fps  # the muxer's average rate (Matroska's default duration)
+            if self.encoding.codec_tag:  # not carried by the template: the muxer would choose its own (hev1)
+                stream.codec_context.codec_tag = self.encoding.codec_tag
             if rotation:
                 stream.set_display_rotation(rotation)
-            track = AudioTrack(out, self.kind, audio[0], self.output) if audio and audio[0] else None
+            track = AudioTrack(out, self.encoding.container, audio[0], self.output) if audio and audio[0] else None
             decode_index = 0
             for seg in segments:
                 with av.open(str(seg.path)) as src:
@@ -340,10 +351,11 @@ class Encoder:
                 continue  # drain: nothing more is written after a failure
             first, frames = item
             try:
-                seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames, self.segments.bits))))
+                bits = self.segments.encoding.frame_bits
+                seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames, bits))))
                 self.segments_bytes += _size(seg.path)
                 self._small.append(seg)
-                if len(self._small) >= MERGE and self.segments.kind != "frames":
+                if len(self._small) >= MERGE and not self.segments.frames:
                     small = sum(_size(s.path) for s in self._small)
                     merged = self.segments.merge(self._small)
                     self.segments_bytes += _size(merged.path) - small

@@ -1,11 +1,11 @@
 """Streaming video output, written to a temporary name and renamed only when complete.
 
-The output kind follows the path: ``.mp4``/``.mov``/``.m4v`` encode H.264
-(libx264, yuv420p by default with an odd side padded by one pixel, or yuv444p;
-BT.709 tags; ``lossless=True`` gives libx264rgb at qp 0), ``.mkv`` encodes lossless
-FFV1 RGB, and a path without a suffix becomes a folder of PNG frames. The audio of
-``audio_from`` is copied in (re-encoded to AAC where the container refuses its
-codec), optionally cut to a time range.
+What is written is an ``Encoding`` (``lvtino.video.formats``: a format of the
+registry with its settings); without one, the path's default format: ``.mp4``,
+``.mov``, ``.m4v`` H.264, ``.mkv`` lossless FFV1, ``.webm`` VP9, a path without a
+suffix a folder of PNG frames. The audio of ``audio_from`` is copied in
+(re-encoded where the container refuses its codec), optionally cut to a time
+range.
 """
 
 from __future__ import annotations
@@ -18,64 +18,17 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorRange, VideoReformatter
 import imageio.v3 as iio
 import numpy as np
 
-from lvtino.errors import UserError, arg, said
+from lvtino.errors import UserError
 from lvtino.files import partial_name, place, remove_stale_partials
+from lvtino.video.formats import Container, Encoding
 from lvtino.video.reader import METADATA_KEY, SIDECAR
 
 log = logging.getLogger("lvtino")
-PIX_FMTS = ("yuv420p", "yuv444p")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
-MKV_MAX_FPS = 1000  # Matroska stores times in milliseconds: a faster rate repeats timestamps
-
-
-def check_encoding(crf: int, preset: str, pix_fmt: str) -> None:
-    """The H.264 settings, with the command line's words."""
-    from lvtino.validation import Choice, whole
-
-    whole(0, 51).parse(crf, arg("crf"))
-    Choice(X264_PRESETS).parse(preset, arg("preset"))
-    Choice(PIX_FMTS).parse(pix_fmt, arg("pix_fmt"))
-
-
-def check_rate(path: str | Path, fps: Fraction) -> None:
-    """Refuse a frame rate the output's container cannot represent (one line, before any work)."""
-    if output_kind(path) == "ffv1" and fps > MKV_MAX_FPS:
-        raise UserError(f"{path}: {float(fps):g} fps is faster than Matroska can time (its timestamps are "
-                        f"milliseconds: at most {MKV_MAX_FPS} fps); write .mp4 or a folder of frames")
-
-H264_SUFFIXES = (".mp4", ".mov", ".m4v")
-FFV1_SUFFIXES = (".mkv",)
-BT709 = 1  # ITU-T H.273 code for BT.709 primaries, transfer and matrix
-# audio codecs copied as they are into .mp4/.mov (players expect these there); others become AAC.
-# Matroska takes any codec.
-MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
-
-
-def output_kind(path: str | Path) -> str:
-    """"h264", "ffv1" or "frames", from the output path; anything else is refused."""
-    suffix = Path(path).suffix.lower()
-    if suffix in H264_SUFFIXES:
-        return "h264"
-    if suffix in FFV1_SUFFIXES:
-        return "ffv1"
-    if suffix == "":
-        return "frames"
-    raise UserError(f"{path}: unsupported output type {suffix!r} (use {', '.join(H264_SUFFIXES + FFV1_SUFFIXES)} "
-                    "or a folder name without a suffix for PNG frames)")
-
-
-def odd_size_note(path: Path, width: int, height: int, pix_fmt: str) -> str | None:
-    """What an H.264 4:2:0 output of an odd size gets (a padded pixel), in the caller's words; None otherwise."""
-    if output_kind(Path(path)) != "h264" or pix_fmt != "yuv420p" or not (width % 2 or height % 2):
-        return None
-    return (f"{path}: odd frame size {width}x{height} padded to {width + width % 2}x{height + height % 2} for "
-            f"yuv420p (what players decode); {said('pix_fmt', 'yuv444p')} keeps the exact size")
 
 
 def turned_note(path: Path, rotation: int) -> None:
@@ -84,27 +37,24 @@ def turned_note(path: Path, rotation: int) -> None:
 
 
 class VideoWriter:
-    """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) uint8 RGB frames, or uint16 ones
-    into FFV1 (.mkv), which keeps them at 16 bits (gbrp16le).
+    """``with VideoWriter(path, fps) as w: w.write(frame)`` for (H, W, 3) RGB frames: uint8, or uint16 for an
+    output deeper than 8 bits (a uint8 frame into a deep output is widened exactly).
 
-    H.264 outputs are ``pix_fmt`` yuv420p (what browsers, phones and QuickTime play; an
-    odd size is padded by one pixel) or yuv444p (any size, fewer players).
-
+    ``encoding``: what is written (``Encoding.choose(...).for_input(...)``); without it, ``codec``, ``crf``,
+    ``preset``, ``pix_fmt`` and ``lossless`` choose one for the path, its depth following the first frame's.
     Nothing appears at ``path`` until the block ends without an error; then the
     complete file (or folder) is renamed into place in one step.
     """
 
-    def __init__(self, path: str | Path, fps: Fraction, crf: int = 18, preset: str = "medium",
+    def __init__(self, path: str | Path, fps: Fraction, encoding: Encoding | None = None, *, codec: str | None = None,
+                 crf: int | None = None, preset: str | None = None, pix_fmt: str | None = None,
                  lossless: bool = False, metadata: dict | None = None, audio_from: str | Path | None = None,
-                 audio_range: tuple[float, float | None] | None = None, rotation: int = 0,
-                 pix_fmt: str = "yuv420p", notices: bool = True):
-        if pix_fmt not in PIX_FMTS:
-            raise UserError(f"{said('pix_fmt', pix_fmt)}: expected one of {', '.join(PIX_FMTS)}")
-        self.pix_fmt, self._pad, self.notices = pix_fmt, (0, 0), notices
+                 audio_range: tuple[float, float | None] | None = None, rotation: int = 0):
         self.path = Path(path)
-        self.kind = output_kind(self.path)
+        self.encoding = encoding or Encoding.choose(self.path, codec, crf, preset, pix_fmt, lossless=lossless)
+        self.folder = self.encoding.format.folder
+        self._pad = (0, 0)
         self.fps = Fraction(fps).limit_denominator(1_000_000)
-        self.crf, self.preset, self.lossless = crf, preset, lossless
         self.metadata = metadata or {}
         self._reformatter = VideoReformatter()  # one conversion context for every frame
         self.audio_from = Path(audio_from) if audio_from else None
@@ -118,7 +68,7 @@ class VideoWriter:
     def __enter__(self) -> "VideoWriter":
         remove_stale_partials(self.path)
         _remove(self.tmp)
-        if self.kind == "frames":
+        if self.folder:
             self.tmp.mkdir(parents=True)
         return self
 
@@ -138,63 +88,62 @@ class VideoWriter:
 
     # -- frames -------------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
-        deep = frame.dtype == np.uint16 and self.kind == "ffv1"
-        if (frame.dtype != np.uint8 and not deep) or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) uint8 frame (uint16 into .mkv), got {frame.dtype} {frame.shape}")
-        if self._stream is not None and deep != (self._stream.pix_fmt == "gbrp16le"):
-            raise ValueError(f"{self.path}: frames of 8 and 16 bits mixed in one video")
-        if self.kind == "frames":
-            iio.imwrite(self.tmp / f"{self.count:06d}.png", frame)
+        if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 or uint16 frame, got {frame.dtype} {frame.shape}")
+        if self.encoding.pix_fmt is None:  # settled by the first frame: its depth
+            self.encoding = self.encoding.for_input(8 if frame.dtype == np.uint8 else 16, audio=self.encoding.audio)
+        if self.encoding.frame_bits == 8 and frame.dtype == np.uint16:
+            raise ValueError(f"{self.path}: a 16-bit frame into {self.encoding.format.title} at 8 bits")
+        if self.encoding.frame_bits == 16 and frame.dtype == np.uint8:
+            frame = frame.astype(np.uint16) * 257  # exact: 255 -> 65535
+        if self.folder:
+            iio.imwrite(self.tmp / f"{self.count:06d}{self.encoding.format.encoder}", frame,
+                        **self.encoding.format.image_options)
         else:
             if self._stream is None:
-                self._open(frame.shape[1], frame.shape[0], deep)
-            if any(self._pad):  # 4:2:0 of an odd size: the last row or column repeated
+                self._open(frame.shape[1], frame.shape[0])
+            if any(self._pad):  # subsampled chroma of an odd size: the last row or column repeated
                 frame = np.pad(frame, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
+            deep = frame.dtype == np.uint16
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb48le" if deep else "rgb24")
-            if self._stream.pix_fmt.startswith("yuv"):
-                vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt, dst_colorspace="itu709")
+            enc = self.encoding
+            if enc.yuv:
+                vf = self._reformatter.reformat(vf, format=enc.pix_fmt, dst_colorspace=enc.matrix(),
+                                                dst_color_range=ColorRange(enc.colour[3]))
+                # the frame carries the tags too (some encoders, ProRes, write the frame's, not the stream's), set
+                # after the conversion: given to swscale they make it convert the gamut, not only tag it
+                vf.color_primaries, vf.color_trc = enc.colour[0], enc.colour[1]
             else:
-                vf = self._reformatter.reformat(vf, format=self._stream.pix_fmt)
+                vf = self._reformatter.reformat(vf, format=enc.pix_fmt)
             vf.pts = self.count
             vf.time_base = Fraction(1, 1) / self.fps  # pts counts frames
             for packet in self._stream.encode(vf):
                 self._container.mux(packet)
         self.count += 1
 
-    def _open(self, width: int, height: int, deep: bool = False) -> None:
-        self._container = av.open(str(self.tmp), mode="w")
+    def _open(self, width: int, height: int) -> None:
+        enc = self.encoding
+        enc.check_frames(self.path, self.fps, width, height)
+        # bitexact: no random identifiers or library versions in the container, so the bytes follow the frames
+        self._container = av.open(str(self.tmp), mode="w", options={"fflags": "+bitexact"})
         if self.metadata:
             self._container.metadata[METADATA_KEY] = json.dumps({"lvtino": self.metadata})
-        if self.kind == "ffv1":
-            stream = self._container.add_stream("ffv1", rate=self.fps)
-            stream.pix_fmt = "gbrp16le" if deep else "bgr0"  # FFV1 codes RGB losslessly (reversible transform)
-        elif self.lossless:
-            stream = self._container.add_stream("libx264rgb", rate=self.fps)
-            stream.pix_fmt = "rgb24"
-            stream.options = {"qp": "0", "preset": self.preset}
-        else:
-            stream = self._container.add_stream("libx264", rate=self.fps)
-            stream.pix_fmt = self.pix_fmt
-            if self.pix_fmt == "yuv420p" and (width % 2 or height % 2):
-                # 4:2:0 needs even sizes and H.264 crops only by 2 pixels: pad by one, or --pix-fmt yuv444p
-                self._pad = (width % 2, height % 2)
-                if self.notices:
-                    log.info("%s", odd_size_note(self.path, width, height, self.pix_fmt))
-                width, height = width + self._pad[0], height + self._pad[1]
-            # mb-tree off: with it, x264 (core 165) reads memory it never wrote when a stream ends with B-frames in
-            # its lookahead, so the same frames gave other bytes from run to run (every glibc MALLOC_PERTURB_
-            # value its own bytes; none with mbtree=0, bf=0 or b-pyramid none on one clip, only mbtree=0 and bf=0
-            # on another). Without it crf N is about crf N-1 with it (street clip: -14 % bytes, -0.9 dB)
-            stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "mbtree=0"}
-            cc = stream.codec_context
-            cc.color_primaries = cc.color_trc = cc.colorspace = BT709
-        if stream.codec_context.name.startswith("libx264"):
-            # one encoding thread: x264's automatic count follows the CPUs the process may use, and its bytes follow
-            # the count (the same frames on one CPU and on two: other bytes); the bytes must be a function of the
-            # frames and settings for --resume and seeds to mean anything. At 720p, medium, on this 2-core
-            # machine: 22-29 fps either way, beside a restoration that is far slower
-            stream.codec_context.thread_count = 1
-        stream.width, stream.height = width, height
+        stream = self._container.add_stream(enc.format.encoder, rate=self.fps)
+        stream.pix_fmt = enc.pix_fmt
+        stream.options = enc.encoder_options()
+        self._pad = enc.pad(width, height)  # said once at plan time (Encoding.notes)
+        cc = stream.codec_context
+        if enc.yuv:
+            cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = enc.colour
+        if enc.format.threads:
+            # x264 and x265 choose their thread count from the CPUs the process may use, and their bytes follow
+            # it (the same frames on one CPU and on two: other bytes); the bytes must be a function of the frames
+            # and settings for --resume and seeds to mean anything. At 720p, medium, on a 2-core machine: x264
+            # 22-29 fps either way, beside a restoration that is far slower
+            cc.thread_count = enc.format.threads
+        if enc.codec_tag:
+            cc.codec_tag = enc.codec_tag
+        stream.width, stream.height = width + self._pad[0], height + self._pad[1]
         stream.time_base = Fraction(1, 1) / self.fps
         if self.rotation:
             stream.set_display_rotation(self.rotation)
@@ -213,7 +162,7 @@ class VideoWriter:
             raise
 
     def _finish(self) -> None:
-        if self.kind == "frames":
+        if self.folder:
             # the sidecar records the folder's frame rate, and lvtino's metadata if any
             sidecar = {"fps": str(self.fps), "lvtino": self.metadata}
             (self.tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1))
@@ -232,7 +181,8 @@ class VideoWriter:
 
     def _add_audio_stream(self) -> None:
         """Declare the audio stream before the first packet is written (muxers need all streams up front)."""
-        self._audio = AudioTrack(self._container, self.kind, self.audio_from, self.path) if self.audio_from else None
+        self._audio = (AudioTrack(self._container, self.encoding.container, self.audio_from, self.path)
+                       if self.audio_from else None)
 
     def _copy_audio(self) -> None:
         if self._audio is not None:
@@ -240,10 +190,10 @@ class VideoWriter:
 
 
 class AudioTrack:
-    """The first audio stream of ``source``, declared in an output ``container`` and copied after the video:
-    as it is where the container takes its codec, else re-encoded to AAC (with a notice)."""
+    """The first audio stream of ``source``, declared in an output ``container`` (of kind ``box``) and copied
+    after the video: as it is where the container takes its codec, else re-encoded (with a notice)."""
 
-    def __init__(self, container, kind: str, source: str | Path, path: Path):
+    def __init__(self, container, box: Container, source: str | Path, path: Path):
         self.container, self.source, self.how, self.stream = container, Path(source), None, None
         with av.open(str(self.source)) as src:
             if not src.streams.audio:
@@ -254,14 +204,19 @@ class AudioTrack:
                             "has no sound", path, self.source)
                 return
             name = ain.codec_context.name
-            if kind == "ffv1" or name in MP4_AUDIO:
+            if box.audio is None or name in box.audio:
                 self.how, self.stream = "copy", container.add_stream_from_template(ain)
             else:
-                log.warning("%s: the container cannot hold %s audio; re-encoding it to AAC", path, name)
-                aout = container.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+                encoder = box.audio_encoder
+                log.warning("%s: %s cannot hold %s audio; re-encoding it to %s", path, box.name, name,
+                            encoder.removeprefix("lib").upper() if encoder != "libopus" else "Opus")
+                rate = ain.codec_context.sample_rate or 48000
+                if box.audio_rates and rate not in box.audio_rates:
+                    rate = box.audio_rates[0]
+                aout = container.add_stream(encoder, rate=rate)
                 channels = len(ain.codec_context.layout.channels) if ain.codec_context.layout else 2
                 aout.layout = STANDARD_LAYOUTS.get(channels, "stereo")
-                self.how, self.stream = "aac", aout
+                self.how, self.stream = "encode", aout
 
     def copy(self, t0: float = 0.0, t1: float | None = None) -> None:
         """The audio from ``t0`` to ``t1`` seconds of the source's own timeline."""
@@ -299,7 +254,9 @@ def _remux_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
 
 def _transcode_audio(src, ain, aout, out, t0: float, t1: float | None) -> None:
     rate = aout.codec_context.sample_rate
-    resampler = av.AudioResampler(format="fltp", layout=aout.layout, rate=rate)
+    formats = aout.codec_context.codec.audio_formats or ()
+    fmt = "fltp" if any(f.name == "fltp" for f in formats) or not formats else formats[-1].name
+    resampler = av.AudioResampler(format=fmt, layout=aout.layout, rate=rate)
     pts = 0
     for frame in src.decode(ain):
         if frame.time is not None and (frame.time < t0 - 1e-6 or (t1 is not None and frame.time >= t1 - 1e-6)):
