@@ -358,3 +358,43 @@ def test_a_video_piped_in_is_restored_as_the_same_file_would_be(street_low, tmp_
     proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", "-", "-o", str(tmp_path / "r.mkv"), *args,
                            "--resume"], stdin=piped.open("rb"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "a pipe cannot be read again" in proc.stderr
+
+
+def test_a_pipe_without_a_written_duration_is_restored_whole(tmp_path):
+    """A muxer writing into a pipe cannot go back to write the duration; with PCM sound FFmpeg then guesses one from
+    the bit rates (4x too long here), which a pipe's input must not be held to: every frame piped is restored."""
+    import av
+    import threading
+
+    frames = smooth_frames(24, 32, 48)
+    read_end, write_end = os.pipe()
+
+    def feed():
+        with os.fdopen(write_end, "wb") as pipe, av.open(pipe, "w", format="matroska") as out:
+            vs = out.add_stream("ffv1", rate=24)
+            vs.width, vs.height, vs.pix_fmt = 48, 32, "bgr0"
+            sound = out.add_stream("pcm_s16le", rate=48000)
+            sound.layout = "stereo"
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="bgr0")
+                vf.pts = i
+                for p in vs.encode(vf):
+                    out.mux(p)
+                af = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.int16), format="s16", layout="stereo")
+                af.sample_rate, af.pts = 48000, i * 2000
+                for p in sound.encode(af):
+                    out.mux(p)
+            for s in (vs, sound):
+                for p in s.encode():
+                    out.mux(p)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    with os.fdopen(read_end, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "lvtino", "restore", "-", "-o", str(tmp_path / "up.mkv"),
+                               "--scale", "2", "--prior", "pinv"], stdin=stdin, capture_output=True, text=True,
+                              timeout=300)
+    thread.join()
+    assert proc.returncode == 0, proc.stderr
+    info = probe(tmp_path / "up.mkv")
+    assert (info.frames, info.width, info.height, info.has_audio) == (24, 96, 64, True)

@@ -120,5 +120,7 @@ def reading_stdin(fn):
     @functools.wraps(fn)
     def wrapper(input, output, *args, **kwargs):
         with spooled(input, output) as source:
+            if source != input:  # a pipe's frame count is what it holds (see pipeline.restore)
+                kwargs["accept_truncated"] = True
             return fn(source, output, *args, **kwargs)
     return wrapper

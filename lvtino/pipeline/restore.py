@@ -81,7 +81,10 @@ def restore(request: Request, processes: Processes | None = None, networks: Netw
     see ``_restore``."""
     with spooled(request.input, request.output, request.resume) as source:
         piped = source != request.input
-        return _restore(replace(request, input=source) if piped else request, processes, networks, piped)
+        # a pipe's frame count is what it holds: a muxer writing to a pipe cannot go back to write a duration, and
+        # FFmpeg then guesses one from the bit rates (PCM sound beside ProRes: 8 s for 2)
+        return _restore(replace(request, input=source, accept_truncated=True) if piped else request, processes,
+                        networks, piped)
 
 
 def _restore(request: Request, processes: Processes | None, networks: Networks | None, piped: bool) -> dict | None:
