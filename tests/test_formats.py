@@ -62,6 +62,17 @@ def _decoded(path: Path, deep: bool) -> np.ndarray:
     return np.stack(list(read_frames(probe(path), deep=deep))).astype(np.float64)
 
 
+@pytest.mark.parametrize("name,suffix", [(n, s) for n in WRITABLE for s in FORMATS[n].suffixes])
+def test_a_format_goes_in_every_container_it_names(tmp_path, name, suffix):
+    """Each suffix an entry lists takes its codec (a muxer that refuses it would fail only after the restoration)."""
+    path = tmp_path / f"out{suffix}"
+    with VideoWriter(path, FPS, Encoding.choose(path, name).for_input()) as writer:
+        for f in smooth_frames(3, 16, 64):
+            writer.write(f)
+    info = probe(path)
+    assert (info.frames, info.width, info.height) == (3, 64, 16)
+
+
 @pytest.mark.parametrize("name,bits", [(n, b) for n in WRITABLE for b in sorted(FORMATS[n].depths)])
 @pytest.mark.parametrize("size", [(24, 32), (21, 31)], ids=["even", "odd"])
 def test_a_format_round_trips_frames_size_rate_sound_and_depth(tmp_path, name, bits, size):

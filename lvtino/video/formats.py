@@ -143,7 +143,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("h264-rgb", "lossless H.264 RGB (libx264rgb, qp 0)", "libx264rgb", (".mp4", ".mov", ".m4v", ".mkv"),
            {8: "rgb24"}, (), None, X264_PRESETS, "medium", lossless=True,
            options=lambda enc: {"qp": "0", "preset": enc.preset}, threads=1, pad_odd=False),
-    Format("hevc", "HEVC (libx265)", "libx265", (".mp4", ".mov", ".m4v", ".mkv"),
+    Format("hevc", "HEVC (libx265)", "libx265", (".mp4", ".mov", ".mkv"),  # .m4v's muxer (ipod) refuses HEVC
            {8: "yuv420p", 10: "yuv420p10le", 12: "yuv420p12le"}, _YUV8 + _YUV10 + _YUV12, (0, 51, 20),
            X264_PRESETS, "medium", options=_x26x("x265-params=log-level=error"), threads=1, tag="hvc1",
            # the libx265 of PyAV 18.1's FFmpeg writes past a buffer at these widths (glibc aborts the process at a
