@@ -157,3 +157,16 @@ def test_bench_speed_prints_its_ratios(real_frames):
     out = script("bench_speed.py", "--repeat", "1", "--frames", "13")
     assert "lvtino tv / minterpolate" in out and "outside the prior / plain decode + encode" in out
     assert "PDHG iteration on [1, 3, 12, 360, 640]" in out and "ffmpeg minterpolate (PyAV graph)" in out
+
+
+def test_bench_formats_prints_a_row_per_format_and_depth(real_frames):
+    """On 3 street frames: one row per writable format and depth, lossless ones read back exactly."""
+    from lvtino.video.formats import FORMATS
+
+    out = script("bench_formats.py", "--count", "3")
+    rows = [line.split() for line in out.splitlines()[2:]]
+    expected = {(n, str(b)) for n, f in FORMATS.items() if f.available() is None
+                for b in {min(f.depths), max(f.depths)}}
+    assert {(r[0], r[1]) for r in rows} == expected
+    assert all(r[-1] == "inf" for r in rows if FORMATS[r[0]].lossless)
+    assert all(30 < float(r[-1]) < 80 for r in rows if not FORMATS[r[0]].lossless)

@@ -88,7 +88,7 @@ class Format:
     preset: str | None = None          # the default preset
     lossless: bool = False
     options: Callable[["Encoding"], dict] = field(default=lambda enc: {}, compare=False)
-    threads: int = 0                   # 1 where the bytes follow the thread count (x264, x265); 0: FFmpeg's
+    threads: int = 0                   # fixed where the bytes follow the thread count (x264 1, VP9 8); 0: FFmpeg's
     # an odd side of subsampled chroma padded by one pixel: H.264 and HEVC crop only by whole chroma samples, and
     # swscale's conversion of an odd-sized frame to 4:2:0 is off at the edge (10 bits: 14 grey levels on average)
     pad_odd: bool = True
@@ -145,7 +145,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            options=lambda enc: {"qp": "0", "preset": enc.preset}, threads=1, pad_odd=False),
     Format("hevc", "HEVC (libx265)", "libx265", (".mp4", ".mov", ".mkv"),  # .m4v's muxer (ipod) refuses HEVC
            {8: "yuv420p", 10: "yuv420p10le", 12: "yuv420p12le"}, _YUV8 + _YUV10 + _YUV12, (0, 51, 20),
-           X264_PRESETS, "medium", options=_x26x("x265-params=log-level=error"), threads=1, tag="hvc1",
+           # x265's bytes follow its frame threads and its thread pool, which it sizes by the CPUs the process may
+           # use (pools of 1, 2, 4 and the default: four other streams of the same frames): both fixed at one
+           X264_PRESETS, "medium", options=_x26x("x265-params=log-level=error:frame-threads=1:pools=1"), tag="hvc1",
            # the libx265 of PyAV 18.1's FFmpeg writes past a buffer at these widths (glibc aborts the process at a
            # later allocation; found at 34-48, any height, 4:2:0 and 4:2:2)
            bad_widths=(33, 48)),
@@ -153,7 +155,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            ("yuv422p10le", "yuv444p10le"), options=_prores, full_range=False),
     Format("ffv1", "lossless FFV1", "ffv1", (".mkv",), {8: "bgr0", 16: "gbrp16le"}, lossless=True, pad_odd=False),
     Format("vp9", "VP9 (libvpx-vp9)", "libvpx-vp9", (".webm", ".mkv", ".mp4"), {8: "yuv420p"}, _YUV8,
-           (0, 63, 24), tuple(str(k) for k in range(9)), "4", options=_vp9),
+           # libvpx's bytes differ between one thread and more (the default follows the CPUs); eight, fixed
+           (0, 63, 24), tuple(str(k) for k in range(9)), "4", options=_vp9, threads=8),
     Format("av1", "AV1 (SVT-AV1)", "libsvtav1", (".webm", ".mkv", ".mp4"), {8: "yuv420p", 10: "yuv420p10le"},
            ("yuv420p", "yuv420p10le"), (1, 63, 30), tuple(str(k) for k in range(14)), "8", options=_av1),
     Format("png", "a folder of PNG frames", ".png", ("",), {8: "rgb24"}, lossless=True, pad_odd=False),

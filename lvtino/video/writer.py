@@ -136,7 +136,7 @@ class VideoWriter:
         if enc.yuv:
             cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = enc.colour
         if enc.format.threads:
-            # x264 and x265 choose their thread count from the CPUs the process may use, and their bytes follow
+            # x264 and libvpx choose their thread count from the CPUs the process may use, and their bytes follow
             # it (the same frames on one CPU and on two: other bytes); the bytes must be a function of the frames
             # and settings for --resume and seeds to mean anything. At 720p, medium, on a 2-core machine: x264
             # 22-29 fps either way, beside a restoration that is far slower
