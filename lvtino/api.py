@@ -80,7 +80,7 @@ def _request(name: str, input, output, *, models: tuple, words: tuple, options: 
     """A ``pipeline.request.Request`` from the Python keywords (each checked: one line for an unknown one)."""
     from dataclasses import fields
 
-    from lvtino.pipeline.priors import ModelOptions
+    from lvtino.models.options import ModelOptions
     from lvtino.pipeline.request import Request
 
     _check_keywords(name, [f.name for f in fields(Request)], options,
@@ -134,10 +134,19 @@ class Restorer:
     FILE_ONLY = ("stats", "codec", "crf", "preset", "pix_fmt", "no_audio", "resume", "keep_state", "accept_truncated",
                  "dry_run", "overwrite")
 
-    def __init__(self, request, networks=None):
-        """``request``: a ``pipeline.request.Request`` (its input and output unused); see ``from_preset``."""
+    def __init__(self, request=None, networks=None, **keywords):
+        """``request``: a ``pipeline.request.Request`` (its input and output unused); or a preset's name (or
+        nothing) with ``from_preset``'s keywords: ``Restorer(scale=4, prior="tv")``, ``Restorer("A")``."""
         from lvtino.pipeline.priors import Networks
+        from lvtino.pipeline.request import Request
 
+        if not isinstance(request, Request):
+            if request is not None and not isinstance(request, str):
+                raise UserError(f"lvtino.Restorer: expected a preset's name, a Request or keywords, got "
+                                f"{type(request).__name__}")
+            request = type(self).from_preset(request, **keywords).request
+        elif keywords:
+            raise UserError(f"lvtino.Restorer: a Request and keywords ({', '.join(sorted(keywords))}): give one")
         self.request, self.networks = request.check_inputs(), networks or Networks()
 
     @classmethod

@@ -19,8 +19,8 @@ from fractions import Fraction
 from lvtino.config import known_problems
 from lvtino.errors import DiskFull, NetworkError, NotWritten, UserError, is_disk_full, naming
 from lvtino.files import NotPlaced, output_claims
-from lvtino.models.base import DTYPES, OFFLOAD_MODES, TILING_MODES
-from lvtino.pipeline.priors import PRIORS, ModelOptions
+from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES, ModelOptions
+from lvtino.pipeline.catalog import PRIORS, prior_help
 from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
@@ -85,7 +85,7 @@ def _add_overwrite_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_words_options(p: argparse.ArgumentParser, restoring: bool) -> None:
-    from lvtino.physics.resample import RESAMPLERS
+    from lvtino.physics.resamplers import RESAMPLERS
     from lvtino.pipeline.words import FPS_MODES
 
     larger = "larger" if restoring else "smaller"
@@ -171,7 +171,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="networks of the lvtino priors: a models YAML file (default: the packaged "
                         "configs/models.yaml), or 'tiny' for small random networks (a code-path check: the output "
                         "is meaningless for quality)")
-    p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+    p.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES],
                    help="dtype of the networks (default auto: on CUDA bfloat16 for Wan and float16 for SDXL, as the "
                         "published code; float32 on the CPU); "
                         "data-consistency steps always run in float32")
@@ -241,11 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a restoration of the same input made by another tool (Real-ESRGAN, RIFE, video2x, Topaz, "
                         "a player...) at the output's size, frame rate and frame count: the output is the video "
                         "closest to it that explains the input (instead of --prior)")
-    p.add_argument("--prior", default=None, choices=PRIORS, metavar="PRIOR",
-                   help="pinv: the frames nearest a motion-interpolated start that fit the input; tv: "
-                        "spatio-temporal TV (default); lvtino: the video + image consistency models (needs their "
-                        "weights, see `lvtino download`); "
-                        "lvtino-video / lvtino-image: one model only (the paper's ablations)")
+    p.add_argument("--prior", default=None, choices=list(PRIORS), metavar="PRIOR", help=prior_help())
     p.add_argument("--start", default=None, metavar="FRAME|TIME",
                    help="first output frame to restore: a frame number, seconds (12.5 or 12.5s) or a time "
                         "[HH:]MM:SS[.fff] (default 0)")
@@ -261,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-state", action="store_true", help="keep the state folder after success")
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
                    help="check everything and print the plan (range, windows; for --prior lvtino which network sits "
-                        "where at each stage and the expected peak memory), write nothing")
+                        "where at each stage and the expected peak memory, and that the weights are here), write "
+                        "nothing")
     p.add_argument("--stats", metavar="FILE.json", help="write timings, peak memory and solver facts here")
     _add_run_options(p)
     _add_overwrite_options(p)
@@ -288,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or MANIFEST-summary.csv beside a manifest); a summary an earlier batch wrote there is "
                         "replaced, any other file only with -y, and never an input or the manifest")
     _add_problem_options(p, required=False)
-    p.add_argument("--prior", default="tv", choices=PRIORS, metavar="PRIOR",
+    p.add_argument("--prior", default="tv", choices=list(PRIORS), metavar="PRIOR",
                    help="prior of items that name none (default tv)")
     _add_words_options(p, restoring=True)
     _add_run_options(p)
@@ -307,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the benchmark is run again.")
     p.add_argument("clips", nargs="+", help="clean clips: video files or folders of frames")
     p.add_argument("--problems", nargs="+", default=["A", "B"], metavar="NAME", help="default: A B")
-    p.add_argument("--priors", nargs="+", default=["pinv", "tv"], choices=PRIORS, metavar="PRIOR",
+    p.add_argument("--priors", nargs="+", default=["pinv", "tv"], choices=list(PRIORS), metavar="PRIOR",
                    help="default: pinv tv (add lvtino when its weights are here, or with --models tiny)")
     p.add_argument("-o", "--output", default="lvtino-benchmark", help="output folder (default ./lvtino-benchmark)")
     p.add_argument("--frames", type=int, default=None, help="frames of each clip to use (default all)")
@@ -389,7 +386,7 @@ def _print_fit(fit: dict) -> None:
               "another way? (try another --resampler, or --scale instead of a paper's problem)", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int | None:
     if args.command == "degrade":
         from lvtino.pipeline.degrade import degrade
         r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
@@ -422,6 +419,9 @@ def _run(args: argparse.Namespace) -> None:
                 print("\n".join(plan["lines"]))
             elif plan:
                 print(plan["note"])
+            if r.get("weights_missing"):  # the plan stands; the run would stop at once
+                print(f"lvtino: error: {r['weights_missing']}", file=sys.stderr)
+                return EXIT_USER_ERROR
             return
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, prior {r['prior']}, NFE {r['nfe']['total']}, {r['seconds']:.1f} s)")
@@ -612,7 +612,7 @@ def _after_interruption(args) -> str:
     if command == "restore":
         from pathlib import Path
 
-        from lvtino.pipeline.state import state_folder
+        from lvtino.files import state_folder  # light: torch may be half imported when the signal came
 
         if getattr(args, "input", None) == "-":
             return "no output was written, and nothing was kept (a piped input cannot be read again): run it again"

@@ -428,6 +428,11 @@ def lock_name(path: Path) -> Path:
     return Path(path).with_name(f".{Path(path).name}.lvtino-lock")
 
 
+def state_folder(output: Path) -> Path:
+    """Where a restore keeps its windows and segments until the output is placed (``pipeline.state``)."""
+    return Path(output).parent / f".{Path(output).name}.lvtino-state"
+
+
 def claim(path: Path, replace: bool, what: str) -> None:
     """Lock ``path`` for this command and record what is there now; ``replace``: the command may replace it.
     Outside an ``output_claims`` block nothing is recorded (the output is placed as before)."""

@@ -170,6 +170,7 @@ _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40
 
 
+MAX_FACTOR = 64  # frames or pixels one measured sample may stand for, per axis (an operator's factors)
 MAX_TEXT_BYTES = 64 << 20  # a preset, a manifest, a models file or a stats JSON: far below this
 MAX_DEPTH = 64  # nesting of a YAML or JSON document lvtino reads (its own presets nest 4 deep)
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lvtino.pipeline.priors import ModelOptions
+from lvtino.models.options import ModelOptions
+from lvtino.pipeline.catalog import PRIORS
 from lvtino.report.benchmark import run_benchmark, write_tables
 
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", default="paper-table", metavar="DIR",
                         help="the folder of cells and tables (default ./paper-table)")
     parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
-    parser.add_argument("--priors", nargs="+", default=["lvtino", "lvtino-image", "tv"],
+    parser.add_argument("--priors", nargs="+", default=["lvtino", "lvtino-image", "tv"], choices=list(PRIORS),
                         help="default: lvtino lvtino-image tv")
     parser.add_argument("--problems", nargs="+", default=["A", "B", "C"], choices=["A", "B", "C"],
                         help="default: A B C")
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             models = ModelOptions(args.models, "auto", "none", "off", output=mode,
                                   clamp="published" if mode == "prior" else "lvtino")
             first = mode == modes[0]  # the classical prior has no output mode: run it once per protocol
-            priors = [p for p in args.priors if first or p.startswith("lvtino")]
+            priors = [p for p in args.priors if first or PRIORS[p].generative]
             for problems, frames in groups:
                 part, _ = run_benchmark(args.clips, problems, priors, out / f"{frames}-frames-{mode}-{protocol}",
                                         frames=frames, size=args.size, start=args.start, models=models,

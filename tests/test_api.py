@@ -280,3 +280,16 @@ def test_bytes_paths_are_read_as_the_file_system_reads_them(measured, tmp_path):
     out = tmp_path / "out.mkv"
     facts = lvtino.restore(str(y).encode(), str(out).encode(), prior="pinv", scale=2)
     assert probe(out).frames == facts["frames"]
+
+
+def test_a_restorer_is_made_from_keywords_as_from_a_preset():
+    """``lvtino.Restorer(scale=2, prior="pinv")`` is ``Restorer.from_preset(scale=2, prior="pinv")`` (a bare
+    TypeError before); a Request with keywords, or another type, is refused in one line."""
+    frames = smooth_frames(4, 16, 24)
+    direct = lvtino.Restorer(scale=2, prior="pinv")
+    assert direct.request == lvtino.Restorer.from_preset(scale=2, prior="pinv").request
+    assert np.array_equal(direct(frames), lvtino.Restorer.from_preset(scale=2, prior="pinv")(frames))
+    with pytest.raises(UserError, match="a Request and keywords"):
+        lvtino.Restorer(direct.request, seed=1)
+    with pytest.raises(UserError, match="expected a preset's name, a Request or keywords, got int"):
+        lvtino.Restorer(4)

@@ -305,7 +305,8 @@ CASES = {
     "restore: recorded height huge": Case("restore {t_tall} -o {d}/o.mkv", 2, "height=1000000"),
     "restore: recorded noise nan": Case("restore {t_noise} -o {d}/o.mkv", 2, "noise_std=nan"),
     "restore: recorded unknown problem": Case("restore {t_unknown} -o {d}/o.mkv", 2, "not a packaged preset"),
-    "restore: no metadata, no problem": Case("restore {low} -o {d}/o.mkv", 2, "carries no lvtino metadata"),
+    "restore: no metadata, no problem": Case("restore {low} -o {d}/o.mkv", 2, "carries no lvtino metadata, so say "
+                                             "how it was degraded: --scale N (N times smaller) and/or --fps-factor K"),
     "restore: binary models file": Case("restore {y} -o {d}/o.mkv --prior lvtino --models {evil}", 2,
                                         "not a text file"),
     "restore: missing models file": Case("restore {y} -o {d}/o.mkv --prior lvtino --models {d}/none.yaml", 2,

@@ -31,15 +31,19 @@ def test_plan_counts_the_real_networks_and_each_offload_mode():
     assert len(cold) == len(model) + 2
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+def test_dry_run_prints_the_plan_writes_nothing_and_checks_the_weights(tmp_path, capsys):
+    """The plan of a generative run is printed; the weights this machine lacks end it in one error line (exit 2),
+    as the run would stop; the tiny networks and the TV prior need none."""
     clean = write_video(tmp_path / "c.mkv", smooth_frames(9, 64, 96), codec="ffv1")
     y = tmp_path / "y.mkv"
     assert main(["degrade", str(clean), "-o", str(y), "--problem", "sr2"]) == 0
     before = sorted(p.name for p in tmp_path.iterdir())
     capsys.readouterr()
     assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--prior", "lvtino", "--dry-run",
-                 "--offload", "none"]) == 0
-    out = capsys.readouterr().out
+                 "--offload", "none"]) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("lvtino: error:")]
+    assert len(errors) == 1 and errors[0].startswith("lvtino: error: model weights missing: ")
     assert "plan: 9 frames of 96x64" in out and "nothing written" in out
     assert "video transformer" in out and "expected peak" in out
     # on a CPU the networks share the process's memory: what it holds already is in the plan (interpreter, torch)
@@ -47,6 +51,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert held and 0.1 < float(held.group(1)) < 5
     assert re.search(r"freed blocks kept for reuse\s+1.1 GB", out)  # the CLI's allocator setting (1 GiB)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--prior", "lvtino", "--models", "tiny",
+                 "--dry-run"]) == 0
+    assert "weights missing" not in capsys.readouterr().err
     assert main(["restore", str(y), "-o", str(tmp_path / "x.mp4"), "--dry-run"]) == 0
     assert "expected peak" not in capsys.readouterr().out  # the TV prior has no networks
 

@@ -324,6 +324,7 @@ def test_vae_tiling_is_off_by_default_as_published(tiny):
 
 def test_sdxl_runs_in_float16_where_the_published_code_does():
     from lvtino.config import load_problem
+    from lvtino.pipeline.catalog import PRIORS
     from lvtino.pipeline.priors import GenerativePrior, ModelOptions
 
     from lvtino.pipeline.priors import network_dtypes
@@ -332,11 +333,11 @@ def test_sdxl_runs_in_float16_where_the_published_code_does():
     assert network_dtypes("auto", torch.device("cuda")) == (torch.bfloat16, torch.float16)
     assert network_dtypes("auto", torch.device("cpu")) == (torch.float32, torch.float32)
     assert network_dtypes("bfloat16", torch.device("cuda")) == (torch.bfloat16, torch.bfloat16)
-    prior = GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny"), torch.device("cpu"))
+    prior = GenerativePrior(PRIORS["lvtino"], load_problem("B"), ModelOptions(models="tiny"), torch.device("cpu"))
     assert (prior.dtype, prior.image_dtype) == (torch.float32, torch.float32)  # a CPU: float32 for both
     assert prior.facts()["image_dtype"] == "float32" and prior.facts()["vae_tiled_calls"] == 0
     with pytest.raises(UserError):
-        GenerativePrior("lvtino", load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))
+        GenerativePrior(PRIORS["lvtino"], load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))
 
 
 def test_text_encoders_run_at_their_own_width_from_the_fp16_files(repos, tmp_path, monkeypatch):

@@ -17,17 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lvtino.errors import UserError, arg, said
+from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES  # noqa: F401  (what scripts import)
 from lvtino.runtime import StageTimer
 
-OFFLOAD_MODES = ("none", "model", "group")
-TILING_MODES = ("off", "on", "auto")
 # Activation memory of an untiled VAE decode in 16-bit, bytes per pixel of a frame (Wan decodes its latent frames
 # one causal chunk at a time, so the peak follows the frame size, not the frame count) or of each frame an SDXL
 # call decodes. The slope between two sizes of a float32 decode on the CPU with the real-size architectures and
 # random weights, halved: Wan 256x256 1.57 GB, 512x512 5.36 GB; SDXL 128x128 0.13 GB, 256x256 0.37 GB
 # (scripts/bench_vae_memory.py).
 VAE_BYTES_PER_PIXEL = {"video": 9_700, "image": 2_400}
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 class Placement:

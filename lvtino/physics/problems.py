@@ -15,12 +15,11 @@ from lvtino.errors import UserError
 from lvtino.physics.base import Physics, Shape
 from lvtino.physics.jpeg import JPEG
 from lvtino.physics.separable import PADDINGS
-from lvtino.physics.resample import RESAMPLERS
+from lvtino.physics.resamplers import RESAMPLERS
 from lvtino.physics.spatial import FILTERS, Downsampling, Resize
 from lvtino.physics.temporal import BOUNDARIES, COUNTS, KERNELS, TemporalAveragePool, TemporalBlur, TemporalSample
-from lvtino.validation import Choice, Number, Optional, whole
+from lvtino.validation import MAX_FACTOR, Choice, Number, Optional, whole
 
-MAX_FACTOR = 64    # frames or pixels one measured sample may stand for, per axis
 MAX_KERNEL = 255   # taps of a temporal blur
 
 

@@ -10,44 +10,17 @@ edges a tool either drops the taps outside the image and renormalises the rest
 (PIL, torch) or repeats the edge sample (ffmpeg's swscale, OpenCV). ``area`` is
 exact box coverage (OpenCV's INTER_AREA, ffmpeg's ``area``).
 
-``RESAMPLERS`` names each tool's choice; ``resample_matrix`` builds the
+``RESAMPLERS`` (``physics.resamplers``) names each tool's choice; ``resample_matrix`` builds the
 (m, n) matrix, one per spatial axis of a separable operator.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-KERNELS = ("box", "area", "triangle", "cubic", "lanczos3")
-
-
-@dataclass(frozen=True)
-class Resampler:
-    kernel: str
-    a: float = -0.5  # the cubic's parameter (Keys): -0.5 PIL, -0.6 ffmpeg's default, -0.75 OpenCV
-    edge: str = "renormalize"  # or "clamp" (the edge sample repeats)
-    tool: str = ""
-
-
-RESAMPLERS: dict[str, Resampler] = {
-    "ffmpeg": Resampler("cubic", -0.6, "clamp", "ffmpeg's default scaler (swscale bicubic, B=0 C=0.6)"),
-    "ffmpeg-bilinear": Resampler("triangle", edge="clamp", tool="ffmpeg -vf scale=...:flags=bilinear"),
-    "ffmpeg-lanczos": Resampler("lanczos3", edge="clamp", tool="ffmpeg -vf scale=...:flags=lanczos"),
-    "ffmpeg-area": Resampler("area", edge="clamp", tool="ffmpeg -vf scale=...:flags=area"),
-    "pil-bicubic": Resampler("cubic", -0.5, "renormalize", "PIL Image.resize(BICUBIC), the default"),
-    "pil-bilinear": Resampler("triangle", edge="renormalize", tool="PIL Image.resize(BILINEAR)"),
-    "pil-lanczos": Resampler("lanczos3", edge="renormalize", tool="PIL Image.resize(LANCZOS)"),
-    "pil-box": Resampler("box", edge="renormalize", tool="PIL Image.resize(BOX)"),
-    "torch-bicubic": Resampler("cubic", -0.5, "renormalize",
-                               "torch interpolate(mode='bicubic', antialias=True); torchvision Resize"),
-    "torch-bilinear": Resampler("triangle", edge="renormalize",
-                                tool="torch interpolate(mode='bilinear', antialias=True)"),
-    "opencv-area": Resampler("area", edge="clamp", tool="OpenCV resize(INTER_AREA)"),
-}
+from lvtino.physics.resamplers import KERNELS, RESAMPLERS, Resampler  # noqa: F401  (re-exported)
 
 
 def _kernel(name: str, a: float):

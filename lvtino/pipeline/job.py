@@ -19,7 +19,7 @@ from lvtino.errors import UserError, arg, said
 from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output, check_outputs
-from lvtino.pipeline.priors import ModelOptions
+from lvtino.models.options import ModelOptions
 from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
 from lvtino.pipeline.words import Words
@@ -75,7 +75,10 @@ def resolve_problem(info: VideoInfo, problem: str | None, config, overrides, fra
     name = recorded.get("problem")
     if problem is None and config is None:
         if name is None or "operator" not in recorded:
-            raise UserError(f"{info.path}: carries no lvtino metadata; name the degradation with {arg('problem')}")
+            raise UserError(f"{info.path}: carries no lvtino metadata, so say how it was degraded: "
+                            f"{arg('scale')} N (N times smaller) and/or {arg('fps_factor')} K (K times fewer frames), "
+                            f"or {arg('size')}/{arg('fps')} for the restored video; {arg('problem')} names one of the "
+                            "paper's problems")
         if name not in known_problems():
             raise UserError(f"{info.path}: records problem {name!r}, which is not a packaged preset; give its "
                             f"preset with {arg('config')}")

@@ -1,17 +1,19 @@
-"""Every ``--prior``, behind one call: ``prior(physics, y, seed, span) -> (x, facts)``.
+"""Every ``--prior``, behind one call: ``prior(physics, y, seed, span) -> (x, facts)`` (the ``Prior`` protocol).
 
 ``span`` is the window's output frames [start, end). The classical priors (pinv,
 tv) need nothing but the preset; the guide prior reads the guide's frames of the
 span. The generative ones (lvtino and its two ablations) load their networks
 once, when the prior is made, so that a run over many windows or clips pays for
-loading once.
+loading once. What each prior is (its networks, its bar, its help) is in
+``pipeline.catalog``; nothing here or elsewhere tells priors apart by name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 
@@ -19,6 +21,8 @@ from lvtino.config import CLAMPS, SAMPLER_OUTPUTS, ProblemConfig
 from lvtino.errors import UserError, said
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
+from lvtino.models.options import ModelOptions
+from lvtino.pipeline.catalog import GUIDE, PRIORS, PriorEntry
 from lvtino.runtime import StageTimer, resident_memory
 from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
@@ -27,30 +31,38 @@ from lvtino.solvers.baselines import pinv_restore, tv_restore
 from lvtino.solvers.guide import guided_restore
 from lvtino.solvers.tv import compile_works
 
-CLASSICAL = {  # (physics, y, cfg, callback after each iteration) -> (x, facts)
-    "pinv": lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv.eps),
-    "tv": lambda physics, y, cfg, callback: tv_restore(
+class Solver(NamedTuple):
+    """A classical prior's solver: ``run(physics, y, cfg, callback after each iteration) -> (x, facts)``, and how
+    many iterations it makes (its progress bar's total; None: no bar)."""
+
+    run: Callable
+    iterations: Callable[[ProblemConfig], int | None] = lambda cfg: None
+
+
+CLASSICAL = {
+    "pinv": Solver(lambda physics, y, cfg, callback: pinv_restore(physics, y, cfg.pinv.eps)),
+    "tv": Solver(lambda physics, y, cfg, callback: tv_restore(
         physics, y, lam_space=cfg.tv.lam_space, lam_time=cfg.tv.lam_time, iterations=cfg.tv.iterations,
         tau=cfg.tv.tau, sigma=cfg.tv.sigma, theta=cfg.tv.theta, tol=cfg.tv.tol, eps=cfg.pinv.eps,
         motion=cfg.tv.start == "motion", callback=callback, compiled=cfg.tv.compile),
+        lambda cfg: cfg.tv.iterations),
 }
-# which networks each generative prior runs: the method, and the paper's two ablations
-GENERATIVE = {"lvtino": ("video", "image"), "lvtino-video": ("video",), "lvtino-image": ("image",)}
-PRIORS = (*CLASSICAL, *GENERATIVE)
-GUIDE = "guide"  # the prior of --guide VIDEO (another tool's restoration, made consistent)
+NO_NETWORKS = {"video": 0, "image": 0, "total": 0}
 log = logging.getLogger("lvtino")
 
 
-@dataclass
-class ModelOptions:
-    """``--models``, ``--dtype``, ``--offload`` (the generative priors only)."""
+class Prior(Protocol):
+    """What a run asks of a prior (``make_prior`` builds one from its ``pipeline.catalog`` entry)."""
 
-    models: str | None = None  # None: the packaged models.yaml; a YAML path; or "tiny"
-    dtype: str = "auto"        # auto: on CUDA bfloat16 (video) and float16 (image, as published); float32 on the CPU
-    offload: str = "none"
-    vae_tiling: str = "off"    # off (as published), on, or auto: only when a decode would not fit free memory
-    output: str | None = None  # the sampler's output, data or prior, over the preset's (benchmarks, reproduction)
-    clamp: str | None = None   # the sampler's clamps, lvtino or published, over the preset's (reproduction)
+    entry: PriorEntry
+
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0, span: tuple[int, int] | None = None
+                 ) -> tuple[torch.Tensor, dict]:
+        """The window's restored frames in [-1, 1], same shape as the signal, and the window's facts (e.g. the
+        solver's iterations)."""
+
+    def facts(self) -> dict:
+        """The run's facts so far: at least ``nfe`` (network evaluations: video, image, total)."""
 
 
 def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
@@ -65,23 +77,27 @@ def network_dtypes(option: str, device: torch.device) -> tuple[torch.dtype, torc
 
 
 class ClassicalPrior:
-    def __init__(self, name: str, cfg: ProblemConfig):
-        self.name, self.cfg = name, cfg
-        if name == "tv" and cfg.tv.compile and compile_works() is not None:
+    """A solver of ``CLASSICAL`` with the preset's settings."""
+
+    def __init__(self, entry: PriorEntry, cfg: ProblemConfig):
+        self.entry, self.name, self.cfg = entry, entry.name, cfg
+        self.solver = CLASSICAL[entry.name]
+        if self.solver.iterations(cfg) is not None and cfg.tv.compile and compile_works() is not None:
             raise UserError(f"tv.compile=true: torch.compile does not run here ({compile_works()}); set it to false")
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
-        with _window_progress(self.cfg.tv.iterations if self.name == "tv" else None, "iteration") as tick:
-            x, info = CLASSICAL[self.name](physics, y, self.cfg, tick)
+        with _window_progress(self.solver.iterations(self.cfg), self.entry.progress) as tick:
+            x, info = self.solver.run(physics, y, self.cfg, tick)
         return x.clamp(-1, 1), {"solver_iterations": info.get("iterations")}
 
     def facts(self) -> dict:
-        return {"nfe": {"video": 0, "image": 0, "total": 0}}
+        return {"nfe": dict(NO_NETWORKS)}
 
 
 class GuidePrior:
     """The guide's frames of each window made consistent with the input (``solvers.guide.guided_restore``)."""
 
+    entry = PriorEntry(GUIDE, "another tool's restoration made consistent with the input")
     name = GUIDE
 
     def __init__(self, cfg: ProblemConfig, guide):
@@ -97,7 +113,7 @@ class GuidePrior:
         return x.clamp(-1, 1), {"solver_iterations": 0}
 
     def facts(self) -> dict:
-        return {"nfe": {"video": 0, "image": 0, "total": 0}}
+        return {"nfe": dict(NO_NETWORKS)}
 
 
 class Networks:
@@ -132,11 +148,11 @@ class Networks:
 
 
 class GenerativePrior:
-    """The sampler with the networks ``GENERATIVE[name]``; the schedule is checked before any loading."""
+    """The sampler with the networks its entry names; the schedule is checked before any loading."""
 
-    def __init__(self, name: str, cfg: ProblemConfig, options: ModelOptions, device: torch.device,
+    def __init__(self, entry: PriorEntry, cfg: ProblemConfig, options: ModelOptions, device: torch.device,
                  networks: "Networks | None" = None):
-        self.name = name
+        self.entry, self.name = entry, entry.name
         if options.output is not None:
             cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
                                                                                                 "sampler.output")))
@@ -148,7 +164,7 @@ class GenerativePrior:
             log.warning("%s: %s", said("models", "tiny"), TINY_NOTE)
         self.timer = StageTimer(device)  # this run's data steps; the networks' stages are timed by their set's
         networks = networks or Networks()
-        self.models = networks.get(GENERATIVE[name], options, device, dtype, image_dtype)
+        self.models = networks.get(entry.networks, options, device, dtype, image_dtype)
         self.network_timer, self.seconds_before = networks.timer, dict(networks.timer.seconds)
         self.calls_before = {k: getattr(self.models, k).calls if getattr(self.models, k) else 0
                              for k in ("video", "image")}
@@ -156,7 +172,7 @@ class GenerativePrior:
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
-        with _window_progress(len(self.schedule.steps), "step") as tick:
+        with _window_progress(len(self.schedule.steps), self.entry.progress) as tick:
             x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
                        callback=tick)
         return x, {}
@@ -189,12 +205,13 @@ class GenerativePrior:
 
 
 @contextlib.contextmanager
-def _window_progress(total: int | None, unit: str):
+def _window_progress(total: int | None, unit: str | None):
     """A callback that ticks a bar of a window's solver iterations or sampler steps, below the frame bar in a
-    terminal once the window has taken more than two seconds (None elsewhere and with -q); cleared at the end."""
+    terminal once the window has taken more than two seconds (None elsewhere, with -q, and for a prior without a
+    bar); cleared at the end."""
     import sys
 
-    if not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO:
+    if unit is None or not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO:
         yield None
         return
     from tqdm import tqdm
@@ -208,7 +225,7 @@ def _window_progress(total: int | None, unit: str):
 
 def describe_models(name: str, options: ModelOptions | None) -> dict:
     """What the output's metadata says of the networks behind ``name`` (nothing for a classical prior)."""
-    if name not in GENERATIVE:
+    if name not in PRIORS or not PRIORS[name].generative:
         return {}
     models = (options or ModelOptions()).models
     if models == "tiny":
@@ -217,11 +234,13 @@ def describe_models(name: str, options: ModelOptions | None) -> dict:
 
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
-               device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None):
+               device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None) -> Prior:
+    """The prior ``name`` names in ``pipeline.catalog`` (the guide's with ``guide``)."""
     if guide is not None:
         return GuidePrior(cfg, guide)
-    if name in CLASSICAL:
-        return ClassicalPrior(name, cfg)
-    if name in GENERATIVE:
-        return GenerativePrior(name, cfg, options or ModelOptions(), device, networks)
-    raise UserError(f"{said('prior', name)}: unknown prior (known: {', '.join(PRIORS)})")
+    entry = PRIORS.get(name)
+    if entry is None:
+        raise UserError(f"{said('prior', name)}: unknown prior (known: {', '.join(PRIORS)})")
+    if entry.generative:
+        return GenerativePrior(entry, cfg, options or ModelOptions(), device, networks)
+    return ClassicalPrior(entry, cfg)

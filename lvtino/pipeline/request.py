@@ -20,7 +20,8 @@ from pathlib import Path
 from lvtino.config import MAX_WINDOW
 from lvtino.errors import UserError, arg, said
 from lvtino.pipeline.job import MAX_FRAMES, Job, output_digest, prepare, run_settings
-from lvtino.pipeline.priors import GUIDE, PRIORS, ModelOptions
+from lvtino.models.options import ModelOptions
+from lvtino.pipeline.catalog import GUIDE, PRIORS
 from lvtino.pipeline.state import input_identity
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole

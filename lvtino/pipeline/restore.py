@@ -60,7 +60,8 @@ from lvtino.pipeline.common import STDIN, check_device, peak_memory_mb, reset_pe
 from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
-from lvtino.pipeline.priors import ModelOptions, Networks, describe_models, make_prior
+from lvtino.models.options import ModelOptions
+from lvtino.pipeline.priors import Networks, describe_models, make_prior
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.state import RunState, input_identity
 from lvtino.pipeline.windows import Joiner, Window, seam_step
@@ -231,7 +232,25 @@ def _dry_run(request: Request, job: Job, output: Path, procs: Processes, plan: d
             "prior": request.prior, "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start,
             "end": job.end, "height": job.shape[1], "width": job.shape[2], "fps": str(job.fps),
             "windows": len(job.selected), "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
-            "memory_plan": plan}
+            "memory_plan": plan, "weights_missing": _missing_weights(request)}
+
+
+def _missing_weights(request: Request) -> str | None:
+    """What a generative prior's run would stop at: a weights file that is neither a local file nor cached (the
+    dry run's check; a real run says it before loading)."""
+    from lvtino.pipeline.catalog import PRIORS
+
+    entry = PRIORS.get(request.prior)
+    models = (request.models or ModelOptions()).models
+    if entry is None or not entry.generative or models == "tiny":
+        return None
+    from lvtino.models.loader import MissingWeights, check_available, load_models_spec
+
+    try:
+        check_available(load_models_spec(models), list(entry.networks))
+    except MissingWeights as missing:
+        return str(missing)
+    return None
 
 
 def window_seed(seed: int, index: int) -> int:
@@ -511,7 +530,8 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
     the bytes this process holds besides the networks, counted on the CPU, whose memory the networks share."""
     from lvtino.models.loader import load_models_spec, prompts_cached
     from lvtino.pipeline import memory
-    from lvtino.pipeline.priors import GENERATIVE, network_dtypes
+    from lvtino.pipeline.catalog import GENERATIVE
+    from lvtino.pipeline.priors import network_dtypes
 
     if prior not in GENERATIVE:
         return None

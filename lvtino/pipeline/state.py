@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from lvtino.errors import UserError, arg
-from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_partials, sealed_text, trailer,
-                          unsealed_text, write_text_atomic)
+from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_partials, sealed_text,
+                          state_folder, trailer, unsealed_text, write_text_atomic)
 from lvtino.video.formats import FRAME_SUFFIXES
 
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
@@ -45,10 +45,6 @@ STATE_ENTRY = re.compile(r"^\.?(?:lock|state\.json|progress|segments|window-\d{6
 SEGMENT_ENTRY = re.compile(r"^(?:range\.json|segment-\d{9}-\d{6}-[0-9a-f]{8}(?:\.\w+)?|\.{1,2}open-\d{9}\S*)$")
 SEGMENT_FRAME = re.compile(rf"^(?:\d{{6}}(?:{'|'.join(map(re.escape, FRAME_SUFFIXES))})|lvtino\.json)$")
 log = logging.getLogger("lvtino")
-
-
-def state_folder(output: Path) -> Path:
-    return output.parent / f".{output.name}.lvtino-state"
 
 
 def input_identity(path: Path) -> dict:

@@ -15,9 +15,8 @@ from fractions import Fraction
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, load_raw
 from lvtino.errors import UserError, arg, said
-from lvtino.physics.problems import MAX_FACTOR
-from lvtino.physics.resample import RESAMPLERS
-from lvtino.validation import whole
+from lvtino.physics.resamplers import RESAMPLERS
+from lvtino.validation import MAX_FACTOR, whole
 
 PRESET = "scale"
 

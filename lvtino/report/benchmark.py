@@ -27,8 +27,9 @@ from lvtino.errors import UserError, arg, said
 from lvtino.files import MARKER, claiming, remove_tree, write_json, write_text_atomic
 from lvtino.metrics.evaluate import evaluate
 from lvtino.pipeline.degrade import degrade
+from lvtino.models.options import ModelOptions
+from lvtino.pipeline.catalog import PRIORS
 from lvtino.pipeline.outputs import Output, check_outputs
-from lvtino.pipeline.priors import ModelOptions
 from lvtino.pipeline.state import input_identity
 from lvtino.validation import whole
 from lvtino.video.reader import probe, read_frames
@@ -87,9 +88,9 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
     folder = out / "cells" / cell.problem / cell.clip.stem
     folder.mkdir(parents=True, exist_ok=True)
     key = {"clip": input_identity(cell.clip)["digest"], "problem": cell.problem, "prior": cell.prior,
-           "models": models.models if cell.prior.startswith("lvtino") else None, "seed": seed,
-           "output": models.output if cell.prior.startswith("lvtino") else None,
-           "clamp": models.clamp if cell.prior.startswith("lvtino") else None,
+           "models": models.models if _generative(cell.prior) else None, "seed": seed,
+           "output": models.output if _generative(cell.prior) else None,
+           "clamp": models.clamp if _generative(cell.prior) else None,
            "noise_std": noise_std, "protocol": protocol, "window": "whole clip"}
     done = folder / f"{cell.prior}.json"
     if done.exists():
@@ -122,9 +123,9 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
             "--dtype", models.dtype, "--offload", models.offload, "-y"]
     if models.models:
         args += ["--models", models.models]
-    if models.output and prior.startswith("lvtino"):
+    if models.output and _generative(prior):
         args += ["--set", f"sampler.output={models.output}"]
-    if models.clamp and prior.startswith("lvtino"):
+    if models.clamp and _generative(prior):
         args += ["--set", f"sampler.clamp={models.clamp}"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -137,14 +138,21 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
     return json.loads(stats.read_text())
 
 
+def _generative(prior: str) -> bool:
+    return prior in PRIORS and PRIORS[prior].generative
+
+
 def _method(prior: str, models: ModelOptions) -> str:
-    if prior.startswith("lvtino") and models.output:
-        prior = f"{prior}, output {models.output}" + (" (as published)" if models.output == "prior" else "")
-    if prior.startswith("lvtino") and models.clamp:
-        prior = f"{prior}, clamp {models.clamp}"
-    if prior.startswith("lvtino") and models.models == "tiny":
-        return f"{prior} (tiny random models: code-path check, not quality)"
-    return prior
+    if not _generative(prior):
+        return prior
+    method = prior
+    if models.output:
+        method = f"{method}, output {models.output}" + (" (as published)" if models.output == "prior" else "")
+    if models.clamp:
+        method = f"{method}, clamp {models.clamp}"
+    if models.models == "tiny":
+        return f"{method} (tiny random models: code-path check, not quality)"
+    return method
 
 
 def summarise(results: list[dict], models: ModelOptions) -> list[dict]:
