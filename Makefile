@@ -16,7 +16,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lvtino demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_solvers.py

@@ -337,7 +337,8 @@ def test_sdxl_runs_in_float16_where_the_published_code_does():
     assert (prior.dtype, prior.image_dtype) == (torch.float32, torch.float32)  # a CPU: float32 for both
     assert prior.facts()["image_dtype"] == "float32" and prior.facts()["vae_tiled_calls"] == 0
     with pytest.raises(UserError):
-        GenerativePrior(PRIORS["lvtino"], load_problem("B"), ModelOptions(models="tiny", dtype="int8"), torch.device("cpu"))
+        GenerativePrior(PRIORS["lvtino"], load_problem("B"), ModelOptions(models="tiny", dtype="int8"),
+                        torch.device("cpu"))
 
 
 def test_text_encoders_run_at_their_own_width_from_the_fp16_files(repos, tmp_path, monkeypatch):

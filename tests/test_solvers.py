@@ -204,10 +204,10 @@ def test_tv_compile_refused_in_one_line_where_it_cannot_run(monkeypatch):
 
     monkeypatch.setattr(priors, "compile_works", lambda: "InvalidCxxCompiler: No working C++ compiler found")
     cfg = load_problem("A")
-    priors.ClassicalPrior("tv", cfg)  # the presets do not compile
+    priors.ClassicalPrior(priors.PRIORS["tv"], cfg)  # the presets do not compile
     on = dataclasses.replace(cfg, tv=dataclasses.replace(cfg.tv, compile=True))
     with pytest.raises(UserError, match=r"^tv.compile=true: torch.compile does not run here \(InvalidCxxCompiler"):
-        priors.ClassicalPrior("tv", on)
+        priors.ClassicalPrior(priors.PRIORS["tv"], on)
 
 
 def test_tv_pdhg_without_regulariser_takes_prox_steps():
