@@ -293,3 +293,23 @@ def test_a_restorer_is_made_from_keywords_as_from_a_preset():
         lvtino.Restorer(direct.request, seed=1)
     with pytest.raises(UserError, match="expected a preset's name, a Request or keywords, got int"):
         lvtino.Restorer(4)
+
+
+def test_a_generative_digest_records_the_dtypes_the_device_gives(tmp_path):
+    """dtype auto is float32 on a CPU and bfloat16/float16 on CUDA: the digest records what the device settles (a
+    CPU run and a GPU run, other pixels, recorded one digest), so auto and float32 agree here and bfloat16 does
+    not; a classical prior's digest does not depend on the device at all."""
+    from dataclasses import replace
+
+    from lvtino.pipeline.priors import ModelOptions
+    from lvtino.pipeline.request import Request
+    from lvtino.pipeline.words import Words
+
+    clip = write_video(tmp_path / "low.mp4", smooth_frames(8, 16, 24))
+    base = Request(clip, tmp_path / "out.mkv", prior="lvtino", models=ModelOptions(models="tiny"), device="cpu",
+                   words=Words(scale=2))
+    digest = {d: replace(base, models=ModelOptions(models="tiny", dtype=d)).check_inputs().digest()
+              for d in ("auto", "float32", "bfloat16")}
+    assert digest["auto"] == digest["float32"] != digest["bfloat16"]
+    job = base.check_inputs().plan(check_outputs=False)[0]
+    assert base.check_inputs().settings(job)["models"]["dtype"] == ["float32", "float32"]

@@ -32,7 +32,8 @@ OVERWRITE = ("ask", "yes", "no")
 NOT_IN_DIGEST = {
     "output": "where the output goes, not what it holds",
     "stats": "a second file beside the output",
-    "device": "the same numbers on any device (the state's float16 windows are compared, not the device)",
+    "device": "in the digest through the dtypes it gives a generative prior (dtype auto: bfloat16/float16 on CUDA, "
+              "float32 on the CPU); a classical prior computes the same numbers on any device",
     "resume": "how a run starts, not what it makes",
     "keep_state": "what is kept after the run",
     "overwrite": "whether an existing file may be replaced",
@@ -124,8 +125,16 @@ class Request:
                        encoding=self.encoding)
 
     def settings(self, job: Job) -> dict:
-        """Everything that decides the output's bytes: the windows' pixels and the encoding."""
-        return run_settings(job, self.prior, self.seed, self.models, self.output_encoding(job).settings())
+        """Everything that decides the output's bytes: the windows' pixels (a generative prior's networks' dtypes as
+        this device settles them) and the encoding."""
+        settings = run_settings(job, self.prior, self.seed, self.models, self.output_encoding(job).settings())
+        if self.prior in PRIORS and PRIORS[self.prior].generative and settings["models"] is not None:
+            from lvtino.pipeline.common import check_device
+            from lvtino.pipeline.priors import network_dtypes
+
+            dtypes = network_dtypes(self.models.dtype, check_device(self.device))
+            settings["models"]["dtype"] = [str(d).removeprefix("torch.") for d in dtypes]  # video, image
+        return settings
 
     def digest(self, job: Job | None = None) -> str:
         """What the output of this request records (``restored_by.settings``): its input, settings and range.
