@@ -108,5 +108,6 @@ def audio_seconds(path: Path) -> float:
 @pytest.fixture(scope="session")
 def real_frames() -> Path:
     if not REAL_FRAMES.is_dir():
-        pytest.skip(f"real frames not found at {REAL_FRAMES}")
+        pytest.skip(f"the 41 real street frames (640x360, from the Adobe240 set) are not at {REAL_FRAMES}: they come "
+                    "with the project's shared data folder beside the clone (see the README)")
     return REAL_FRAMES
