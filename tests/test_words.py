@@ -145,3 +145,31 @@ def test_each_fps_mode_keeps_the_frames_its_tool_keeps(factor, frames, mode, fil
     numbers = torch.arange(frames, dtype=torch.float64).view(1, 1, frames, 1, 1).expand(1, 3, frames, 4, 4)
     measured = physics.A(numbers)[0, 0, :, 0, 0].round().long().tolist()
     assert measured == kept_by_filter(frames, Fraction(30), *filter_of(factor))
+
+
+def test_the_frame_rule_assumed_is_said_once_and_recorded(tmp_path, capsys):
+    """Which frames a frame-rate cut kept cannot be read from the file: the run says the rule it assumes, once, in
+    the caller's words, and --stats records the frames kept; an averaging cut keeps no frame and says nothing."""
+    import json
+
+    from conftest import smooth_frames, write_video
+    from lvtino.cli import main
+
+    clip = write_video(tmp_path / "low.mp4", smooth_frames(8, 16, 24))
+    for extra, kept, said in [([], [1, 5, 9], "(--fps-mode ffmpeg: ffmpeg's fps filter); a clip cut another way "
+                                              "needs --fps-mode select (frames 0, 4, 8, ...)"),
+                              (["--fps-mode", "select"], [0, 4, 8], "(--fps-mode select: select, framestep); a clip "
+                                                                    "cut another way needs --fps-mode ffmpeg (frames 1, "
+                                                                    "5, ...)"),
+                              (["--fps-phase", "3"], [3, 7, 11], "(--fps-phase 3)"),
+                              (["--fps-mode", "average"], None, None)]:
+        stats = tmp_path / "s.json"
+        assert main(["restore", str(clip), "-o", str(tmp_path / "up.mkv"), "--fps-factor", "4", "--prior", "pinv",
+                     "-y", "--stats", str(stats), *extra]) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if "taken as restored frames" in line]
+        recorded = json.loads(stats.read_text())["frames_kept"]
+        if kept is None:
+            assert notes == [] and recorded["averaged"]
+            continue
+        assert len(notes) == 1 and said in notes[0] and f"frames {', '.join(map(str, kept))}, ..." in notes[0]
+        assert recorded["kept"] == kept and recorded["factor"] == 4

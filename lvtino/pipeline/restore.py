@@ -64,6 +64,7 @@ from lvtino.models.options import ModelOptions
 from lvtino.pipeline.priors import Networks, describe_models, make_prior
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.state import RunState, input_identity
+from lvtino.pipeline.words import frame_rule_note, frames_kept
 from lvtino.pipeline.windows import Joiner, Window, seam_step
 from lvtino.runtime import StageTimer, allocator_keeps, available_memory, resident_memory
 from lvtino.video.convert import tensor_to_frames
@@ -106,7 +107,10 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     _claim(request, output, procs)
     encoding = request.output_encoding(job)
     if procs.is_main:  # said once, here: the segments' writers are quiet
-        for note in encoding.notes(output, job.shape[2], job.shape[1], job.info.bits):
+        notes = encoding.notes(output, job.shape[2], job.shape[1], job.info.bits)
+        if request.words is not None and request.words.given():
+            notes.append(frame_rule_note(request.words, job.cfg.operator))
+        for note in filter(None, notes):
             log.info("%s", note)
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
@@ -515,7 +519,7 @@ def _facts(job: Job, request: Request, output: Path, procs: Processes, timer: St
         "nfe": {"video": 0, "image": 0, "total": 0}, **describe_models(prior, models), **facts,
         "relative_residual": run.meter.value() if run.meter else None,
         "naive_residual": run.meter.naive() if run.meter else None, "fit": _fit(job, run.meter),
-        "memory_plan": plan,
+        "memory_plan": plan, "frames_kept": frames_kept(job.cfg.operator),
         "config": _config(job),
     }
 
