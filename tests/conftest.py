@@ -98,6 +98,26 @@ def write_video(path: Path, frames: np.ndarray, fps=Fraction(30), audio_seconds:
     return path
 
 
+def killed_after_segments(args, n: int) -> None:
+    """Run ``lvtino ARGS`` in a process of its own and kill it (-9) once exactly ``n`` segments are closed: the
+    process stops itself there (``LVTINO_STOP_AFTER_SEGMENTS``) and the kill follows the stop, not a clock. Fails
+    if the process ends before stopping."""
+    import os
+    import signal
+    import subprocess
+
+    env = {**os.environ, "LVTINO_STOP_AFTER_SEGMENTS": str(n)}
+    proc = subprocess.Popen([sys.executable, "-m", "lvtino", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    stopped = os.WIFSTOPPED(status)
+    if stopped:
+        os.kill(proc.pid, signal.SIGKILL)
+        os.waitpid(proc.pid, 0)
+    proc.returncode = -9  # reaped here: Popen must not wait for it again
+    assert stopped, f"lvtino {' '.join(map(str, args[:3]))}: ended before closing {n} segments"
+
+
 def audio_seconds(path: Path) -> float:
     """Length of the first audio stream, from its decoded samples."""
     with av.open(str(path)) as c:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import smooth_frames, write_video
+from conftest import killed_after_segments, smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.video.reader import probe, read_frames
 
@@ -189,13 +189,8 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
     segment cut short are never fatal: they are redone."""
     y, reference = measured
     out = tmp_path / "x.mkv"
-    proc = start_restore(y, out)
+    killed_after_segments(["restore", y, "-o", out, *SLOW], 3)
     state = tmp_path / ".x.mkv.lvtino-state"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((state / "segments").glob("segment-*"))) < 3:
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()
     windows = sorted(state.glob("window-*.npy"))
     assert windows, "no window file to damage"
     for i, w in enumerate(windows):
@@ -210,15 +205,11 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
 
 
 def _kill_after_segments(y: Path, out: Path, segments: int) -> Path:
-    """Start a restore, kill -9 it once ``segments`` segments are closed and a window file is kept; its state."""
-    proc = start_restore(y, out)
+    """Start a restore, kill -9 it once ``segments`` segments are closed (a window file is kept then: the next
+    window's overlap); its state."""
+    killed_after_segments(["restore", y, "-o", out, *SLOW], segments)
     state = out.parent / f".{out.name}.lvtino-state"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not (
-            len(list((state / "segments").glob("segment-*"))) >= segments and list(state.glob("window-*.npy"))):
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()
+    assert list(state.glob("window-*.npy")), "no window file kept"
     return state
 
 

@@ -29,6 +29,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -48,6 +49,9 @@ from lvtino.video.writer import AudioTrack, VideoWriter, turned_note
 log = logging.getLogger("lvtino")
 NAME = re.compile(r"^segment-(\d{9})-(\d{6})-([0-9a-f]{8})(\.\w+)?$")  # first frame, count, CRC-32
 MERGE = 32  # closed segments merged into one, to keep the per-file overhead small
+# for tests of kills and resumes: the process stops itself (SIGSTOP) once this many segments are closed in this run,
+# so that a test kills it at a known point instead of racing it with a clock
+STOP_AFTER = "LVTINO_STOP_AFTER_SEGMENTS"
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,8 @@ class Encoder:
         self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
+        self._stop_after = int(os.environ.get(STOP_AFTER, "0") or 0)
+        self._written = 0
         # the worker runs in the caller's context: what it says keeps the caller's words (--pix-fmt, or pix_fmt=)
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
                                         name="lvtino-encoder", daemon=True)
@@ -361,6 +367,9 @@ class Encoder:
                     self.segments_bytes += _size(merged.path) - small
                     self._small = []
                 self.closed = seg.end
+                self._written += 1
+                if self._written == self._stop_after:
+                    os.kill(os.getpid(), signal.SIGSTOP)
             except BaseException as err:  # noqa: BLE001  (handed to the main thread)
                 self._error = err
             finally:
