@@ -416,3 +416,24 @@ def test_download_makes_the_prompt_embeddings(repos, tmp_path, monkeypatch):
     download(spec, ["video", "image"], echo=said.append)
     assert prompts_cached(spec, "video") and prompts_cached(spec, "image")
     assert sum(f"-> {prompt_cache()}" in line for line in said) == 2
+
+
+@pytest.mark.parametrize("error,said", [
+    (OSError("Error no file named diffusion_pytorch_model.safetensors found in directory /m"), "model weights missing"),
+    (FileNotFoundError(2, "No such file or directory", "/m/shard-2.safetensors"), "model weights missing"),
+    (PermissionError(13, "Permission denied", "/m/shard-1.safetensors"), "model weights could not be read"),
+    (OSError(5, "Input/output error", "/m/shard-1.safetensors"), "model weights could not be read"),
+])
+def test_missing_weights_are_told_apart_from_weights_that_cannot_be_read(monkeypatch, error, said):
+    """'missing' only for a file that is not there (diffusers' own OSError for an absent file has no errno); a file
+    the system refuses (permissions, a failing disk) is said as such, with the system's reason."""
+    from lvtino.models import loader
+
+    monkeypatch.setattr(loader, "check_available", lambda spec, kinds: None)
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(loader, "_video_model", refuse)
+    with pytest.raises(UserError, match=said):
+        loader.load_models(None, ["video"], CPU, StageTimer())

@@ -10,6 +10,7 @@ networks of the same classes instead, for code-path checks on a CPU.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -570,7 +571,12 @@ def load_models(models: str | None, kinds: list[str], placement: Placement, time
             video = _video_model(spec.video, placement, timer)
         if "image" in kinds:
             image = _image_model(spec.image, image_placement, timer)
-    except OSError as err:  # a file the quick check does not name (a weight shard) is missing
-        raise UserError(f"model weights missing: {str(err).splitlines()[0]}; run `lvtino download` on a machine "
-                        f"with network access, or restore with {said('prior', 'tv')}") from None
+    except OSError as err:
+        first = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        if err.errno not in (None, errno.ENOENT):  # there, but the system refused it: permissions, a failing disk
+            raise UserError(f"model weights could not be read: {first} ({os.strerror(err.errno)}); check the "
+                            "files' permissions and the disk") from None
+        # a file the quick check does not name (a weight shard) is missing: diffusers says so with an OSError
+        raise UserError(f"model weights missing: {first}; run `lvtino download` on a machine with network access, "
+                        f"or restore with {said('prior', 'tv')}") from None
     return Models(video, image, models or "models.yaml")
