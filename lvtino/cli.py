@@ -39,8 +39,10 @@ def _crf(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the CRF is a whole number (its range is the codec's: "
-                                         "0-51 for H.264 and HEVC, 0-63 for VP9, 1-63 for AV1)") from None
+        from lvtino.video.formats import crf_help
+
+        raise argparse.ArgumentTypeError(f"{text!r}: the CRF is a whole number, in the codec's range: "
+                                         f"{crf_help()}") from None
 
 
 MIN_FPS, MAX_FPS = Fraction(1, 1000), 100_000  # a time-lapse's frame every quarter of an hour; a high-speed camera
@@ -127,7 +129,7 @@ def _model_options(args) -> ModelOptions:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """What restore and batch share: device, networks, seed, windows and the output's encoding."""
-    from lvtino.video.formats import DEFAULTS, FORMATS, preset_help
+    from lvtino.video.formats import DEFAULTS, FORMATS, crf_help, preset_help
 
     p.add_argument("--device", default="auto", help="torch device: auto (default: cuda when present, else cpu), cpu, "
                                                     "cuda, cuda:1")
@@ -145,15 +147,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="what the output is written as: " + "; ".join(
                        f"{f.name}: {f.title}, {', '.join(s or 'a folder' for s in f.suffixes)}"
                        for f in FORMATS.values()) + f" (default by the output's name: {defaults})")
-    p.add_argument("--crf", type=_crf, default=None,
-                   help="quality of a lossy codec, lower is better: " + ", ".join(
-                       f"{f.name} {f.crf[0]}-{f.crf[1]} (default {f.crf[2]})" for f in FORMATS.values() if f.crf))
+    p.add_argument("--crf", type=_crf, default=None, help="quality of a lossy codec, lower is better: " + crf_help())
     p.add_argument("--preset", default=None, metavar="PRESET",
                    help="encoder speed, slowest to fastest: " + preset_help())
     p.add_argument("--pix-fmt", dest="pix_fmt", default=None, metavar="PIX_FMT",
                    help="pixel format of a YUV codec (default: 4:2:0 at the input's bit depth where the codec has "
-                        "it; ProRes 4:2:2 10-bit): yuv420p plays everywhere (an odd size is padded by one pixel "
-                        "in H.264/HEVC), yuv444p keeps exact colour and size; 10-bit yuv420p10le, yuv444p10le; "
+                        "it; ProRes 4:2:2 10-bit): yuv420p plays everywhere (an odd size is padded by one pixel), "
+                        "yuv444p keeps exact colour and size; 10-bit yuv420p10le, yuv444p10le; "
                         "12-bit (hevc) yuv420p12le")
     p.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
 

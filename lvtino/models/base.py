@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lvtino.errors import UserError, arg, said
-from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES  # noqa: F401  (what scripts import)
+from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES
 from lvtino.runtime import StageTimer
 
 # Activation memory of an untiled VAE decode in 16-bit, bytes per pixel of a frame (Wan decodes its latent frames

@@ -34,8 +34,13 @@ PRIORS: dict[str, PriorEntry] = {e.name: e for e in (
     PriorEntry("lvtino-video", "the video model only (the paper's ablation)", ("video",), "step"),
     PriorEntry("lvtino-image", "the image model only (the paper's ablation)", ("image",), "step"),
 )}
-GENERATIVE = {name: e.networks for name, e in PRIORS.items() if e.generative}
 GUIDE = "guide"  # the prior of --guide VIDEO (another tool's restoration, made consistent)
+
+
+def networks_of(name: str) -> tuple[str, ...]:
+    """The networks prior ``name`` runs: () for a classical prior, the guide's or a name not in the catalog."""
+    entry = PRIORS.get(name)
+    return entry.networks if entry is not None else ()
 
 
 def prior_help() -> str:

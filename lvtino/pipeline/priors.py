@@ -22,7 +22,7 @@ from lvtino.errors import UserError, said
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS, PriorEntry
+from lvtino.pipeline.catalog import GUIDE, PRIORS, PriorEntry, networks_of
 from lvtino.runtime import StageTimer, resident_memory
 from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
@@ -32,11 +32,13 @@ from lvtino.solvers.guide import guided_restore
 from lvtino.solvers.tv import compile_works
 
 class Solver(NamedTuple):
-    """A classical prior's solver: ``run(physics, y, cfg, callback after each iteration) -> (x, facts)``, and how
-    many iterations it makes (its progress bar's total; None: no bar)."""
+    """A classical prior's solver: ``run(physics, y, cfg, callback after each iteration) -> (x, facts)``, how
+    many iterations it makes (its progress bar's total; None: no bar), and whether the preset asks for it compiled
+    (``torch.compile``, refused where it cannot run)."""
 
     run: Callable
     iterations: Callable[[ProblemConfig], int | None] = lambda cfg: None
+    compiled: Callable[[ProblemConfig], bool] = lambda cfg: False
 
 
 CLASSICAL = {
@@ -45,7 +47,7 @@ CLASSICAL = {
         physics, y, lam_space=cfg.tv.lam_space, lam_time=cfg.tv.lam_time, iterations=cfg.tv.iterations,
         tau=cfg.tv.tau, sigma=cfg.tv.sigma, theta=cfg.tv.theta, tol=cfg.tv.tol, eps=cfg.pinv.eps,
         motion=cfg.tv.start == "motion", callback=callback, compiled=cfg.tv.compile),
-        lambda cfg: cfg.tv.iterations),
+        lambda cfg: cfg.tv.iterations, lambda cfg: cfg.tv.compile),
 }
 NO_NETWORKS = {"video": 0, "image": 0, "total": 0}
 log = logging.getLogger("lvtino")
@@ -82,7 +84,7 @@ class ClassicalPrior:
     def __init__(self, entry: PriorEntry, cfg: ProblemConfig):
         self.entry, self.name, self.cfg = entry, entry.name, cfg
         self.solver = CLASSICAL[entry.name]
-        if self.solver.iterations(cfg) is not None and cfg.tv.compile and compile_works() is not None:
+        if self.solver.compiled(cfg) and compile_works() is not None:
             raise UserError(f"tv.compile=true: torch.compile does not run here ({compile_works()}); set it to false")
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
@@ -225,7 +227,7 @@ def _window_progress(total: int | None, unit: str | None):
 
 def describe_models(name: str, options: ModelOptions | None) -> dict:
     """What the output's metadata says of the networks behind ``name`` (nothing for a classical prior)."""
-    if name not in PRIORS or not PRIORS[name].generative:
+    if not networks_of(name):
         return {}
     models = (options or ModelOptions()).models
     if models == "tiny":

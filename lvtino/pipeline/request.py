@@ -21,7 +21,7 @@ from lvtino.config import MAX_WINDOW
 from lvtino.errors import UserError, arg, said
 from lvtino.pipeline.job import MAX_FRAMES, Job, output_digest, prepare, run_settings
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS
+from lvtino.pipeline.catalog import GUIDE, PRIORS, networks_of
 from lvtino.pipeline.state import input_identity
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
@@ -128,7 +128,7 @@ class Request:
         """Everything that decides the output's bytes: the windows' pixels (a generative prior's networks' dtypes as
         this device settles them) and the encoding."""
         settings = run_settings(job, self.prior, self.seed, self.models, self.output_encoding(job).settings())
-        if self.prior in PRIORS and PRIORS[self.prior].generative and settings["models"] is not None:
+        if networks_of(self.prior) and settings["models"] is not None:
             from lvtino.pipeline.common import check_device
             from lvtino.pipeline.priors import network_dtypes
 

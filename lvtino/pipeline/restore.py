@@ -61,6 +61,7 @@ from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, sou
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
 from lvtino.models.options import ModelOptions
+from lvtino.pipeline.catalog import networks_of
 from lvtino.pipeline.priors import Networks, describe_models, make_prior
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.state import RunState, input_identity
@@ -242,16 +243,14 @@ def _dry_run(request: Request, job: Job, output: Path, procs: Processes, plan: d
 def _missing_weights(request: Request) -> str | None:
     """What a generative prior's run would stop at: a weights file that is neither a local file nor cached (the
     dry run's check; a real run says it before loading)."""
-    from lvtino.pipeline.catalog import PRIORS
-
-    entry = PRIORS.get(request.prior)
+    kinds = networks_of(request.prior)
     models = (request.models or ModelOptions()).models
-    if entry is None or not entry.generative or models == "tiny":
+    if not kinds or models == "tiny":
         return None
     from lvtino.models.loader import MissingWeights, check_available, load_models_spec
 
     try:
-        check_available(load_models_spec(models), list(entry.networks))
+        check_available(load_models_spec(models), list(kinds))
     except MissingWeights as missing:
         return str(missing)
     return None
@@ -534,12 +533,11 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
     the bytes this process holds besides the networks, counted on the CPU, whose memory the networks share."""
     from lvtino.models.loader import load_models_spec, prompts_cached
     from lvtino.pipeline import memory
-    from lvtino.pipeline.catalog import GENERATIVE
     from lvtino.pipeline.priors import network_dtypes
 
-    if prior not in GENERATIVE:
+    if not networks_of(prior):
         return None
-    kinds = list(GENERATIVE[prior])
+    kinds = list(networks_of(prior))
     if models.models == "tiny":
         return {"note": f"{said('models', 'tiny')}: no plan (the plan is for the real networks)"}
     spec = load_models_spec(models.models)

@@ -30,6 +30,7 @@ class FrameRule:
     count: str            # "ceil" or "round" (lvtino.physics.temporal.sampled_frames)
     first_kept: str       # "middle": ceil(K/2) - 1, as ffmpeg's fps filter; "first": 0
     says: str
+    tool: str             # in a word, for the run's notice
 
     def phase(self, factor: int) -> int:
         return (-(-factor // 2) - 1) if self.first_kept == "middle" else 0
@@ -38,14 +39,14 @@ class FrameRule:
 # checked against PyAV's own fps, select and framestep filters (tests/test_words.py)
 FPS_MODES = {
     "ffmpeg": FrameRule(0.0, "round", "middle", "ffmpeg's fps filter (-vf fps=N, regular source timestamps): the last "
-                                                "frame of each output slot, frames 1, 5, 9, ... for 30 -> 7.5 fps"),
+                                                "frame of each output slot, frames 1, 5, 9, ... for 30 -> 7.5 fps",
+                       "ffmpeg's fps filter"),
     "drop": None,  # the same as ffmpeg (its earlier name)
     "select": FrameRule(0.0, "ceil", "first", "every K-th frame from the first: select='not(mod(n,K))', framestep=K, "
-                                              "most frame-dropping scripts and the paper's problems"),
-    "average": FrameRule(1.0, "ceil", "first", "the K frames averaged: a long exposure"),
+                                              "most frame-dropping scripts and the paper's problems", "select, framestep"),
+    "average": FrameRule(1.0, "ceil", "first", "the K frames averaged: a long exposure", "the K frames averaged"),
 }
 FPS_MODES["drop"] = FPS_MODES["ffmpeg"]
-RULE_NAMES = {"ffmpeg": "ffmpeg's fps filter", "drop": "ffmpeg's fps filter", "select": "select, framestep"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def frame_rule_note(words: "Words", operator: list[dict]) -> str | None:
     k = kept["factor"]
     frames = ", ".join(map(str, kept["kept"]))
     rule = (said("fps_phase", kept["phase"]) if words.fps_phase is not None else
-            f"{said('fps_mode', words.fps_mode)}: {RULE_NAMES.get(words.fps_mode, words.fps_mode)}")
+            f"{said('fps_mode', words.fps_mode)}: {FPS_MODES[words.fps_mode].tool}")
     if words.fps_mode == "select" and words.fps_phase is None:
         p = FPS_MODES["ffmpeg"].phase(k)
         other = f"{said('fps_mode', 'ffmpeg')} (frames {p}, {p + k}, ...)"

@@ -28,7 +28,7 @@ from lvtino.files import MARKER, claiming, remove_tree, write_json, write_text_a
 from lvtino.metrics.evaluate import evaluate
 from lvtino.pipeline.degrade import degrade
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import PRIORS
+from lvtino.pipeline.catalog import networks_of
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.state import input_identity
 from lvtino.validation import whole
@@ -139,7 +139,7 @@ def _restore_alone(measured: Path, restored: Path, stats: Path, prior: str, mode
 
 
 def _generative(prior: str) -> bool:
-    return prior in PRIORS and PRIORS[prior].generative
+    return bool(networks_of(prior))
 
 
 def _method(prior: str, models: ModelOptions) -> str:

@@ -367,6 +367,11 @@ class Encoding:
                             f"milliseconds: at most {box.max_fps} fps); write .mp4 or a folder of frames")
 
 
+def crf_help() -> str:
+    """The CRF range and default of each format that takes one, for ``--help`` and a CRF that is no number."""
+    return ", ".join(f"{f.name} {f.crf[0]}-{f.crf[1]} (default {f.crf[2]})" for f in FORMATS.values() if f.crf)
+
+
 def preset_help() -> str:
     """The presets of each format, for ``--help``: names as ranges where they are numbers."""
     groups: dict[tuple, list[str]] = {}

@@ -191,9 +191,9 @@ class Segments:
         remove_tree(tmp)
         tmp.mkdir()
         try:
+            name = f"{{:06d}}{self.image}"
             for seg in segments:  # hard links: no second copy on disk, and the segments stay whole until the end
                 for k in range(seg.count):
-                    name = f"{{:06d}}{self.image}"
                     _link(seg.path / name.format(k), tmp / name.format(seg.first - self.start + k))
             (tmp / SIDECAR).write_text(json.dumps({"fps": str(self.fps.limit_denominator(1_000_000)),
                                                    "lvtino": metadata}, indent=1))
