@@ -5,10 +5,13 @@ import sys
 
 
 def entry() -> int:
+    from lvtino.runtime import STARTING, starting  # light: the standard library only
+
     try:
-        from lvtino.cli import run
-    except KeyboardInterrupt:
-        print("lvtino: interrupted (SIGINT) while starting; nothing was done", file=sys.stderr)
+        with starting():
+            from lvtino.cli import run
+    except KeyboardInterrupt:  # raised by a handler an embedding program installed
+        sys.stderr.write(STARTING)
         return 130
     return run()
 

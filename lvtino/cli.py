@@ -21,7 +21,7 @@ from lvtino.errors import DiskFull, NetworkError, NotWritten, UserError, is_disk
 from lvtino.files import NotPlaced, output_claims
 from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES, ModelOptions
 from lvtino.pipeline.catalog import PRIORS, prior_help
-from lvtino.runtime import Interrupted, stop_on_signals, tune_cpu_allocator
+from lvtino.runtime import Interrupted, starting, stop_on_signals, tune_cpu_allocator
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("lvtino")
@@ -550,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setLevel(logging.WARNING)
     elif getattr(args, "verbose", False):
         log.setLevel(logging.DEBUG)
+    with starting():  # torch loads here, where Ctrl-C is one line at once (see runtime.starting)
+        import torch  # noqa: F401
     try:
         with stop_on_signals(), _results_shown(not getattr(args, "quiet", False)), naming(flag), output_claims():
             code = _run(args)

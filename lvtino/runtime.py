@@ -120,6 +120,33 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
+STARTING = "lvtino: interrupted (SIGINT) while starting; nothing was done\n"
+
+
+@contextlib.contextmanager
+def starting():
+    """While the libraries load (torch: seconds), Ctrl-C ends the process at once with one line and 130: nothing
+    has been done yet, and a KeyboardInterrupt raised inside torch's import can land in one of its C++ callbacks
+    (pybind11), which aborts with a 100-line dump instead of unwinding. The previous handler comes back after."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame):
+        os.write(2, STARTING.encode())
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def stop_on_signals():
     """Within the block, SIGINT and SIGTERM raise ``Interrupted`` in the main thread (cleanup runs, state is
