@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def restore_frames(video, fps: Fraction, request: Request, networks: Networks | 
                    request.frames, request.window, request.overlap, request.words)
     if request.guide is not None:
         job.guide = check_guide(request.guide, job)
-    sink = FrameSink(job.start, float_output=tensor)
+    sink = MemorySink(job.start, float_output=tensor)
     _check_memory(job, sink)
     timer = StageTimer(procs.device)
     measured = MemoryFrames(video, info, procs.device, timer)
@@ -222,7 +223,7 @@ def _claim(request: Request, output: Path, procs: Processes) -> None:
         raise UserError(error)
 
 
-def _check_memory(job: Job, sink: "FrameSink") -> None:
+def _check_memory(job: Job, sink: MemorySink) -> None:
     """Refuse, before any work, a restoration that memory cannot hold (it is returned whole)."""
     need = (job.end - job.start) * job.shape[1] * job.shape[2] * 3 * sink.itemsize
     free = available_memory()
@@ -329,22 +330,76 @@ def what_is_left(job: Job, state: RunState, segments: Segments) -> Left:
     return Left(covered, needed, reused, [i for i in needed if i not in set(reused)])
 
 
+class WindowStore(Protocol):
+    """Where a run keeps its finished windows until the join has used them (``RunState``: float16 files in the
+    state folder; ``MemoryWindows``)."""
+
+    def save(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Keep window ``index``; return what ``load`` will give back (a file store's rounding included)."""
+
+    def load(self, index: int, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Window ``index`` as saved, or None when it is not there whole with this shape."""
+
+    def discard(self, index: int) -> None:
+        """No later frame needs window ``index``: let it go."""
+
+    def flush(self) -> None:
+        """Until every saved window is kept for good (and raise what keeping one raised)."""
+
+    def scratch_bytes(self) -> int:
+        """The disk it holds now, windows being written included (0 in memory)."""
+
+
+class SharedWindowStore(WindowStore, Protocol):
+    """A store the processes of one launch share (``RunState`` on a folder they all see): the main process says how
+    far it has joined, the others wait on that and on each other's windows."""
+
+    def set_progress(self, position: int) -> None: ...
+
+    def wait_progress(self, position: int) -> None: ...
+
+    def wait_window(self, index: int) -> None: ...
+
+
+class FrameSink(Protocol):
+    """Where the main process's final frames go, in order (``video.segments.Encoder``: segments of the output
+    file; ``MemorySink``)."""
+
+    closed: int  # output frames before this one are final in the sink (for a file: in closed segments)
+
+    def submit(self, first: int, frames: torch.Tensor) -> None:
+        """Frames (1, 3, n, H, W) in [-1, 1], output frames ``first`` .. ``first + n - 1``."""
+
+    def wait_closed(self, frame: int) -> None:
+        """Until ``closed`` has reached ``frame`` (or the sink failed: then ``wait`` raises it)."""
+
+    def wait(self) -> None:
+        """Until every submitted frame is final; raises what the sink's work raised."""
+
+    def stop(self) -> None:
+        """After a failure elsewhere: end the sink's work, keeping what is final."""
+
+    def scratch_bytes(self) -> int:
+        """The disk it holds now beside the output (closed segments; 0 in memory)."""
+
+
 class Run:
     """The windows of one run, shared out between the processes, and the main process's join.
 
-    ``store`` keeps finished windows (``RunState``, or ``MemoryWindows``); the sink
-    given to ``main`` takes the final frames (``Encoder``, or ``FrameSink``).
+    ``store`` keeps finished windows; the main process's ``main`` joins them into ``sink``, and the other
+    processes of a launch (``others``) restore their turns into the shared store. A process's role is its
+    ``procs.is_main``.
     """
 
     def __init__(self, job: Job, procs: Processes, timer: StageTimer, measured, restore_window: WindowRestorer,
-                 store, left: Left):
+                 store: WindowStore, left: Left):
         self.job, self.procs, self.timer, self.measured = job, procs, timer, measured
         self.restore_window, self.store, self.left = restore_window, store, left
         self.todo = [job.plan.windows[i] for i in left.todo]
         self.position = {w.index: k for k, w in enumerate(self.todo)}
         self.restored: list[int] = []
         self.scratch_peak = 0
-        self.sink = None
+        self.sink: FrameSink | None = None
         self.meter: ResidualMeter | None = None
         self._dropped = 0  # windows before this one have no file any more
 
@@ -353,6 +408,7 @@ class Run:
 
     def others(self) -> None:
         """Restore this process's turns, never more than AHEAD windows past the main process's join."""
+        assert not self.procs.is_main, "the main process joins (main)"
         for w in self.todo:
             if not self.mine(w):
                 continue
@@ -361,8 +417,9 @@ class Run:
             self.store.flush()
         self.procs.wait()
 
-    def main(self, sink, meter: ResidualMeter | None, bar) -> None:
+    def main(self, sink: FrameSink, meter: ResidualMeter | None, bar) -> None:
         """Every needed window, in order: restored or read back, joined; the final frames into ``sink``."""
+        assert self.procs.is_main, "another process restores its turns (others)"
         job = self.job
         self.sink, self.meter = sink, meter
         seam = seam_step(job.physics, self.measured, job.cfg.pinv.eps) if job.physics.linear else None
@@ -375,7 +432,7 @@ class Run:
             if self.procs.count > 1 and w.index in self.position:
                 self.store.set_progress(self.position[w.index])
             self._discard_upto(job.plan.first_needed(max(sink.closed, job.start)))
-            self._measure_scratch(self._dropped, w.index)
+            self._measure_scratch()
         with self.timer("join"):
             final = list(joiner.finish())
         self._emit(final, bar)
@@ -408,7 +465,7 @@ class Run:
     def _make_room(self, w: Window) -> None:
         """Before window ``w`` is stored: wait until the frames joined before it (through window w - 1) lie in
         closed segments, and drop the window files no later frame needs."""
-        if self.sink is None:  # another process: the main process drops files
+        if not self.procs.is_main:  # the main process drops files
             return
         plan = self.job.plan
         target = plan.seam_context(w.index - 1)[0] if 0 < w.index < len(plan.windows) else 0
@@ -433,10 +490,8 @@ class Run:
         if self.meter is not None:
             self.meter.add([(t, f) for t, f in final if job.start <= t < job.end])
 
-    def _measure_scratch(self, dropped: int, current: int) -> None:
-        windows = sum(128 + 2 * 3 * w.frames * self.job.shape[1] * self.job.shape[2]
-                      for w in self.job.plan.windows[dropped:current + 1])
-        self.scratch_peak = max(self.scratch_peak, windows + self.sink.segments_bytes)
+    def _measure_scratch(self) -> None:
+        self.scratch_peak = max(self.scratch_peak, self.store.scratch_bytes() + self.sink.scratch_bytes())
 
     def stop(self) -> None:
         if self.sink is not None:
@@ -462,12 +517,13 @@ class MemoryWindows:
     def flush(self) -> None:
         pass
 
+    def scratch_bytes(self) -> int:
+        return 0
 
-class FrameSink:
+
+class MemorySink:
     """The sink of a run in memory: the final frames in order, as (T, H, W, 3) uint8 (rounded as a file's) or
     as a (1, 3, T, H, W) float tensor in [0, 1]."""
-
-    segments_bytes = 0
 
     def __init__(self, start: int, float_output: bool):
         self.closed, self.float_output = start, float_output
@@ -488,6 +544,9 @@ class FrameSink:
 
     def stop(self) -> None:
         pass
+
+    def scratch_bytes(self) -> int:
+        return 0
 
     def frames(self):
         return torch.cat(self._parts, dim=2) if self.float_output else np.concatenate(self._parts)

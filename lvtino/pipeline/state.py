@@ -234,9 +234,10 @@ class RunState:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvtino-state")
         while len(self._pending) >= 2:  # at most two windows wait for the disk: memory stays flat
-            self._pending.pop(0).result()
+            self._pending.pop(0)[0].result()
         # in the caller's context, so that what the writer says keeps the caller's words
-        self._pending.append(self._writer.submit(contextvars.copy_context().run, self._write, index, half.numpy()))
+        job = self._writer.submit(contextvars.copy_context().run, self._write, index, half.numpy())
+        self._pending.append((job, half.numel() * half.element_size()))
         return half.float()
 
     def _write(self, index: int, array: np.ndarray) -> None:
@@ -256,8 +257,18 @@ class RunState:
     def flush(self) -> None:
         """Wait until every window saved so far is on disk (and raise what a write raised)."""
         pending, self._pending = self._pending, []
-        for job in pending:
+        for job, _ in pending:
             job.result()
+
+    def scratch_bytes(self) -> int:
+        """The window files in the folder now (any process's), and the windows still being written by this one."""
+        on_disk = 0
+        for p in self.folder.glob("window-*"):  # whole files (one being written has a hidden temporary name)
+            try:
+                on_disk += p.stat().st_size
+            except FileNotFoundError:  # discarded or renamed meanwhile
+                pass
+        return on_disk + sum(nbytes for job, nbytes in self._pending if not job.done())
 
     def load(self, index: int, shape: tuple[int, ...]) -> Tensor | None:
         """Window ``index`` as float32, or None when its file is missing or damaged (then removed)."""

@@ -300,7 +300,7 @@ class Encoder:
     def __init__(self, segments: Segments, covered: int, depth: int = 1):
         self.segments = segments
         self.closed = covered
-        self.segments_bytes = 0
+        self._bytes = 0  # the closed segments' files
         self._open = threading.Semaphore(depth)
         self._small: list[Segment] = []  # closed segments not merged yet
         self._changed = threading.Condition()
@@ -314,7 +314,7 @@ class Encoder:
 
     def start(self) -> "Encoder":
         """Count the segments already closed and start the thread."""
-        self.segments_bytes = self.segments.size()
+        self._bytes = self.segments.size()
         self._thread.start()
         return self
 
@@ -336,6 +336,10 @@ class Encoder:
         self._queue.put(None)
         self._thread.join()
         self._raise()
+
+    def scratch_bytes(self) -> int:
+        """The closed segments' files (the segment being encoded is not counted until it closes)."""
+        return self._bytes
 
     def stop(self) -> None:
         """After a failure elsewhere: let the worker finish what it holds, and end it."""
@@ -359,12 +363,12 @@ class Encoder:
             try:
                 bits = self.segments.encoding.frame_bits
                 seg = self.segments.write(first, np.stack(list(tensor_to_frames(frames, bits))))
-                self.segments_bytes += _size(seg.path)
+                self._bytes += _size(seg.path)
                 self._small.append(seg)
                 if len(self._small) >= MERGE and not self.segments.frames:
                     small = sum(_size(s.path) for s in self._small)
                     merged = self.segments.merge(self._small)
-                    self.segments_bytes += _size(merged.path) - small
+                    self._bytes += _size(merged.path) - small
                     self._small = []
                 self.closed = seg.end
                 self._written += 1
