@@ -127,6 +127,8 @@ def main() -> None:
                         help="the street frames K times, every other pass reversed (motion stays continuous): a "
                              "longer clip, where the start-up weighs less (default 1)")
     args = parser.parse_args()
+XX
+        parser.error(f"--frames {args.frames}: give 9 to 41 (at least 3 measured frames, one in 4 kept)")
     tune_cpu_allocator()  # as the CLI does, for the in-process iteration timing
     folder = Path(args.out or tempfile.mkdtemp(prefix="lvtino-speed-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,10 @@
 # The steps' limits are clipped to BUDGET seconds (330 by default), so the call ends inside 6 minutes and a second
 # try fits in the session's 15. A failed install or no CUDA device stops the session with one line.
 #
+# GPU_SESSION_STEPS (default: every step) names the steps to run by their keys (cuda-vs-cpu B A torchrun B-offload
+# tv C), e.g. a second call that runs again only the steps the first could not finish; the others are recorded as
+# "not selected".
+#
 # GPU_SESSION_REHEARSAL=1 runs it here, without installing anything (this machine's packages, PYTHON or python3)
 # and with the tiny networks at tiny sizes on GPU_SESSION_DEVICE (default cuda: without a GPU it stops at step 1;
 # cpu: every step runs). WHEELS (default .whl) is where the wheels are looked for.
@@ -28,6 +32,7 @@ REPO=$(pwd)
 OUT=$(realpath -m "${OUT:-gpu-out}")
 BUDGET=${BUDGET:-330}
 REHEARSAL=${GPU_SESSION_REHEARSAL:-0}
+STEPS=${GPU_SESSION_STEPS:-}
 DEV=${GPU_SESSION_DEVICE:-cuda}
 WHEELS=${WHEELS:-$REPO/.whl}
 PY=${PYTHON:-python3}
@@ -52,9 +57,14 @@ stop() {
 }
 record() { "$PY" "$REPO/scripts/gpu_summary.py" record "$PARTS" "$@" >>"$LOG" 2>&1; summarise; }
 # step KEY LIMIT NAME COMMAND...: run with a time limit (never past the budget), output appended to steps.log
+selected() { [ -z "${STEPS:-}" ] || [[ " $STEPS " == *" $1 "* ]]; }
 step() {
     local key=$1 limit=$2 name=$3
     shift 3
+    if ! selected "$key"; then
+        record "$key" "$name" "not selected" 0
+        return 0
+    fi
     local left=$((BUDGET - SECONDS - 10))
     if [ "$left" -lt 20 ]; then
         say "-- $name: skipped (${left}s of the budget left)"
@@ -70,6 +80,10 @@ step() {
     record "$key" "$name" "$rc" "$((SECONDS - t0))"
 }
 
+for key in $STEPS; do
+    case " cuda-vs-cpu B A torchrun B-offload tv C " in *" $key "*) ;;
+        *) stop "GPU_SESSION_STEPS: unknown step $key (the steps: cuda-vs-cpu B A torchrun B-offload tv C)" ;; esac
+done
 RUN=$(mktemp -d)
 if [ "$REHEARSAL" = 1 ]; then  # this machine's packages, the tiny networks at tiny sizes
     export PYTHONPATH=$REPO
@@ -99,14 +113,16 @@ cd "$RUN"  # outside the source tree: lvtino (and its configs) as installed
 "$PY" -c "import diffusers, av, torch, lvtino, lvtino.configs; print('diffusers', diffusers.__version__, 'av', \
 av.__version__, 'torch', torch.__version__, 'lvtino from', lvtino.__file__)" >>"$LOG" 2>&1 ||
     stop "the packages do not import: $(tail -1 "$LOG")"
-if [ "$DEV" = cuda ]; then
-    "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >>"$LOG" 2>&1 ||
-        stop "no CUDA device (torch.cuda.is_available() is False): nothing to measure here"
-    nvidia-smi >>"$LOG" 2>&1
-fi
-"$PY" -c "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'name': \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() and '$DEV' == 'cuda' else 'cpu (rehearsal)'}))" \
-    >"$PARTS/device.json" 2>>"$LOG"
+# the device's facts, and (cuda) whether there is one: exit 3 without
+"$PY" -c "import json, sys, torch; cuda = torch.cuda.is_available() and '$DEV' == 'cuda'; print(json.dumps({'torch': \
+torch.__version__, 'cuda': torch.version.cuda, 'name': torch.cuda.get_device_name(0) if cuda else 'cpu (rehearsal)'})); \
+sys.exit(3 if '$DEV' == 'cuda' and not cuda else 0)" >"$PARTS/device.json" 2>>"$LOG"
+case $? in
+    0) ;;
+    3) rm -f "$PARTS/device.json"; stop "no CUDA device (torch.cuda.is_available() is False): nothing to measure here" ;;
+    *) stop "torch could not tell the device: $(tail -1 "$LOG")" ;;
+esac
+[ "$DEV" = cuda ] && nvidia-smi >>"$LOG" 2>&1
 say "gpu_session: $(cat "$PARTS/device.json"), budget ${BUDGET}s"
 
 step cuda-vs-cpu 40 "1. tiny networks: $DEV against cpu float32" \
@@ -120,12 +136,14 @@ step torchrun 45 "4. torchrun, 2 processes, restore with the tiny networks" bash
 from fractions import Fraction
 from lvtino.video.synthetic import synthetic_clip
 from lvtino.video.writer import VideoWriter
+from lvtino.pipeline.degrade import degrade
 with VideoWriter(\"clean.mkv\", Fraction(30)) as w:
     for f in synthetic_clip(33, 64, 96): w.write(f)
-" && "$0" -m lvtino degrade clean.mkv -o y.mkv --problem A -y -q &&
+degrade(\"clean.mkv\", \"y.mkv\", problem=\"A\", overwrite=\"yes\")
+" &&
     "$0" -m torch.distributed.run --nproc_per_node 2 -m lvtino restore y.mkv -o torchrun.mkv --prior lvtino \
         --models tiny --device "$1" --window 16 --overlap 4 --stats "$2" -y' "$PY" "$DEV" "$PARTS/torchrun.json"
-if [ "$DEV" = cuda ]; then
+if [ "$DEV" = cuda ] || ! selected B-offload; then
     step B-offload 70 "5. Problem B, --offload model" \
         "$PY" "$REPO/scripts/gpu_timing.py" --problem B --offload model "${TIMING[@]}" --json "$PARTS/B-offload.json"
 else
@@ -138,9 +156,11 @@ import sys
 from fractions import Fraction
 from lvtino.video.synthetic import synthetic_clip
 from lvtino.video.writer import VideoWriter
+from lvtino.pipeline.degrade import degrade
 with VideoWriter(\"tv-clean.mkv\", Fraction(30)) as w:
     for f in synthetic_clip(*map(int, sys.argv[1:4])): w.write(f)
-" "$2" "$3" "$4" && "$0" -m lvtino degrade tv-clean.mkv -o tv-y.mkv --problem A -y -q &&
+degrade(\"tv-clean.mkv\", \"tv-y.mkv\", problem=\"A\", overwrite=\"yes\")
+" "$2" "$3" "$4" &&
     for d in "$1" cpu; do "$0" -m lvtino restore tv-y.mkv -o tv-$d.mkv --prior tv --device $d \
         --stats tv-$d.json -y -q || exit 1; done &&
     "$0" -c "

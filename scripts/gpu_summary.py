@@ -65,7 +65,7 @@ def _timing_row(label: str, step: dict) -> str:
 
 def table(summary: Path) -> list[str]:
     facts = json.loads(summary.read_text())
-    steps = {s["key"]: s for s in facts["steps"]}
+    steps = {s["key"]: s for s in facts["steps"] if s["exit"] != "not selected"}  # GPU_SESSION_STEPS left it out
     device = facts["session"].get("device", {})
     lines = [f"device: {device.get('name', 'unknown')}, torch {device.get('torch', '?')}; "
              f"session {facts['session'].get('seconds', '?')} s; paper: {PAPER[0]:.0f} s, {PAPER[1]} GB "

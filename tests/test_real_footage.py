@@ -52,9 +52,10 @@ def test_real_clip_degrade_and_restore(real_frames, tmp_path, problem, kt, ks):
     clean = _frames(real_frames)
     y = _frames(y_path)
     assert y.shape[0] == -(-41 // kt)
-    expected = (_independent_measurement(clean, problem, 6).clamp(0, 1) * 255).round() / 255
-    assert y[:6].shape == expected.shape
-    assert (y[:6] - expected).abs().max() <= 1 / 255 + 1e-9  # agree to 8-bit rounding
+    # two measured frames: deepinv's direct convolution takes ~2.3 s a frame for B's 8x filter
+    expected = (_independent_measurement(clean, problem, 2).clamp(0, 1) * 255).round() / 255
+    assert y[:2].shape == expected.shape
+    assert (y[:2] - expected).abs().max() <= 1 / 255 + 1e-9  # agree to 8-bit rounding
 
     # the paper's noise level, then the TV restoration
     assert main(["degrade", str(real_frames), "-o", str(y_path), "--problem", problem, "-y"]) == 0
