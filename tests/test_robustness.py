@@ -21,7 +21,7 @@ from conftest import killed_after_segments, smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.video.reader import probe, read_frames
 
-SLOW = ["--set", "tv.iterations=80"]
+TV = ["--set", "tv.iterations=6"]  # a setting of its own: the digest records it
 
 
 def run(args, capsys):
@@ -47,32 +47,45 @@ def measured(tmp_path_factory):
     y = folder / "y.mkv"
     assert main(["degrade", str(clean), "-o", str(y), "--problem", "A"]) == 0
     reference = folder / "reference.mkv"
-    assert main(["restore", str(y), "-o", str(reference), *SLOW]) == 0
+    assert main(["restore", str(y), "-o", str(reference), *TV]) == 0
     return y, frames_of(reference)
 
 
-def start_restore(y: Path, out: Path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(out), *SLOW, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_restore(y: Path, out: Path, *extra, stop_after: int = 0) -> subprocess.Popen:
+    """``lvtino restore`` in a process of its own; with ``stop_after``, it stops itself (SIGSTOP) once that many
+    segments are closed (``wait_stopped``)."""
+    return start(["restore", str(y), "-o", str(out), *TV, *extra], stop_after)
 
 
-def wait_for_windows(state: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the run has kept ``n`` windows: window files, and the closed segments that took their place."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if len(list(state.glob("window-*.npy"))) + len(list(state.glob("segments/segment-*"))) >= n:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"no {n} windows in {state} (exit {proc.poll()})")
+def start(args: list[str], stop_after: int = 0) -> subprocess.Popen:
+    env = {**os.environ, "LVTINO_STOP_AFTER_SEGMENTS": str(stop_after)}
+    return subprocess.Popen([sys.executable, "-m", "lvtino", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def wait_stopped(proc: subprocess.Popen) -> None:
+    """Until the process has stopped itself at its segment (a known point of the run, not a clock); a signal sent
+    now is taken when ``SIGCONT`` lets it go on."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before closing its segments")
+
+
+def go_on(proc: subprocess.Popen, *signals: int) -> None:
+    """Send ``signals`` to the stopped process, then let it go on."""
+    for sig in signals:
+        proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_cleanly_and_resume_gives_the_uninterrupted_output(measured, tmp_path, capsys, sig, code):
     y, reference = measured
     out = tmp_path / "x.mkv"
-    proc = start_restore(y, out)
-    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 2, proc)
-    proc.send_signal(sig)
+    proc = start_restore(y, out, stop_after=2)
+    wait_stopped(proc)
+    go_on(proc, sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
@@ -80,7 +93,7 @@ def test_a_signal_stops_cleanly_and_resume_gives_the_uninterrupted_output(measur
     assert not out.exists() and leftovers(tmp_path) == []
     state = tmp_path / ".x.mkv.lvtino-state"
     assert (state / "state.json").is_file() and not (state / "lock").exists()  # the lock goes with the run
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume"], capsys)
     assert rc == 0, err
     assert np.array_equal(frames_of(out), reference)
 
@@ -88,13 +101,13 @@ def test_a_signal_stops_cleanly_and_resume_gives_the_uninterrupted_output(measur
 def test_a_second_ctrl_c_stops_at_once_and_resume_still_works(measured, tmp_path, capsys):
     y, reference = measured
     out = tmp_path / "x.mkv"
-    proc = start_restore(y, out)
-    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 1, proc)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
+    proc = start_restore(y, out, stop_after=1)
+    wait_stopped(proc)
+    go_on(proc, signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # while it stops (or, had it already, after: either way it ends with 130)
     proc.communicate(timeout=60)
     assert proc.returncode == 130 and not out.exists()
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume"], capsys)
     assert rc == 0, err
     assert np.array_equal(frames_of(out), reference) and leftovers(tmp_path) == []
 
@@ -102,12 +115,12 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_still_works(measured, tmp_path
 def test_kill_9_then_resume_takes_over_the_lock(measured, tmp_path, capsys):
     y, reference = measured
     out = tmp_path / "x.mkv"
-    proc = start_restore(y, out)
-    wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 3, proc)
+    proc = start_restore(y, out, stop_after=3)
+    wait_stopped(proc)
     proc.kill()
     proc.communicate()
     assert (tmp_path / ".x.mkv.lvtino-state" / "lock").is_file() and not out.exists()
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume"], capsys)
     assert rc == 0, err
     assert "taking over the lock of an earlier run that is gone" in err
     assert np.array_equal(frames_of(out), reference) and leftovers(tmp_path) == []
@@ -116,12 +129,13 @@ def test_kill_9_then_resume_takes_over_the_lock(measured, tmp_path, capsys):
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(measured, tmp_path, capsys):
     y, reference = measured
     out = tmp_path / "x.mkv"
-    proc = start_restore(y, out)
+    proc = start_restore(y, out, stop_after=1)
     try:
-        wait_for_windows(tmp_path / ".x.mkv.lvtino-state", 1, proc)
+        wait_stopped(proc)
         for extra in ([], ["--resume"]):
-            rc, _, err = run(["restore", y, "-o", out, *SLOW, *extra], capsys)
+            rc, _, err = run(["restore", y, "-o", out, *TV, *extra], capsys)
             assert rc == 2 and f"another lvtino run is writing it (pid {proc.pid}" in err
+        go_on(proc)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     finally:
@@ -143,7 +157,7 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
             raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / "window-000003.npy.partial"))
         real_write(self, index, array)
     monkeypatch.setattr(RunState, "_write", write)
-    rc, _, err = run(["restore", y, "-o", out, *SLOW], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV], capsys)
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lvtino: error: no space left on the device writing "), err
@@ -152,7 +166,7 @@ def test_disk_full_while_saving_windows_keeps_the_state_for_resume(measured, tmp
     assert list((state / "segments").glob("segment-*.mkv")) and not list(state.rglob("*partial*"))
     assert not out.exists() and leftovers(tmp_path) == []
     monkeypatch.setattr(RunState, "_write", real_write)
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume", "--stats", tmp_path / "s.json"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume", "--stats", tmp_path / "s.json"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "s.json").read_text())["resumed_at_frame"] > 0
     assert np.array_equal(frames_of(out), reference)
@@ -164,7 +178,7 @@ def test_disk_full_on_a_small_tmpfs(measured, tmp_path):
     y, reference = measured
     mnt, copy = tmp_path / "mnt", tmp_path / "resumed.mkv"
     mnt.mkdir()
-    lvtino = f"{sys.executable} -m lvtino restore {y} -o {mnt}/x.mkv {' '.join(SLOW)}"
+    lvtino = f"{sys.executable} -m lvtino restore {y} -o {mnt}/x.mkv {' '.join(TV)}"
     script = (f"mount -t tmpfs -o size=1024k tmpfs {mnt} || exit 77\n"
               f"{lvtino} 2>{tmp_path}/err1; echo $? > {tmp_path}/rc1\n"
               f"ls -a {mnt} > {tmp_path}/ls1; ls {mnt}/.x.mkv.lvtino-state > {tmp_path}/ls2\n"
@@ -189,7 +203,7 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
     segment cut short are never fatal: they are redone."""
     y, reference = measured
     out = tmp_path / "x.mkv"
-    killed_after_segments(["restore", y, "-o", out, *SLOW], 3)
+    killed_after_segments(["restore", y, "-o", out, *TV], 3)
     state = tmp_path / ".x.mkv.lvtino-state"
     windows = sorted(state.glob("window-*.npy"))
     assert windows, "no window file to damage"
@@ -198,7 +212,7 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
     (state / "window-000001.npy.partial-999999").write_bytes(b"half")  # its process is gone
     segments = sorted((state / "segments").glob("segment-*"))
     segments[-1].write_bytes(segments[-1].read_bytes()[:300])  # not through the rename: a disk that lied
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume"], capsys)
     assert rc == 0, err
     assert "file is damaged" in err
     assert np.array_equal(frames_of(out), reference) and not state.exists()
@@ -207,7 +221,7 @@ def test_damaged_state_files_are_restored_again(measured, tmp_path, capsys):
 def _kill_after_segments(y: Path, out: Path, segments: int) -> Path:
     """Start a restore, kill -9 it once ``segments`` segments are closed (a window file is kept then: the next
     window's overlap); its state."""
-    killed_after_segments(["restore", y, "-o", out, *SLOW], segments)
+    killed_after_segments(["restore", y, "-o", out, *TV], segments)
     state = out.parent / f".{out.name}.lvtino-state"
     assert list(state.glob("window-*.npy")), "no window file kept"
     return state
@@ -237,7 +251,7 @@ def test_same_size_damage_to_a_state_file_is_found_and_redone(measured, tmp_path
         record = state / "state.json"
         text = record.read_text()
         record.write_text(text.replace('"version": 2', '"version": 3'))  # parses, same size, CRC no longer matches
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--resume"], capsys)
     assert rc == 0, err
     said = {"window": "'s file is damaged; it will be restored again", "segment": "a closed segment (frames",
             "record": "the record of the interrupted run (state.json) is damaged"}[kind]
@@ -267,15 +281,14 @@ def test_resume_with_other_encoding_settings_is_refused(measured, tmp_path, caps
     """Segments already encoded at one --crf are never joined with others at another (a file encoded two ways)."""
     y, reference = measured
     out = tmp_path / "x.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "restore", str(y), "-o", str(out), *SLOW, "--crf", "20"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_windows(tmp_path / ".x.mp4.lvtino-state", 3, proc)
+    proc = start_restore(y, out, "--crf", "20", stop_after=3)
+    wait_stopped(proc)
     proc.kill()
     proc.communicate()
     for other in (["--crf", "30"], ["--crf", "20", "--preset", "fast"], ["--crf", "20", "--pix-fmt", "yuv444p"]):
-        rc, _, err = run(["restore", y, "-o", out, *SLOW, *other, "--resume"], capsys)
+        rc, _, err = run(["restore", y, "-o", out, *TV, *other, "--resume"], capsys)
         assert rc == 2 and "other settings (encoding differ)" in err, (other, err)
-    rc, _, err = run(["restore", y, "-o", out, *SLOW, "--crf", "20", "--resume"], capsys)
+    rc, _, err = run(["restore", y, "-o", out, *TV, "--crf", "20", "--resume"], capsys)
     assert rc == 0, err
 
 
@@ -317,7 +330,7 @@ def test_an_interruption_of_an_in_process_run_reaches_the_caller(measured, tmp_p
         signal.raise_signal(signal.SIGINT)  # through lvtino's handler, as a Ctrl-C would come
     monkeypatch.setattr(RunState, "_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *SLOW])
+        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *TV])
     assert "lvtino: interrupted (SIGINT)" in capsys.readouterr().err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert not (tmp_path / "x.mkv").exists() and leftovers(tmp_path) == []
@@ -392,10 +405,10 @@ def batch_inputs(measured, tmp_path):
 
 def test_batch_skips_only_outputs_made_with_the_same_settings(batch_inputs, tmp_path, capsys):
     summary = tmp_path / "jobs-summary.csv"
-    rc, out, err = run(["batch", batch_inputs, *SLOW], capsys)
+    rc, out, err = run(["batch", batch_inputs, *TV], capsys)
     assert rc == 0, err
     assert "item 1/2" in out and "item 2/2" in out and summary.read_text().count(",done,") == 2
-    rc, out, _ = run(["batch", batch_inputs, *SLOW], capsys)
+    rc, out, _ = run(["batch", batch_inputs, *TV], capsys)
     assert rc == 0 and summary.read_text().count("done: made by the same settings") == 2
     rc, out, _ = run(["batch", batch_inputs, "--set", "tv.iterations=7"], capsys)
     assert rc == 1 and summary.read_text().count("made by other settings") == 2
@@ -413,28 +426,27 @@ def test_batch_skips_only_outputs_made_with_the_same_settings(batch_inputs, tmp_
 
 def test_an_interrupted_batch_resumes(batch_inputs, tmp_path, capsys, measured):
     _, reference = measured
-    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "batch", str(batch_inputs), *SLOW],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_windows(tmp_path / ".a.mkv.lvtino-state", 2, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc = start(["batch", str(batch_inputs), *TV], stop_after=2)
+    wait_stopped(proc)
+    go_on(proc, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "--resume" in err
     summary = (tmp_path / "jobs-summary.csv").read_text()
     assert "not run" in summary
-    rc, out, err = run(["batch", batch_inputs, *SLOW], capsys)
+    rc, out, err = run(["batch", batch_inputs, *TV], capsys)
     assert rc == 1 and "add --resume" in (tmp_path / "jobs-summary.csv").read_text()
-    rc, out, err = run(["batch", batch_inputs, *SLOW, "--resume"], capsys)
+    rc, out, err = run(["batch", batch_inputs, *TV, "--resume"], capsys)
     assert rc == 0, out + err
     assert np.array_equal(frames_of(tmp_path / "a.mkv"), reference)
 
 
 def test_two_batches_on_one_manifest(batch_inputs, tmp_path, capsys):
-    proc = subprocess.Popen([sys.executable, "-m", "lvtino", "batch", str(batch_inputs), *SLOW],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start(["batch", str(batch_inputs), *TV], stop_after=1)
     try:
-        wait_for_windows(tmp_path / ".a.mkv.lvtino-state", 1, proc)
-        rc, _, err = run(["batch", batch_inputs, *SLOW], capsys)
+        wait_stopped(proc)
+        rc, _, err = run(["batch", batch_inputs, *TV], capsys)
         assert rc == 2 and "another lvtino run is writing it" in err
+        go_on(proc)
         proc.communicate(timeout=120)
         assert proc.returncode == 0
     finally:
@@ -461,7 +473,7 @@ def test_a_file_that_appears_at_the_output_during_a_restore_is_kept(measured, tm
     y, reference = measured
     out, stats = tmp_path / "out.mkv", tmp_path / "s.json"
     _appearing_at_join(monkeypatch, lambda: out.write_text("precious"))
-    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--start", 0, "--end", 20, *SLOW, *overwrite],
+    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--start", 0, "--end", 20, *TV, *overwrite],
                        capsys)
     kept = list(tmp_path.glob("out.lvtino-*.mkv"))
     assert code == 1 and out.read_text() == "precious" and len(kept) == 1
@@ -475,12 +487,12 @@ def test_a_file_that_appears_at_the_output_during_a_restore_is_kept(measured, tm
 def test_an_output_replaced_with_y_is_kept_when_it_changed_during_the_run(measured, tmp_path, capsys, monkeypatch):
     y, reference = measured
     out = tmp_path / "out.mkv"
-    assert run(["restore", y, "-o", out, "--end", 16, *SLOW], capsys)[0] == 0
+    assert run(["restore", y, "-o", out, "--end", 16, *TV], capsys)[0] == 0
     _appearing_at_join(monkeypatch, lambda: out.write_bytes(b"rewritten by the user"))
-    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW, "-y"], capsys)  # -y: leave for what was there
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *TV, "-y"], capsys)  # -y: leave for what was there
     assert code == 1 and out.read_bytes() == b"rewritten by the user" and "appeared or changed" in err
     monkeypatch.undo()
-    assert run(["restore", y, "-o", out, "--end", 20, *SLOW, "-y"], capsys)[0] == 0  # unchanged: replaced
+    assert run(["restore", y, "-o", out, "--end", 20, *TV, "-y"], capsys)[0] == 0  # unchanged: replaced
     assert np.array_equal(frames_of(out), reference[:20])
 
 
@@ -488,7 +500,7 @@ def test_stats_that_appear_during_a_restore_are_kept(measured, tmp_path, capsys,
     y, reference = measured
     out, stats = tmp_path / "out.mkv", tmp_path / "s.json"
     _appearing_at_join(monkeypatch, lambda: stats.write_text("my notes"))
-    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--end", 20, *SLOW], capsys)
+    code, _, err = run(["restore", y, "-o", out, "--stats", stats, "--end", 20, *TV], capsys)
     kept = list(tmp_path.glob("s.lvtino-*.json"))
     assert code == 1 and stats.read_text() == "my notes" and len(kept) == 1 and f"the result is {kept[0]}" in err
     assert np.array_equal(frames_of(out), reference[:20])  # the video is in place
@@ -503,7 +515,7 @@ def test_files_put_into_a_frame_folder_output_during_a_restore_are_kept(measured
         (out / "mine.txt").write_text("precious")
 
     _appearing_at_join(monkeypatch, users_file)
-    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW], capsys)
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *TV], capsys)
     kept = list(tmp_path.glob("frames.lvtino-*"))
     assert code == 1 and sorted(p.name for p in out.iterdir()) == ["mine.txt"] and len(kept) == 1
     assert np.array_equal(frames_of(kept[0]), reference[:20])
@@ -532,13 +544,13 @@ def test_a_linked_or_foreign_state_folder_is_never_emptied(measured, tmp_path, c
     (target / "segments").mkdir(parents=True)
     (target / "segments" / "segment-000000000-000016-00000000.mkv").write_text("named like lvtino's, but mine")
     (tmp_path / ".a.mkv.lvtino-state").symlink_to(target, target_is_directory=True)
-    code, _, err = run(["restore", y, "-o", tmp_path / "a.mkv", *SLOW], capsys)
+    code, _, err = run(["restore", y, "-o", tmp_path / "a.mkv", *TV], capsys)
     assert code == 2 and "never follows" in err
     assert sorted(p.name for p in target.rglob("*")) == ["segment-000000000-000016-00000000.mkv", "segments"]
     foreign = tmp_path / ".b.mkv.lvtino-state" / "segments" / "segment-000000000-000016-00000000"  # a folder
     foreign.mkdir(parents=True)
     (foreign / "holiday.jpg").write_text("mine")
-    code, _, err = run(["restore", y, "-o", tmp_path / "b.mkv", *SLOW], capsys)
+    code, _, err = run(["restore", y, "-o", tmp_path / "b.mkv", *TV], capsys)
     assert code == 2 and "holds files lvtino did not write (segments/segment-000000000-000016-00000000/holiday.jpg" \
         in err
     assert (foreign / "holiday.jpg").read_text() == "mine"
@@ -581,7 +593,7 @@ def test_an_interruption_before_any_window_says_nothing_was_kept(measured, tmp_p
 
     monkeypatch.setattr(WindowRestorer, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *SLOW])
+        main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), *TV])
     err = capsys.readouterr().err.strip()
     assert err == ("lvtino: interrupted (SIGINT); no output was written, and no window had finished: run the same "
                    "command to start again")
@@ -592,7 +604,7 @@ def test_a_state_folder_removed_during_the_run_is_one_line(measured, tmp_path, c
     y, _ = measured
     out = tmp_path / "x.mkv"
     _appearing_at_join(monkeypatch, lambda: shutil.rmtree(tmp_path / ".x.mkv.lvtino-state"))
-    code, _, err = run(["restore", y, "-o", out, "--end", 20, *SLOW], capsys)
+    code, _, err = run(["restore", y, "-o", out, "--end", 20, *TV], capsys)
     assert code == 2 and err.strip() == (f"lvtino: error: {out}: the run's state folder {tmp_path / '.x.mkv.lvtino-state'}"
                                          " was removed while it worked, and the restored frames with it; nothing was "
                                          "written: run the command again")
@@ -604,7 +616,7 @@ def test_a_full_disk_under_a_side_output_names_its_full_path(measured, tmp_path,
     and nothing is left beside it (the batch's lock included)."""
     y, _ = measured
     clip = tmp_path / "clip.mkv"
-    assert run(["restore", y, "-o", clip, "--end", 16, *SLOW], capsys)[0] == 0
+    assert run(["restore", y, "-o", clip, "--end", 16, *TV], capsys)[0] == 0
     manifest = tmp_path / "jobs.csv"
     manifest.write_text(f"input,output\n{y},done.mkv\n")
     assert run(["batch", manifest, "--set", "tv.iterations=5"], capsys)[0] == 0

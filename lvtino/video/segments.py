@@ -23,6 +23,7 @@ bounded queue, so that the next window is restored meanwhile.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import os
@@ -49,9 +50,11 @@ from lvtino.video.writer import AudioTrack, VideoWriter, turned_note
 log = logging.getLogger("lvtino")
 NAME = re.compile(r"^segment-(\d{9})-(\d{6})-([0-9a-f]{8})(\.\w+)?$")  # first frame, count, CRC-32
 MERGE = 32  # closed segments merged into one, to keep the per-file overhead small
-# for tests of kills and resumes: the process stops itself (SIGSTOP) once this many segments are closed in this run,
-# so that a test kills it at a known point instead of racing it with a clock
+# for tests of kills, resumes and disk use: the process stops itself (SIGSTOP) once this many segments are closed in
+# it, by all its runs (a batch's items) together ("every": after each one), so that a test acts at a known point
+# instead of racing it with a clock
 STOP_AFTER = "LVTINO_STOP_AFTER_SEGMENTS"
+_closed_in_process = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -306,8 +309,8 @@ class Encoder:
         self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
-        self._stop_after = int(os.environ.get(STOP_AFTER, "0") or 0)
-        self._written = 0
+        stop = os.environ.get(STOP_AFTER, "0") or "0"
+        self._stop_after = -1 if stop == "every" else int(stop)
         # the worker runs in the caller's context: what it says keeps the caller's words (--pix-fmt, or pix_fmt=)
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
                                         name="lvtino-encoder", daemon=True)
@@ -371,8 +374,7 @@ class Encoder:
                     self._bytes += _size(merged.path) - small
                     self._small = []
                 self.closed = seg.end
-                self._written += 1
-                if self._written == self._stop_after:
+                if next(_closed_in_process) == self._stop_after or self._stop_after == -1:
                     os.kill(os.getpid(), signal.SIGSTOP)
             except BaseException as err:  # noqa: BLE001  (handed to the main thread)
                 self._error = err
