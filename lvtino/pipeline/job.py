@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_problems, load_raw
 from lvtino.errors import UserError, arg, said
 from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
-from lvtino.pipeline.outputs import Output, check_outputs
+from lvtino.pipeline.outputs import Output
 from lvtino.models.options import ModelOptions
 from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
@@ -26,6 +27,9 @@ from lvtino.pipeline.words import Words
 from lvtino.validation import Number, Text, whole
 from lvtino.video.reader import MAX_SIDE, VideoInfo, probe
 from lvtino.video.formats import Encoding
+
+if TYPE_CHECKING:
+    from lvtino.pipeline.request import Request
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 MAX_FRAMES = 10_000_000  # ~93 hours at 30 fps
@@ -182,56 +186,39 @@ class Job:
     start: int
     end: int
     supports: list  # per measured frame, the signal frames [lo, hi) it depends on (None: wraps around)
-    plan: Plan
+    layout: Plan  # the windows: where each starts and ends, and the seams between them
     selected: list[Window]
     guide: VideoInfo | None = None  # --guide: another tool's restoration, checked against the output
 
-
-def prepare(input, output, problem, config, overrides, start, end, frames, fps, stats=None, models=None,
-            overwrite: str = "ask", accept_truncated: bool = False, window: int | None = None,
-            overlap: int | None = None, words: Words | None = None, guide=None,
-            check: bool = True, claim: bool = True, encoding: Encoding | None = None) -> tuple[Job, Path]:
-    """Check the inputs and (with ``check``) every output path, claimed with ``claim`` (``check_outputs``);
-    settle the operator, the output's size, the range and the windows (``plan_job``). Nothing is written here: a
-    mistake found now leaves no file behind."""
-    info = probe(input, fps, accept_truncated=accept_truncated)
-    output = Path(output)
-    encoding = encoding or Encoding.choose(output)
-    if check:
-        check_outputs(restore_outputs(output, stats, encoding),
-                      [("the input", input), (arg("config"), config), (arg("guide"), guide),
-                       (arg("models"), models if models not in (None, "tiny") else None)], overwrite, claim)
-        for note in info.notes():
-            log.info("%s", note)
-    job = plan_job(info, problem, config, overrides, start, end, frames, window, overlap, words)
-    if check:
-        encoding.check_frames(output, job.fps, job.shape[2], job.shape[1])
-    if guide is not None:
-        job.guide = check_guide(guide, job, accept_truncated)
-    return job, output
+    @classmethod
+    def plan(cls, request: "Request", info: VideoInfo) -> "Job":
+        """The job of ``request`` (checked: ``Request.check_inputs``) on the measurement ``info`` (a file's, or
+        frames in memory): its operator, checked against the frames and size the input holds, the output's size,
+        rate and range, and the windows."""
+        cfg, shape = resolve_problem(info, request.problem, request.config, list(request.overrides), request.frames,
+                                     request.words)
+        cfg = replace(cfg, window=replace(cfg.window, **{k: v for k, v in (("frames", request.window),
+                                                                            ("overlap", request.overlap))
+                                                           if v is not None})).validate()
+        physics = build_checked_physics(cfg, shape)
+        measured = physics.output_shape(shape)
+        if measured != (info.frames, info.height, info.width):
+            source = "recorded in the file" if info.metadata and request.frames is None else "asked for"
+            raise UserError(f"{info.path}: holds {info.frames} frames of {info.width}x{info.height}, but problem "
+                            f"{cfg.name} on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures "
+                            f"{measured[0]} frames of {measured[2]}x{measured[1]}; check {arg('problem')} and "
+                            f"{arg('frames')}")
+        # what the user called the window settings, for the planner's messages: the flags (or keywords), or the
+        # preset's keys
+        names = (arg("window") if request.window is not None else "window.frames",
+                 arg("overlap") if request.overlap is not None else "window.overlap")
+        return _plan(info, cfg, shape, request.start, request.end, physics, names)
 
 
 def restore_outputs(output: Path, stats, encoding: Encoding) -> list[Output]:
     """What a restoration writes: its output (a video or a frame folder) and ``--stats``."""
     kind = "frames" if encoding.format.folder else "video"
     return [Output(arg("output"), Path(output), kind), *([Output(arg("stats"), Path(stats))] if stats else [])]
-
-
-def plan_job(info: VideoInfo, problem, config, overrides, start, end, frames, window=None, overlap=None,
-             words: Words | None = None) -> Job:
-    """The ``Job`` of a measurement (a file's ``VideoInfo``, or frames in memory): its operator, checked against
-    the frames and size it holds, the output's size, rate and range, and the windows."""
-    overrides = [*(overrides or []), *_window_overrides(window, overlap)]
-    cfg, shape = resolve_problem(info, problem, config, overrides, frames, words)
-    physics = build_checked_physics(cfg, shape)
-    measured = physics.output_shape(shape)
-    if measured != (info.frames, info.height, info.width):
-        source = "recorded in the file" if info.metadata and frames is None else "asked for"
-        raise UserError(f"{info.path}: holds {info.frames} frames of {info.width}x{info.height}, but problem "
-                        f"{cfg.name} on {shape[0]} frames of {shape[2]}x{shape[1]} ({source}) measures "
-                        f"{measured[0]} frames of {measured[2]}x{measured[1]}; check {arg('problem')} and "
-                        f"{arg('frames')}")
-    return _plan(info, cfg, shape, start, end, physics, _names(window, overlap))
 
 
 GUIDE_RATE_TOLERANCE = 1e-3  # relative: 29.97 against 30000/1001 passes, 25 against 30 does not
@@ -260,12 +247,6 @@ def check_guide(path, job: "Job", accept_truncated: bool = False) -> VideoInfo:
     return guide
 
 
-def _names(window, overlap) -> tuple[str, str]:
-    """What the user called the window settings: the flags, or the preset's keys."""
-    return (arg("window") if window is not None else "window.frames",
-            arg("overlap") if overlap is not None else "window.overlap")
-
-
 def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
           names: tuple[str, str] = ("window.frames", "window.overlap")) -> Job:
     """The output's frame rate and range, and the windows it needs."""
@@ -291,23 +272,13 @@ def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None, e
     """Everything that decides the output's bytes: the windows' pixels and the encoding (what a resumed run must
     share with the first, and what ``batch`` compares to skip an item as done)."""
     return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
-            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.plan.windows],
+            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.layout.windows],
             "encoding": encoding, "guide": input_identity(job.guide.path)["digest"] if job.guide else None}
 
 
 def output_digest(job: Job, settings: dict, identity: dict) -> str:
     """The digest an output records: its input, settings and frame range (``batch`` compares it to skip work)."""
     return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
-
-
-def _window_overrides(window, overlap) -> list[str]:
-    """``--window``/``--overlap`` (whole numbers, checked by ``Request.check_inputs``) as preset entries."""
-    out = []
-    if window is not None:
-        out.append(f"window.frames={int(window)}")
-    if overlap is not None:
-        out.append(f"window.overlap={int(overlap)}")
-    return out
 
 
 def window_shape(job: Job, w: Window) -> tuple[int, ...]:

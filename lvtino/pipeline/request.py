@@ -13,21 +13,25 @@ the fields.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from lvtino.config import MAX_WINDOW
 from lvtino.errors import UserError, arg, said
-from lvtino.pipeline.job import MAX_FRAMES, Job, output_digest, prepare, run_settings
+from lvtino.pipeline.job import MAX_FRAMES, Job, check_guide, output_digest, restore_outputs, run_settings
+from lvtino.pipeline.outputs import check_outputs as check_outputs_of
 from lvtino.models.options import ModelOptions
 from lvtino.pipeline.catalog import GUIDE, PRIORS, networks_of
 from lvtino.pipeline.state import input_identity
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
 from lvtino.video.formats import Encoding
+from lvtino.video.reader import probe
 
 OVERWRITE = ("ask", "yes", "no")
+log = logging.getLogger("lvtino")
 # settings that do not change the output's bytes, or change them only through fields that are in the digest
 NOT_IN_DIGEST = {
     "output": "where the output goes, not what it holds",
@@ -116,13 +120,24 @@ class Request:
             overwrite="yes" if self.resume else self.overwrite)
 
     def plan(self, check_outputs: bool = True, claim: bool = True) -> tuple[Job, Path]:
-        """Read the input and settle the operator, the output's size, the range and the windows; with
-        ``check_outputs``, every output path is checked too (nothing is written), and claimed with ``claim``."""
-        return prepare(self.input, self.output, self.problem, self.config, list(self.overrides), self.start,
-                       self.end, self.frames, self.fps, stats=self.stats, models=self.models.models,
-                       overwrite=self.overwrite, accept_truncated=self.accept_truncated, window=self.window,
-                       overlap=self.overlap, words=self.words, guide=self.guide, check=check_outputs, claim=claim,
-                       encoding=self.encoding)
+        """Read the input and settle the operator, the output's size, the range and the windows (``Job.plan``);
+        with ``check_outputs``, every output path is checked too (nothing is written), and claimed with ``claim``.
+        A mistake found here leaves no file behind."""
+        info = probe(self.input, self.fps, accept_truncated=self.accept_truncated)
+        output = Path(self.output)
+        if check_outputs:
+            models = self.models.models if self.models.models != "tiny" else None
+            check_outputs_of(restore_outputs(output, self.stats, self.encoding),
+                             [("the input", self.input), (arg("config"), self.config), (arg("guide"), self.guide),
+                              (arg("models"), models)], self.overwrite, claim)
+            for note in info.notes():
+                log.info("%s", note)
+        job = Job.plan(self, info)
+        if check_outputs:
+            self.encoding.check_frames(output, job.fps, job.shape[2], job.shape[1])
+        if self.guide is not None:
+            job.guide = check_guide(self.guide, job, self.accept_truncated)
+        return job, output
 
     def settings(self, job: Job) -> dict:
         """Everything that decides the output's bytes: the windows' pixels (a generative prior's networks' dtypes as

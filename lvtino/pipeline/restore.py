@@ -58,7 +58,7 @@ from lvtino.distributed import Processes
 from lvtino.errors import DiskFull, NotWritten, UserError, arg, is_disk_full, said
 from lvtino.files import NotPlaced, claiming, write_json
 from lvtino.pipeline.common import STDIN, check_device, peak_memory_mb, reset_peak_memory, spooled
-from lvtino.pipeline.job import Job, check_guide, plan_job, restore_outputs, source_seconds, window_shape
+from lvtino.pipeline.job import Job, check_guide, restore_outputs, source_seconds, window_shape
 from lvtino.pipeline.measurement import ResidualMeter
 from lvtino.pipeline.outputs import claim_outputs
 from lvtino.models.options import ModelOptions
@@ -194,8 +194,7 @@ def restore_frames(video, fps: Fraction, request: Request, networks: Networks | 
     tensor = isinstance(video, torch.Tensor)
     t, h, w = (video.shape[2:] if tensor else video.shape[:3])
     info = VideoInfo(Path("the frames given"), "memory", Fraction(fps), int(t), int(w), int(h))
-    job = plan_job(info, request.problem, request.config, list(request.overrides), request.start, request.end,
-                   request.frames, request.window, request.overlap, request.words)
+    job = Job.plan(request, info)
     if request.guide is not None:
         job.guide = check_guide(request.guide, job)
     sink = MemorySink(job.start, float_output=tensor)
@@ -237,7 +236,7 @@ def _dry_run(request: Request, job: Job, output: Path, procs: Processes, plan: d
     return {"dry_run": True, "input": str(request.input), "output": str(output), "problem": job.cfg.name,
             "prior": request.prior, "operator": job.cfg.operator, "frames": job.end - job.start, "start": job.start,
             "end": job.end, "height": job.shape[1], "width": job.shape[2], "fps": str(job.fps),
-            "windows": len(job.selected), "window_frames": job.plan.windows[0].frames, "device": str(procs.device),
+            "windows": len(job.selected), "window_frames": job.layout.windows[0].frames, "device": str(procs.device),
             "memory_plan": plan, "weights_missing": _missing_weights(request)}
 
 
@@ -290,7 +289,7 @@ class WindowRestorer:
                 guide = DecodedFrames(job.guide, self.device, self.timer) if job.guide is not None else None
                 self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks,
                                         guide=guide)
-        previous = self.operator(job.plan.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
+        previous = self.operator(job.layout.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
         physics_w, rows = self.operator(w)
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))
         with self.timer("prior"):
@@ -325,8 +324,8 @@ def what_is_left(job: Job, state: RunState, segments: Segments) -> Left:
     """The closed segments kept (damaged ones and those of another range removed: ``Segments.open``), and the
     windows the frames after them need."""
     covered = segments.open().covered()
-    needed = [w.index for w in job.plan.select(covered, job.end)] if covered < job.end else []
-    reused = [i for i in needed if state.has(i, window_shape(job, job.plan.windows[i]))]
+    needed = [w.index for w in job.layout.select(covered, job.end)] if covered < job.end else []
+    reused = [i for i in needed if state.has(i, window_shape(job, job.layout.windows[i]))]
     return Left(covered, needed, reused, [i for i in needed if i not in set(reused)])
 
 
@@ -395,7 +394,7 @@ class Run:
                  store: WindowStore, left: Left):
         self.job, self.procs, self.timer, self.measured = job, procs, timer, measured
         self.restore_window, self.store, self.left = restore_window, store, left
-        self.todo = [job.plan.windows[i] for i in left.todo]
+        self.todo = [job.layout.windows[i] for i in left.todo]
         self.position = {w.index: k for k, w in enumerate(self.todo)}
         self.restored: list[int] = []
         self.scratch_peak = 0
@@ -423,15 +422,15 @@ class Run:
         job = self.job
         self.sink, self.meter = sink, meter
         seam = seam_step(job.physics, self.measured, job.cfg.pinv.eps) if job.physics.linear else None
-        joiner = Joiner(job.plan, seam)
-        for w in (job.plan.windows[i] for i in self.left.needed):
+        joiner = Joiner(job.layout, seam)
+        for w in (job.layout.windows[i] for i in self.left.needed):
             x = self._window(w)
             with self.timer("join"):
                 final = list(joiner.add(w, x))
             self._emit(final, bar)
             if self.procs.count > 1 and w.index in self.position:
                 self.store.set_progress(self.position[w.index])
-            self._discard_upto(job.plan.first_needed(max(sink.closed, job.start)))
+            self._discard_upto(job.layout.first_needed(max(sink.closed, job.start)))
             self._measure_scratch()
         with self.timer("join"):
             final = list(joiner.finish())
@@ -467,7 +466,7 @@ class Run:
         closed segments, and drop the window files no later frame needs."""
         if not self.procs.is_main:  # the main process drops files
             return
-        plan = self.job.plan
+        plan = self.job.layout
         target = plan.seam_context(w.index - 1)[0] if 0 < w.index < len(plan.windows) else 0
         with self.timer("write"):
             self.sink.wait_closed(min(target, self.job.end))
@@ -555,7 +554,7 @@ class MemorySink:
 def _space_needed(job: Job) -> int:
     """About how many bytes the rest of a run writes: three windows of state (float16) and the output."""
     t, h, w = job.shape
-    window = 3 * 2 * h * w * job.plan.windows[0].frames
+    window = 3 * 2 * h * w * job.layout.windows[0].frames
     return 3 * window + (job.end - job.start) * h * w  # ~1 byte a pixel: the output, with room to spare
 
 
@@ -569,7 +568,7 @@ def _facts(job: Job, request: Request, output: Path, procs: Processes, timer: St
         "frames": job.end - job.start, "start": job.start, "end": job.end, "height": job.shape[1],
         "width": job.shape[2], "fps": str(job.fps), "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": stages, "windows": len(left.needed), "windows_reused": len(left.reused),
-        "windows_total": len(job.plan.windows), "window_frames": job.plan.windows[0].frames,
+        "windows_total": len(job.layout.windows), "window_frames": job.layout.windows[0].frames,
         "resumed_at_frame": left.covered if left.covered > job.start else None,
         "scratch_peak_mb": round(run.scratch_peak / 2**20, 1),
         "processes": procs.count, "peak_memory_mb": peak_memory_mb(), "device": str(procs.device),
@@ -601,7 +600,7 @@ def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device
         return {"note": f"{said('models', 'tiny')}: no plan (the plan is for the real networks)"}
     spec = load_models_spec(models.models)
     video_dtype, image_dtype = network_dtypes(models.dtype, device)
-    stages = memory.plan(kinds, job.plan.windows[0].frames, job.shape[1], job.shape[2], models.offload,
+    stages = memory.plan(kinds, job.layout.windows[0].frames, job.shape[1], job.shape[2], models.offload,
                          video_dtype.itemsize, image_dtype.itemsize, spec.image.batch_size,
                          all(prompts_cached(spec, k) for k in kinds))
     # on the CPU the networks share the process's memory with what it holds besides (interpreter, torch, diffusers,
