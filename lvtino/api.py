@@ -148,6 +148,7 @@ class Restorer:
         elif keywords:
             raise UserError(f"lvtino.Restorer: a Request and keywords ({', '.join(sorted(keywords))}): give one")
         self.request, self.networks = request.check_inputs(), networks or Networks()
+        self._jobs: dict = {}  # (frames, height, width, fps) -> the plan for frames of that shape and rate
 
     @classmethod
     def from_preset(cls, problem: str | None = None, prior: str = "tv", *, models: str | None = None,
@@ -173,12 +174,15 @@ class Restorer:
     def __call__(self, video, fps: float | Fraction = 30) -> np.ndarray | torch.Tensor:
         """Restore ``video``: (T, H, W, C) uint8, or (B, C, T, H, W) float in [0, 1] with B = 1; the result in the
         same layout. A measurement lvtino degraded needs the ``problem`` its preset names."""
-        from lvtino.pipeline.restore import restore_frames
+        from lvtino.pipeline.restore import plan_frames, restore_frames
 
         video = _checked(video)
         fps = _rate(fps)
+        shape = tuple(int(n) for n in (video.shape[2:] if isinstance(video, torch.Tensor) else video.shape[:3]))
         with stop_on_signals():  # interruptions (Ctrl-C, SIGTERM) end in an exception here
-            return restore_frames(video, fps, self.request, self.networks)
+            if (*shape, fps) not in self._jobs:  # planned once per shape and rate: the preset is read, checked once
+                self._jobs[(*shape, fps)] = plan_frames(self.request, shape, fps)
+            return restore_frames(video, fps, self.request, self.networks, self._jobs[(*shape, fps)])
 
 
 def _checked(video) -> np.ndarray | torch.Tensor:

@@ -87,6 +87,25 @@ def test_the_restorer_reads_and_keeps_frames_in_memory_without_rounding(measured
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_restorer_plans_once_per_shape_and_rate(measured, monkeypatch):
+    """The preset is read and checked, the operator built and the windows laid out once for frames of one shape
+    and rate; a call on another shape or rate plans again, and a kept plan restores as a fresh one does."""
+    from lvtino.pipeline.job import Job
+
+    _, frames = measured
+    planned = []
+    plan = Job.plan.__func__
+    monkeypatch.setattr(Job, "plan", classmethod(lambda cls, request, info: planned.append(
+        (info.frames, info.fps)) or plan(cls, request, info)))
+    restorer = lvtino.Restorer.from_preset(prior="pinv", scale=2, resampler="pil-bicubic", window=4, overlap=2)
+    first, again = restorer(frames), restorer(frames[::-1].copy())
+    shorter, slower = restorer(frames[:5]), restorer(frames, fps=25)
+    assert planned == [(9, 30), (5, 30), (9, 25)]
+    fresh = lvtino.Restorer.from_preset(prior="pinv", scale=2, resampler="pil-bicubic", window=4, overlap=2)
+    assert np.array_equal(again, fresh(frames[::-1].copy())) and np.array_equal(first, slower)
+    assert shorter.shape == (5, 48, 64, 3)
+
+
 def test_version_quiet_and_device_auto(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"lvtino {lvtino.__version__}" != "lvtino 0+unknown"

@@ -180,27 +180,40 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     return result
 
 
-def restore_frames(video, fps: Fraction, request: Request, networks: Networks | None = None):
+def plan_frames(request: Request, shape: tuple[int, int, int], fps: Fraction) -> Job:
+    """The job of ``request`` (checked) on frames in memory: ``shape`` (T, h, w) at ``fps``."""
+    t, h, w = shape
+    info = VideoInfo(Path("the frames given"), "memory", Fraction(fps), int(t), int(w), int(h))
+    job = Job.plan(request, info)
+    if request.guide is not None:
+        job.guide = check_guide(request.guide, job)
+    return job
+
+
+def restore_frames(video, fps: Fraction, request: Request, networks: Networks | None = None,
+                   job: Job | None = None):
     """Restore frames given in memory at ``fps``: (T, h, w, 3) uint8, or a (1, 3, T, h, w) float tensor in [0, 1];
     the restoration in the same layout. ``request`` gives the problem, prior and settings (its input, output and
-    file settings are not used).
+    file settings are not used); ``job``: its plan for frames of this shape and rate (``plan_frames``), made here
+    when not given (a ``Restorer`` keeps one per shape).
 
     The run of ``restore`` (windows, seams, the measured frames' own operator) with the frames read from
     ``video`` as the windows need them and the restored ones kept in memory: no file is written, and a float
     input is not rounded.
     """
-    request = request.check_inputs()
-    procs = Processes.alone(check_device(request.device))
     tensor = isinstance(video, torch.Tensor)
-    t, h, w = (video.shape[2:] if tensor else video.shape[:3])
-    info = VideoInfo(Path("the frames given"), "memory", Fraction(fps), int(t), int(w), int(h))
-    job = Job.plan(request, info)
-    if request.guide is not None:
-        job.guide = check_guide(request.guide, job)
+    shape = tuple(int(n) for n in (video.shape[2:] if tensor else video.shape[:3]))
+    if job is None:
+        request = request.check_inputs()
+        job = plan_frames(request, shape, fps)
+    elif (job.info.frames, job.info.height, job.info.width, job.info.fps) != (*shape, Fraction(fps)):
+        raise ValueError(f"restore_frames: a plan for {job.info.frames} frames of {job.info.width}x"
+                         f"{job.info.height} at {job.info.fps} fps, given {shape[0]} of {shape[2]}x{shape[1]} at {fps}")
+    procs = Processes.alone(check_device(request.device))
     sink = MemorySink(job.start, float_output=tensor)
     _check_memory(job, sink)
     timer = StageTimer(procs.device)
-    measured = MemoryFrames(video, info, procs.device, timer)
+    measured = MemoryFrames(video, job.info, procs.device, timer)
     restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
                                     networks)
     windows = [w.index for w in job.selected]
