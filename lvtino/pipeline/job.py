@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +20,6 @@ from lvtino.errors import UserError, arg, said
 from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output
-from lvtino.models.options import ModelOptions
-from lvtino.pipeline.state import input_identity, run_digest
 from lvtino.pipeline.windows import Plan, Window, plan_windows
 from lvtino.pipeline.words import Words
 from lvtino.validation import Number, Text, whole
@@ -266,19 +264,6 @@ def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,
     supports = physics.time_supports(shape[0])
     plan = plan_windows(supports, shape[0], factor, cfg.window.frames, cfg.window.overlap, names)
     return Job(info, cfg, physics, shape, out_fps, start, end, supports, plan, plan.select(start, end))
-
-
-def run_settings(job: Job, prior: str, seed: int, models: ModelOptions | None, encoding: dict) -> dict:
-    """Everything that decides the output's bytes: the windows' pixels and the encoding (what a resumed run must
-    share with the first, and what ``batch`` compares to skip an item as done)."""
-    return {"config": asdict(job.cfg), "prior": prior, "seed": seed, "frames": job.shape[0],
-            "models": asdict(models) if models else None, "windows": [(w.start, w.end) for w in job.layout.windows],
-            "encoding": encoding, "guide": input_identity(job.guide.path)["digest"] if job.guide else None}
-
-
-def output_digest(job: Job, settings: dict, identity: dict) -> str:
-    """The digest an output records: its input, settings and frame range (``batch`` compares it to skip work)."""
-    return run_digest({**settings, "range": [job.start, job.end], "input": identity["digest"]})
 
 
 def window_shape(job: Job, w: Window) -> tuple[int, ...]:

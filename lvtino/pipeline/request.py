@@ -5,7 +5,8 @@ hand it to ``pipeline.restore.restore``. ``check_inputs`` refuses what is wrong
 without reading a file (in the caller's words: parameter names below the command
 line, flags on it); ``plan`` reads the input and settles the ``Job``;
 ``settings`` is everything that decides the output's bytes, and ``digest`` its
-hash as the output records it (what ``--resume`` and ``batch`` compare). A
+hash as the output records it (what ``--resume`` and ``batch`` compare); both are
+made in ``pipeline.digest``. A
 setting added here reaches the digest through ``settings`` or is named in
 ``NOT_IN_DIGEST`` with the reason: ``tests/test_api.py`` holds the two lists to
 the fields.
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from lvtino.config import MAX_WINDOW
 from lvtino.errors import UserError, arg, said
-from lvtino.pipeline.job import MAX_FRAMES, Job, check_guide, output_digest, restore_outputs, run_settings
+from lvtino.pipeline import digest
+from lvtino.pipeline.job import MAX_FRAMES, Job, check_guide, restore_outputs
 from lvtino.pipeline.outputs import check_outputs as check_outputs_of
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS, networks_of
-from lvtino.pipeline.state import input_identity
+from lvtino.pipeline.catalog import GUIDE, PRIORS
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
 from lvtino.video.formats import Encoding
@@ -140,19 +141,11 @@ class Request:
         return job, output
 
     def settings(self, job: Job) -> dict:
-        """Everything that decides the output's bytes: the windows' pixels (a generative prior's networks' dtypes as
-        this device settles them) and the encoding."""
-        settings = run_settings(job, self.prior, self.seed, self.models, self.output_encoding(job).settings())
-        if networks_of(self.prior) and settings["models"] is not None:
-            from lvtino.pipeline.common import check_device
-            from lvtino.pipeline.priors import network_dtypes
-
-            dtypes = network_dtypes(self.models.dtype, check_device(self.device))
-            settings["models"]["dtype"] = [str(d).removeprefix("torch.") for d in dtypes]  # video, image
-        return settings
+        """Everything that decides the output's bytes (``pipeline.digest.settings``)."""
+        return digest.settings(self, job)
 
     def digest(self, job: Job | None = None) -> str:
         """What the output of this request records (``restored_by.settings``): its input, settings and range.
         Without ``job``, the input is read to plan one (nothing is written, no output is checked)."""
         job = job or self.plan(check_outputs=False)[0]
-        return output_digest(job, self.settings(job), input_identity(Path(self.input)))
+        return digest.output_digest(job, self.settings(job), digest.input_identity(Path(self.input)))

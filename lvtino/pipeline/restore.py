@@ -65,7 +65,8 @@ from lvtino.models.options import ModelOptions
 from lvtino.pipeline.catalog import networks_of
 from lvtino.pipeline.priors import Networks, describe_models, make_prior
 from lvtino.pipeline.request import Request
-from lvtino.pipeline.state import RunState, input_identity
+from lvtino.pipeline.digest import input_identity
+from lvtino.pipeline.state import RunState
 from lvtino.pipeline.words import frame_rule_note, frames_kept
 from lvtino.pipeline.windows import Joiner, Window, seam_step
 from lvtino.runtime import StageTimer, allocator_keeps, available_memory, resident_memory

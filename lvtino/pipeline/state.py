@@ -17,7 +17,6 @@ resumed, a sharded and an uninterrupted run join the very same numbers.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ from torch import Tensor
 from lvtino.errors import UserError, arg
 from lvtino.files import (RunLock, atomic_file, read_checked, remove_stale_partials, sealed_text,
                           state_folder, trailer, unsealed_text, write_text_atomic)
+from lvtino.pipeline.digest import digest_of
 from lvtino.video.formats import FRAME_SUFFIXES
 
 WINDOW_FILE = re.compile(r"^window-(\d{6})\.npy$")
@@ -45,28 +45,6 @@ STATE_ENTRY = re.compile(r"^\.?(?:lock|state\.json|progress|segments|window-\d{6
 SEGMENT_ENTRY = re.compile(r"^(?:range\.json|segment-\d{9}-\d{6}-[0-9a-f]{8}(?:\.\w+)?|\.{1,2}open-\d{9}\S*)$")
 SEGMENT_FRAME = re.compile(rf"^(?:\d{{6}}(?:{'|'.join(map(re.escape, FRAME_SUFFIXES))})|lvtino\.json)$")
 log = logging.getLogger("lvtino")
-
-
-def input_identity(path: Path) -> dict:
-    """Name, size, modification time and a digest of the first and last MiB of the input (or of a folder's files)."""
-    path = Path(path).resolve()
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    size = 0
-    for f in files:
-        st = f.stat()
-        size += st.st_size
-        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        with open(f, "rb") as fh:
-            digest.update(fh.read(1 << 20))
-            if st.st_size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                digest.update(fh.read())
-    return {"path": str(path), "bytes": size, "digest": digest.hexdigest()}
-
-
-def run_digest(facts: dict) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _foreign(folder: Path) -> list[str]:
@@ -93,7 +71,7 @@ class RunState:
         keeps nothing."""
         self.folder = state_folder(Path(output))
         self.output = Path(output)
-        self.record = {"version": 2, "input": input_id, "run": run_digest(run), "settings": run}
+        self.record = {"version": 2, "input": input_id, "run": digest_of(run), "settings": run}
         self.processes, self.resume, self.keep, self.resumable = processes, resume, keep, resumable
         self.lock = RunLock(self.folder / "lock", str(output))
         self._writer: ThreadPoolExecutor | None = None

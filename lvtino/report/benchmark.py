@@ -30,7 +30,7 @@ from lvtino.pipeline.degrade import degrade
 from lvtino.models.options import ModelOptions
 from lvtino.pipeline.catalog import networks_of
 from lvtino.pipeline.outputs import Output, check_outputs
-from lvtino.pipeline.state import input_identity
+from lvtino.pipeline.digest import input_identity
 from lvtino.validation import whole
 from lvtino.video.reader import probe, read_frames
 from lvtino.video.writer import VideoWriter
