@@ -93,13 +93,18 @@ def _request(name: str, input, output, *, models: tuple, words: tuple, options: 
 def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg",
             fps_mode="ffmpeg", fps_phase=None, overwrite: bool | None = None, **options) -> dict:
     """``lvtino degrade``; other keywords: config, overrides, noise_std, seed, no_audio, accept_truncated."""
-    from lvtino.pipeline.degrade import degrade as run
+    from dataclasses import fields
 
-    _check_keywords("degrade", _parameters(run), options, taken=("words", "overwrite"))
+    from lvtino.pipeline.degrade import DegradeRequest, degrade as run
+
+    _check_keywords("degrade", [f.name for f in fields(DegradeRequest)], options,
+                    taken=("words", "overwrite", "problem", "fps"))
     input, output, options = _path(input, "input"), _path(output, "output"), _paths(options)
+    if "overrides" in options:
+        options = {**options, "overrides": tuple(options["overrides"] or ())}
     with stop_on_signals():
-        return run(input, output, problem=problem, overwrite=_overwrite(overwrite),
-                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options)
+        return run(DegradeRequest(input, output, problem=problem, overwrite=_overwrite(overwrite),
+                                  words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options))
 
 
 def evaluate(restored, reference, **options) -> dict:

@@ -388,11 +388,11 @@ def _print_fit(fit: dict) -> None:
 
 def _run(args: argparse.Namespace) -> int | None:
     if args.command == "degrade":
-        from lvtino.pipeline.degrade import degrade
-        r = degrade(args.input, args.output, problem=args.problem, config=args.config, overrides=args.overrides,
-                    noise_std=args.noise_std, seed=args.seed, fps=args.input_fps, no_audio=args.no_audio,
-                    overwrite=args.overwrite, accept_truncated=args.accept_truncated, words=_words(args),
-                    protocol=args.protocol)
+        from lvtino.pipeline.degrade import DegradeRequest, degrade
+        r = degrade(DegradeRequest(args.input, args.output, problem=args.problem, config=args.config,
+                                   overrides=tuple(args.overrides or ()), words=_words(args), noise_std=args.noise_std,
+                                   seed=args.seed, fps=args.input_fps, no_audio=args.no_audio, overwrite=args.overwrite,
+                                   accept_truncated=args.accept_truncated, protocol=args.protocol))
         print(f"wrote {r['output']}: {r['frames']} frames of {r['width']}x{r['height']} at {r['fps']} fps "
               f"(problem {r['problem']}, noise std {r['noise_std']}"
               + (f", {r['protocol']} protocol)" if r["protocol"] != "lvtino" else ")"))

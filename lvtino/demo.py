@@ -21,7 +21,7 @@ from lvtino.metrics.evaluate import evaluate
 from lvtino.report.html import write_report
 from lvtino.physics.problems import chain_factors
 from lvtino.files import write_json
-from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.degrade import DegradeRequest, degrade
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.request import Request
 from lvtino.pipeline.restore import restore
@@ -77,7 +77,7 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
     # 2. Degrade, restore, and the naive upsampling to compare with
     degraded = out / "degraded.mkv"
     _step(2, f"degrading it (problem {problem})")
-    degrade(reference, degraded, problem=problem, seed=seed)
+    degrade(DegradeRequest(reference, degraded, problem=problem, seed=seed))
     _step(3, "restoring it with the TV prior (seconds to a minute on a CPU)")
     stats = restore(Request(degraded, out / "restored.mkv", prior="tv", stats=out / "stats.json"))
     y_info = probe(degraded)

@@ -136,10 +136,10 @@ step torchrun 45 "4. torchrun, 2 processes, restore with the tiny networks" bash
 from fractions import Fraction
 from lvtino.video.synthetic import synthetic_clip
 from lvtino.video.writer import VideoWriter
-from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.degrade import DegradeRequest, degrade
 with VideoWriter(\"clean.mkv\", Fraction(30)) as w:
     for f in synthetic_clip(33, 64, 96): w.write(f)
-degrade(\"clean.mkv\", \"y.mkv\", problem=\"A\", overwrite=\"yes\")
+degrade(DegradeRequest(\"clean.mkv\", \"y.mkv\", problem=\"A\", overwrite=\"yes\"))
 " &&
     "$0" -m torch.distributed.run --nproc_per_node 2 -m lvtino restore y.mkv -o torchrun.mkv --prior lvtino \
         --models tiny --device "$1" --window 16 --overlap 4 --stats "$2" -y' "$PY" "$DEV" "$PARTS/torchrun.json"
@@ -156,10 +156,10 @@ import sys
 from fractions import Fraction
 from lvtino.video.synthetic import synthetic_clip
 from lvtino.video.writer import VideoWriter
-from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.degrade import DegradeRequest, degrade
 with VideoWriter(\"tv-clean.mkv\", Fraction(30)) as w:
     for f in synthetic_clip(*map(int, sys.argv[1:4])): w.write(f)
-degrade(\"tv-clean.mkv\", \"tv-y.mkv\", problem=\"A\", overwrite=\"yes\")
+degrade(DegradeRequest(\"tv-clean.mkv\", \"tv-y.mkv\", problem=\"A\", overwrite=\"yes\"))
 " "$2" "$3" "$4" &&
     for d in "$1" cpu; do "$0" -m lvtino restore tv-y.mkv -o tv-$d.mkv --prior tv --device $d \
         --stats tv-$d.json -y -q || exit 1; done &&

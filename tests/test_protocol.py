@@ -18,7 +18,7 @@ from conftest import smooth_frames, write_video
 from lvtino.cli import main
 from lvtino.errors import UserError
 from lvtino.physics.base import frame_noise
-from lvtino.pipeline.degrade import NOISE_STREAM, degrade
+from lvtino.pipeline.degrade import NOISE_STREAM, DegradeRequest, degrade
 from lvtino.video.convert import frames_to_tensor
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.reader import probe, read_frames
@@ -60,7 +60,7 @@ def test_the_published_measurement_is_the_published_scripts(tmp_path, problem, t
     pytest.importorskip("deepinv")
     folder, clip = clean_folder(tmp_path, frames)
     out = tmp_path / "y.mkv"
-    r = degrade(folder, out, problem=problem, protocol="published", overwrite="no")
+    r = degrade(DegradeRequest(folder, out, problem=problem, protocol="published", overwrite="no"))
     assert r["protocol"] == "published" and r["noise_std"] == noise
     info, y = read_deep(out)
     assert info.bits == 16 and info.metadata["protocol"] == "published"
@@ -80,7 +80,7 @@ def test_the_published_measurement_is_the_published_scripts(tmp_path, problem, t
 def test_published_jpeg_compresses_a_half_contrast_picture(tmp_path):
     folder, clip = clean_folder(tmp_path, 3, 48, 64)
     out = tmp_path / "j.mkv"
-    degrade(folder, out, problem="jpeg", protocol="published", overwrite="no", seed=5)
+    degrade(DegradeRequest(folder, out, problem="jpeg", protocol="published", overwrite="no", seed=5))
     _, y = read_deep(out)
     x01 = bf(torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255)
     before = frame_noise(5, [0, 1, 2], (3, 48, 64))[0].permute(1, 0, 2, 3).float()
@@ -97,8 +97,8 @@ def test_published_jpeg_compresses_a_half_contrast_picture(tmp_path):
 def test_a_deep_file_is_read_at_its_depth_and_an_8_bit_one_as_before(tmp_path):
     folder, _ = clean_folder(tmp_path, 8)
     deep, flat = tmp_path / "deep.mkv", tmp_path / "flat.mkv"
-    degrade(folder, deep, problem="A", protocol="published", overwrite="no")
-    degrade(folder, flat, problem="A", overwrite="no")
+    degrade(DegradeRequest(folder, deep, problem="A", protocol="published", overwrite="no"))
+    degrade(DegradeRequest(folder, flat, problem="A", overwrite="no"))
     d, f = probe(deep), probe(flat)
     assert (d.bits, f.bits) == (16, 8)
     yd = DecodedFrames(d).get(list(range(d.frames)))

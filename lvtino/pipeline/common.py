@@ -111,16 +111,3 @@ def spooled(input, output, resume: bool = False):
         yield spool
     finally:
         spool.unlink(missing_ok=True)
-
-
-def reading_stdin(fn):
-    """``fn(input, output, ...)`` with ``-`` as its input read from standard input (``spooled``)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(input, output, *args, **kwargs):
-        with spooled(input, output) as source:
-            if source != input:  # a pipe's frame count is what it holds (see pipeline.restore)
-                kwargs["accept_truncated"] = True
-            return fn(source, output, *args, **kwargs)
-    return wrapper

@@ -19,6 +19,7 @@ file holds what the published sampler receives, 2 y - 1 in bfloat16, at 16 bits
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -28,7 +29,7 @@ from lvtino.config import ProblemConfig, apply_overrides, from_dict, known_probl
 from lvtino.errors import DiskFull, UserError, arg, is_disk_full, said
 from lvtino.files import claiming
 from lvtino.physics.base import frame_noise
-from lvtino.pipeline.common import build_checked_physics, reading_stdin
+from lvtino.pipeline.common import build_checked_physics, spooled
 from lvtino.pipeline.outputs import Output, check_outputs
 from lvtino.pipeline.words import Words
 from lvtino.validation import Number, whole
@@ -46,40 +47,73 @@ PUBLISHED_NOISE_AFTER = 0.001  # the published LVTINO.py's --add_noise_std defau
 NOISE_STREAM = 10**12  # frame_noise rows of the second noise (after JPEG), apart from the first's
 
 
+@dataclass(frozen=True)
+class DegradeRequest:
+    """``lvtino degrade INPUT -o OUTPUT`` and its options (see ``lvtino degrade --help``): built by the command
+    line and the Python API, checked once (``check_inputs``), run by ``degrade``."""
+
+    input: str | Path
+    output: str | Path
+    problem: str | None = None
+    config: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    words: Words | None = None         # --scale, --fps-factor, --size, --fps, ...
+    noise_std: float | None = None     # None: the preset's
+    seed: int = 0
+    fps: object = None                 # --input-fps: the rate of a frame folder
+    no_audio: bool = False
+    overwrite: str = "ask"
+    accept_truncated: bool = False
+    protocol: str = "lvtino"
+
+    def check_inputs(self) -> "DegradeRequest":
+        """The settings checked without reading a file (in the caller's words); the request with whole numbers."""
+        worded = self.words is not None and self.words.given()
+        if worded and self.problem is not None:
+            raise UserError(f"{said('problem', self.problem)} and {arg('scale')}/{arg('fps_factor')}: give one of "
+                            "them")
+        if self.problem is None and self.config is None and not worded:
+            raise UserError(f"{arg('problem')} is required, or {arg('scale')}/{arg('fps_factor')} (known problems: "
+                            f"{', '.join(known_problems())})")
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"{said('protocol', self.protocol)}: expected one of {', '.join(PROTOCOLS)}")
+        noise = None if self.noise_std is None else Number(ge=0, le=1).parse(self.noise_std, arg("noise_std"))
+        return replace(self, noise_std=noise, seed=whole(0, 2**63 - 1).parse(self.seed, arg("seed")),
+                       overrides=tuple(self.overrides or ()))
+
+    def config_for(self, info) -> ProblemConfig:
+        """The degradation: the words measured against the clean input, or the preset with its overrides."""
+        if self.words is not None and self.words.given():
+            return self.words.config(self.config, list(self.overrides), large=(info.width, info.height, info.fps))
+        return from_dict(ProblemConfig, apply_overrides(load_raw(self.problem, self.config),
+                                                        list(self.overrides))).validate()
+
+
 @claiming
-@reading_stdin
-def degrade(input: str | Path, output: str | Path, problem: str | None = None, config: str | Path | None = None,
-            overrides: list[str] | None = None, noise_std: float | None = None, seed: int = 0, fps=None,
-            no_audio: bool = False, overwrite: str = "ask", accept_truncated: bool = False,
-            words: Words | None = None, protocol: str = "lvtino") -> dict:
+def degrade(request: DegradeRequest) -> dict:
     """Simulate y = A(x) + n from a clean video and write it losslessly with its metadata (``protocol``: lvtino's
-    measurement, or the published code's, see the module's text)."""
-    worded = words is not None and words.given()
-    if worded and problem is not None:
-        raise UserError(f"{said('problem', problem)} and {arg('scale')}/{arg('fps_factor')}: give one of them")
-    if problem is None and config is None and not worded:
-        raise UserError(f"{arg('problem')} is required, or {arg('scale')}/{arg('fps_factor')} (known problems: "
-                        f"{', '.join(known_problems())})")
-    if noise_std is not None:
-        noise_std = Number(ge=0, le=1).parse(noise_std, arg("noise_std"))
-    seed = whole(0, 2**63 - 1).parse(seed, arg("seed"))
-    if protocol not in PROTOCOLS:
-        raise UserError(f"{said('protocol', protocol)}: expected one of {', '.join(PROTOCOLS)}")
-    info = probe(input, fps, accept_truncated=accept_truncated)
-    output = Path(output)
+    measurement, or the published code's, see the module's text); ``-`` as the input reads standard input."""
+    request = request.check_inputs()
+    with spooled(request.input, request.output) as source:
+        if source != request.input:  # a pipe's frame count is what it holds (see pipeline.restore)
+            request = replace(request, input=source, accept_truncated=True)
+        return _degrade(request)
+
+
+def _degrade(request: DegradeRequest) -> dict:
+    input, protocol, noise_std, seed = request.input, request.protocol, request.noise_std, request.seed
+    info = probe(input, request.fps, accept_truncated=request.accept_truncated)
+    output = Path(request.output)
     encoding = Encoding.choose(output, lossless=True)  # a measurement is kept losslessly
     if protocol == "published" and encoding.format.name != "ffv1":
         raise UserError(f"{said('output', str(output))}: {said('protocol', 'published')} writes 16-bit FFV1 (its "
                         "bfloat16 values would not survive 8 bits): give a .mkv output")
     check_outputs([Output(arg("output"), output, "frames" if encoding.format.folder else "video")],
-                  [("the input", input), (arg("config"), config)], overwrite)
-    if worded:
-        cfg = words.config(config, overrides, large=(info.width, info.height, info.fps))
-    else:
-        cfg = from_dict(ProblemConfig, apply_overrides(load_raw(problem, config), overrides or [])).validate()
+                  [("the input", input), (arg("config"), request.config)], request.overwrite)
+    cfg = request.config_for(info)
     noise = cfg.noise_std if noise_std is None else noise_std
     if protocol == "published":
-        if worded or cfg.name not in PUBLISHED_PROBLEMS:
+        if (request.words is not None and request.words.given()) or cfg.name not in PUBLISHED_PROBLEMS:
             raise UserError(f"{said('protocol', 'published')} is the published code's measurement of the paper's "
                             f"problems {', '.join(PUBLISHED_PROBLEMS)}: give {arg('problem')} one of them")
         if cfg.name == "C" and noise_std:
@@ -103,7 +137,7 @@ def degrade(input: str | Path, output: str | Path, problem: str | None = None, c
     encoding.check_frames(output, out_fps, measured[2], measured[1])
     try:
         with VideoWriter(output, out_fps, encoding, metadata=meta, rotation=info.rotation,
-                         audio_from=None if no_audio or not info.has_audio else input) as writer:
+                         audio_from=None if request.no_audio or not info.has_audio else input) as writer:
             for y in measure_stream(physics, DecodedFrames(info, dtype=torch.float64), measured[0], noise, seed,
                                     published=cfg.name if protocol == "published" else None):
                 for frame in tensor_to_frames(y, bits=16 if protocol == "published" else 8):

@@ -26,7 +26,7 @@ from PIL import Image
 from lvtino.errors import UserError, arg, said
 from lvtino.files import MARKER, claiming, remove_tree, write_json, write_text_atomic
 from lvtino.metrics.evaluate import evaluate
-from lvtino.pipeline.degrade import degrade
+from lvtino.pipeline.degrade import DegradeRequest, degrade
 from lvtino.models.options import ModelOptions
 from lvtino.pipeline.catalog import networks_of
 from lvtino.pipeline.outputs import Output, check_outputs
@@ -99,8 +99,8 @@ def run_cell(cell: Cell, out: Path, models: ModelOptions, device: str, seed: int
             echo(f"  {cell.problem} {cell.clip.stem} {cell.prior}: reused")
             return saved
     measured = folder / "measured.mkv"
-    degrade(cell.clip, measured, problem=cell.problem, noise_std=None if protocol == "published" else noise_std,
-            seed=seed, overwrite="yes", protocol=protocol)
+    degrade(DegradeRequest(cell.clip, measured, problem=cell.problem, seed=seed, overwrite="yes", protocol=protocol,
+                           noise_std=None if protocol == "published" else noise_std))
     restored = folder / f"{cell.prior}.mkv"
     stats = _restore_alone(measured, restored, folder / f"{cell.prior}.stats.json", cell.prior, models, device, seed,
                            probe(cell.clip).frames)
