@@ -461,7 +461,8 @@ def _run(args: argparse.Namespace) -> int | None:
         print(open(tables["md"]).read().split("\n\nThe paper")[0])
         print(f"tables: {tables['csv']}, {tables['md']}, {tables['html']}")
     elif args.command == "download":
-        from lvtino.models.loader import download, load_models_spec
+        from lvtino.models.spec import load_models_spec
+        from lvtino.models.weights import download
         download(load_models_spec(args.models), [args.only] if args.only else ["video", "image"])
     elif args.command == "evaluate":
         from pathlib import Path

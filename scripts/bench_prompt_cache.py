@@ -57,11 +57,12 @@ def one(base: str) -> None:
     import torch
 
     from lvtino.models.base import Placement
-    from lvtino.models.loader import ImageSpec, Source, _image_prompt
+    from lvtino.models.prompts import image_prompt
+    from lvtino.models.spec import ImageSpec, Source
 
     before = _peak_mb()
     t0 = time.perf_counter()
-    embeds, pooled = _image_prompt(ImageSpec(base=Source(repo=base)), Placement(torch.device("cpu"), torch.float32))
+    embeds, pooled = image_prompt(ImageSpec(base=Source(repo=base)), Placement(torch.device("cpu"), torch.float32))
     seconds = time.perf_counter() - t0
     peak = _peak_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "added_mb": peak - before,

@@ -158,13 +158,14 @@ def fill_prompt_cache(models_yaml: Path, seed: int = 0) -> list[Path]:
     1280), random, where a run with ``models_yaml`` looks for them ($LVTINO_CACHE): no text encoder is built."""
     from safetensors.torch import save_file
 
-    from lvtino.models.loader import _image_prompt_path, _video_prompt_path, load_models_spec
+    from lvtino.models.prompts import image_prompt_path, video_prompt_path
+    from lvtino.models.spec import load_models_spec
 
     spec = load_models_spec(models_yaml)
     g = torch.Generator().manual_seed(seed)
     video_shape, image_shape = FULL["video_prompt_shape"], FULL["image_prompt_shape"]
-    files = {_video_prompt_path(spec.video): {"embeds": torch.randn((1, *video_shape), generator=g)},
-             _image_prompt_path(spec.image): {"embeds": torch.randn((1, *image_shape), generator=g),
+    files = {video_prompt_path(spec.video): {"embeds": torch.randn((1, *video_shape), generator=g)},
+             image_prompt_path(spec.image): {"embeds": torch.randn((1, *image_shape), generator=g),
                                               "pooled": torch.randn((1, FULL["image_pooled_dim"]), generator=g)}}
     for path, tensors in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def strict_layout(repos: Path) -> dict[str, bool]:
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, AutoencoderKLWan, UNet2DConditionModel, WanTransformer3DModel
 
-    from lvtino.models.loader import causvid_to_diffusers, read_state_dict
+    from lvtino.models.weights import causvid_to_diffusers, read_state_dict
 
     wan, sdxl = repos / NAMES["wan"], repos / NAMES["sdxl"]
     with init_empty_weights():

@@ -10,7 +10,9 @@ import torch
 
 from lvtino.errors import UserError
 from lvtino.models.base import Placement, pad_frames, pad_time
-from lvtino.models.loader import causvid_to_diffusers, fuse_wan_lora, load_models, load_models_spec, read_state_dict
+from lvtino.models.loader import load_models
+from lvtino.models.spec import load_models_spec
+from lvtino.models.weights import causvid_to_diffusers, fuse_wan_lora, read_state_dict
 from lvtino.models.video import flow_sigmas
 from lvtino.runtime import StageTimer
 from model_repos import save_repos
@@ -170,7 +172,7 @@ def test_cached_prompt_embeddings_mean_no_text_encoder(repos, tmp_path, monkeypa
     embeddings; another prompt is encoded anew."""
     import transformers
 
-    from lvtino.models.loader import prompt_cache
+    from lvtino.models.prompts import prompt_cache
 
     monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
     built = []
@@ -348,7 +350,7 @@ def test_text_encoders_run_at_their_own_width_from_the_fp16_files(repos, tmp_pat
 
     import transformers
 
-    from lvtino.models import loader
+    from lvtino.models import prompts
 
     monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
     path, _ = repos
@@ -369,44 +371,45 @@ def test_text_encoders_run_at_their_own_width_from_the_fp16_files(repos, tmp_pat
             return model
         monkeypatch.setattr(getattr(transformers, cls), "from_pretrained", classmethod(spying))
     spec = load_models_spec(spec_file)
-    video_path, image_path = loader._video_prompt_path(spec.video), loader._image_prompt_path(spec.image)
+    video_path, image_path = prompts.video_prompt_path(spec.video), prompts.image_prompt_path(spec.image)
     load_models(str(spec_file), ["video", "image"], CPU, StageTimer())
     assert sorted(seen) == [("CLIPTextModel", "fp16", torch.float16),
                             ("CLIPTextModelWithProjection", "fp16", torch.float16),
                             ("UMT5EncoderModel", None, torch.bfloat16)]
     assert video_path.is_file() and image_path.is_file()
-    monkeypatch.setitem(loader.ENCODER_DTYPES, "image", torch.float32)  # another width: another key
-    assert loader._image_prompt_path(spec.image) != image_path
-    monkeypatch.setitem(loader.ENCODER_DTYPES, "image", torch.float16)
+    monkeypatch.setitem(prompts.ENCODER_DTYPES, "image", torch.float32)  # another width: another key
+    assert prompts.image_prompt_path(spec.image) != image_path
+    monkeypatch.setitem(prompts.ENCODER_DTYPES, "image", torch.float16)
     weights = sdxl / "text_encoder" / "model.fp16.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # other weights (a new revision of the folder): another key
-    assert loader._image_prompt_path(spec.image) != image_path
-    assert loader._video_prompt_path(spec.video) == video_path
+    assert prompts.image_prompt_path(spec.image) != image_path
+    assert prompts.video_prompt_path(spec.video) == video_path
 
 
 def test_a_hub_base_is_keyed_by_its_snapshot(tmp_path, monkeypatch):
-    from lvtino.models import loader
+    from lvtino.models import prompts
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     snapshot = tmp_path / "hub" / "models--org--sdxl" / "snapshots" / "abc123" / "text_encoder"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
-    monkeypatch.setattr(loader, "locate", lambda repo, name, what="": snapshot.parent / name)
-    assert loader._encoder_identity("org/sdxl", ("text_encoder",)) == "org/sdxl@abc123"
+    monkeypatch.setattr(prompts, "locate", lambda repo, name, what="": snapshot.parent / name)
+    assert prompts._encoder_identity("org/sdxl", ("text_encoder",)) == "org/sdxl@abc123"
 
 
 def test_making_the_umt5_embeddings_without_room_is_one_line(monkeypatch):
-    from lvtino.models import loader
+    from lvtino.models import prompts
 
-    monkeypatch.setattr(loader, "available_memory", lambda: 4_000_000 * 1024)
+    monkeypatch.setattr(prompts, "available_memory", lambda: 4_000_000 * 1024)
     with pytest.raises(UserError, match=r"builds UMT5-XXL \(~12 GB in bf16\) where 4.1 GB is free: run `lvtino "
                                         r"download` on a machine with the memory"):
-        loader._check_room_for_umt5(torch.device("cpu"))
-    loader._check_room_for_umt5(torch.device("cuda"))  # a GPU's memory is the plan's to say
+        prompts._check_room_for_umt5(torch.device("cpu"))
+    prompts._check_room_for_umt5(torch.device("cuda"))  # a GPU's memory is the plan's to say
 
 
 def test_download_makes_the_prompt_embeddings(repos, tmp_path, monkeypatch):
-    from lvtino.models.loader import download, prompt_cache, prompts_cached
+    from lvtino.models.prompts import prompt_cache, prompts_cached
+    from lvtino.models.weights import download
 
     monkeypatch.setenv("LVTINO_CACHE", str(tmp_path / "cache"))
     path, _ = repos

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from lvtino.models.architectures import TINY
-from lvtino.models.loader import Source, VideoSpec, _load_wan_transformer, fuse_wan_lora
+from lvtino.models.loader import _load_wan_transformer
+from lvtino.models.spec import Source, VideoSpec
+from lvtino.models.weights import fuse_wan_lora
 
 _SPEC = importlib.util.find_spec("wan")
 pytestmark = [

@@ -77,7 +77,7 @@ def plan(kinds: list[str], frames: int, height: int, width: int, offload: str = 
     stages = []
     if not prompts_cached:
         for kind in kinds:
-            enc = TEXT_ENCODER_PARAMS[kind] * 2 / GB  # in 16 bits whatever the networks' width (loader.ENCODER_DTYPES)
+            enc = TEXT_ENCODER_PARAMS[kind] * 2 / GB  # in 16 bits whatever the networks' width (models.prompts.ENCODER_DTYPES)
             stages.append(Stage(f"encode the {kind} prompt (once; cached after)", [f"{kind} text encoder"], enc, 0.5))
     lat_t, lat_h, lat_w = 1 + (frames - 1 + 3) // 4, -(-height // 16) * 2, -(-width // 16) * 2
     if "video" in kinds:

@@ -261,7 +261,8 @@ def _missing_weights(request: Request) -> str | None:
     models = (request.models or ModelOptions()).models
     if not kinds or models == "tiny":
         return None
-    from lvtino.models.loader import MissingWeights, check_available, load_models_spec
+    from lvtino.models.spec import load_models_spec
+    from lvtino.models.weights import MissingWeights, check_available
 
     try:
         check_available(load_models_spec(models), list(kinds))
@@ -603,7 +604,8 @@ SUSPECT_NAIVE = 0.10
 def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device, held: int | None) -> dict | None:
     """Where the real networks sit at each stage of one window and the expected peak (generative priors). ``held``:
     the bytes this process holds besides the networks, counted on the CPU, whose memory the networks share."""
-    from lvtino.models.loader import load_models_spec, prompts_cached
+    from lvtino.models.prompts import prompts_cached
+    from lvtino.models.spec import load_models_spec
     from lvtino.pipeline import memory
     from lvtino.pipeline.priors import network_dtypes
 
