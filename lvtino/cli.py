@@ -475,6 +475,12 @@ def _run(args: argparse.Namespace) -> int | None:
                       [("the restored video", args.restored), ("--reference", args.reference),
                        ("--degraded", args.degraded), ("--stats", args.stats), ("--guide", args.guide)],
                       args.overwrite)
+        if args.degraded is not None:
+            if not args.report:
+                raise UserError(f"--degraded {args.degraded}: the measurement is shown in the report; give "
+                                "--report FOLDER too")
+            from lvtino.video.reader import probe
+            probe(args.degraded, args.input_fps, accept_truncated=args.accept_truncated)  # before the metrics
         run_stats = _read_stats(args.stats)
         r = evaluate(args.restored, args.reference, fps=args.input_fps, resize=args.resize,
                      reference_start=args.reference_start,

@@ -22,21 +22,22 @@ def test_preset_loads_and_validates(name):
     assert len(cfg.sampler.image_timesteps) == n - 1
 
 
-def test_presets_hold_the_papers_values():
-    a, b, c, j = (load_problem(n) for n in ("A", "B", "C", "jpeg"))
-    assert a.sampler.video_timesteps == [757, 522, 375, 255, 125]
-    assert a.sampler.image_timesteps == [374, 249, 124, 124]
-    assert (a.sampler.data_step_1.method, a.sampler.data_step_1.lam, a.sampler.data_step_1.iterations) == \
-        ("tv_time", [2.874e-4], 200)
-    assert (a.sampler.data_step_2.method, a.sampler.data_step_2.eps, a.sampler.data_step_2.iterations) == \
-        ("normal", 1e-6, 19)
-    assert b.sampler.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.sampler.data_step_1.gamma[2] == 1363.0
-    assert b.sampler.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.sampler.data_step_2.gamma[2] == 2721.0
-    assert c.sampler.video_timesteps == [757, 522, 375] and c.sampler.image_timesteps == [249, 63]
-    assert c.sampler.data_step_1.lam[:2] == [6.1785e-7, 1.5583e-6] and c.sampler.data_step_1.iterations == 55
-    assert c.sampler.data_step_1.lr == 0.019848 and c.sampler.data_step_2.iterations == 23
-    assert j.sampler.data_step_1.gamma == [0.6026421] and j.sampler.data_step_2.gamma == [0.5187516]
-    assert a.noise_std == 0.001 and j.noise_std == 0.01
+def test_presets_hold_the_papers_numbers():
+    a, b, c, j = (load_problem(n).sampler for n in ("A", "B", "C", "jpeg"))
+    for s in (a, b, j):
+        assert s.video_timesteps == [757, 522, 375, 255, 125] and s.image_timesteps == [374, 249, 124, 124]
+    assert c.video_timesteps == [757, 522, 375] and c.image_timesteps == [249, 63]
+    assert b.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.data_step_1.gamma[2] == 1363.0
+    assert b.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.data_step_2.gamma[2] == 2721.0
+    assert (a.data_step_1.method, a.data_step_1.lam, a.data_step_1.iterations) == ("tv_time", [2.874e-4], 200)
+    assert (a.data_step_2.method, a.data_step_2.eps, a.data_step_2.iterations) == ("normal", 1e-6, 19)
+    assert (c.data_step_1.method, c.data_step_1.lam, c.data_step_1.iterations) == \
+        ("tv3d", [6.1785e-7, 1.5583e-6, 1.5583e-6], 55)  # the published values, not the paper's rounding
+    assert c.data_step_1.lr == 0.019848 and c.data_step_2.iterations == 23 and c.data_step_2.eps == 0
+    assert c.init.method == "interpolate" and b.init.gamma == 200.0
+    assert (j.data_step_1.gamma, j.data_step_2.gamma) == ([0.6026421], [0.5187516])
+    assert all(s.clamp == "lvtino" for s in (a, b, c, j))
+    assert load_problem("A").noise_std == 0.001 and load_problem("jpeg").noise_std == 0.01
 
 
 def test_overrides_set_values_by_dotted_path():

@@ -219,23 +219,6 @@ def test_schedule_mistakes_are_caught_before_loading():
         load_problem("B", overrides=["sampler.video_timesteps=[1200, 522, 375, 255, 125]"])
 
 
-def test_presets_hold_the_papers_numbers():
-    a, b, c, j = (load_problem(n).sampler for n in ("A", "B", "C", "jpeg"))
-    for s in (a, b, j):
-        assert s.video_timesteps == [757, 522, 375, 255, 125] and s.image_timesteps == [374, 249, 124, 124]
-    assert c.video_timesteps == [757, 522, 375] and c.image_timesteps == [249, 63]
-    assert b.data_step_1.gamma[:2] == [3539.0, 3539.0] and b.data_step_1.gamma[2] == 1363.0
-    assert b.data_step_2.gamma[:2] == [16868.0, 16868.0] and b.data_step_2.gamma[2] == 2721.0
-    assert (a.data_step_1.method, a.data_step_1.lam, a.data_step_1.iterations) == ("tv_time", [2.874e-4], 200)
-    assert (a.data_step_2.method, a.data_step_2.eps, a.data_step_2.iterations) == ("normal", 1e-6, 19)
-    assert (c.data_step_1.method, c.data_step_1.lam, c.data_step_1.iterations) == \
-        ("tv3d", [6.1785e-7, 1.5583e-6, 1.5583e-6], 55)  # the published values, not the paper's rounding
-    assert c.data_step_1.lr == 0.019848 and c.data_step_2.iterations == 23 and c.data_step_2.eps == 0
-    assert c.init.method == "interpolate" and b.init.gamma == 200.0
-    assert (j.data_step_1.gamma, j.data_step_2.gamma) == ([0.6026421], [0.5187516])
-    assert all(s.clamp == "lvtino" for s in (a, b, c, j))
-
-
 def test_the_published_clamps_are_a_setting():
     """sampler.clamp=published: the SDXL decodes are left as they come, and the tv3d and jpeg solvers project
     their iterates onto the box after every iteration (each step against the published code: test_published)."""
