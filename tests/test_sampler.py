@@ -183,9 +183,7 @@ def test_the_network_is_given_the_schedules_integer_timestep(models):
         sample(physics, y, Schedule.from_config(cfg.sampler), models.video, None, torch.Generator().manual_seed(0))
     finally:
         net.forward = forward
-    assert seen == [[float(t)] for t in cfg.sampler.video_timesteps]
-    sigma, _ = models.video.sigma_at(125)
-    assert sigma == pytest.approx(float(models.video.sigmas[(1000 * models.video.sigmas - 125).abs().argmin()]))
+    assert seen == [[float(t)] for t in cfg.sampler.video_timesteps]  # the sigma it pairs with: test_models
 
 
 def test_callback_sees_every_outer_step(models):
