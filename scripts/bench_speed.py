@@ -89,7 +89,7 @@ def ffmpeg_command(low: Path, out: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def iteration_vs_bound(clean: list[np.ndarray], repeat: int) -> dict:
+def iteration_vs_bound(clean: list[np.ndarray], repeat: int, compiled: bool = True) -> dict:
     """ms per PDHG iteration on a 24-frame window of Problem A's operator against passes x one pass's time."""
     cfg = load_problem("A")
     frames = clean[:min(24, len(clean) // 4 * 4)]  # a window of Problem A (whole groups of 4 frames)
@@ -111,7 +111,7 @@ def iteration_vs_bound(clean: list[np.ndarray], repeat: int) -> dict:
     bound = PASSES * copy / 2
     out = {"shape": list(x.shape), "iteration_ms": 1e3 * per_iteration, "prox_ms": 1e3 * prox,
            "copy_ms": 1e3 * copy, "bound_ms": 1e3 * bound, "ratio": per_iteration / bound}
-    if compile_works() is None:  # tv.compile=true: the first run compiles for this shape (or loads torch's cache)
+    if compiled and compile_works() is None:  # tv.compile=true: the first run compiles for this shape (or loads torch's cache)
         first = best(lambda: run(True), 1)
         fused = best(lambda: run(True), repeat) / n
         out.update(compiled_ms=1e3 * fused, compiled_ratio=fused / bound, compile_s=first - fused * n)
@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--repeat-clip", type=int, default=1, metavar="K",
                         help="the street frames K times, every other pass reversed (motion stays continuous): a "
                              "longer clip, where the start-up weighs less (default 1)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out the tv.compile=true timing (its first run compiles: seconds)")
     args = parser.parse_args()
     if not 11 <= args.frames <= 41:  # from fewer, ffmpeg's minterpolate gives no frame (measured: 9 give none)
         parser.error(f"--frames {args.frames}: give 11 to 41 (ffmpeg's minterpolate needs that many to give frames)")
@@ -178,7 +180,7 @@ def main() -> None:
     print(f"\nlvtino tv / minterpolate: {min(walls) / ref:.2f} (fresh process), {run['seconds'] / ref:.2f} (the run "
           f"alone) (goal <= 3)")
     print(f"outside the prior / plain decode + encode: {(run['seconds'] - prior) / plain:.2f} (goal <= 1.2)")
-    it = iteration_vs_bound(street, args.repeat)
+    it = iteration_vs_bound(street, args.repeat, compiled=not args.no_compile)
     print(f"PDHG iteration on {it['shape']}: {it['iteration_ms']:.1f} ms (of which the prox {it['prox_ms']:.1f} ms); "
           f"bound {PASSES} passes x {it['copy_ms'] / 2:.2f} ms = {it['bound_ms']:.1f} ms; ratio {it['ratio']:.2f} "
           "(goal <= 1.5)")

@@ -110,17 +110,27 @@ else
     TV_CLIP=(48 360 640)
 fi
 cd "$RUN"  # outside the source tree: lvtino (and its configs) as installed
-"$PY" -c "import diffusers, av, torch, lvtino, lvtino.configs; print('diffusers', diffusers.__version__, 'av', \
-av.__version__, 'torch', torch.__version__, 'lvtino from', lvtino.__file__)" >>"$LOG" 2>&1 ||
-    stop "the packages do not import: $(tail -1 "$LOG")"
-# the device's facts, and (cuda) whether there is one: exit 3 without
-"$PY" -c "import json, sys, torch; cuda = torch.cuda.is_available() and '$DEV' == 'cuda'; print(json.dumps({'torch': \
-torch.__version__, 'cuda': torch.version.cuda, 'name': torch.cuda.get_device_name(0) if cuda else 'cpu (rehearsal)'})); \
-sys.exit(3 if '$DEV' == 'cuda' and not cuda else 0)" >"$PARTS/device.json" 2>>"$LOG"
+# one process: the packages import (exit 4 and the error's last line in steps.log if not), then the device's facts
+# into device.json, and (cuda) whether there is one (exit 3 if not)
+"$PY" -c "
+import json, sys
+try:
+    import diffusers, av, torch, lvtino, lvtino.configs
+except Exception as err:
+    print(f'{type(err).__name__}: {err}', file=sys.stderr)
+    sys.exit(4)
+print('diffusers', diffusers.__version__, 'av', av.__version__, 'torch', torch.__version__, 'lvtino from',
+      lvtino.__file__, file=sys.stderr)
+cuda = torch.cuda.is_available() and '$DEV' == 'cuda'
+json.dump({'torch': torch.__version__, 'cuda': torch.version.cuda,
+           'name': torch.cuda.get_device_name(0) if cuda else 'cpu (rehearsal)'}, sys.stdout)
+sys.exit(3 if '$DEV' == 'cuda' and not cuda else 0)
+" >"$PARTS/device.json" 2>>"$LOG"
 case $? in
     0) ;;
     3) rm -f "$PARTS/device.json"; stop "no CUDA device (torch.cuda.is_available() is False): nothing to measure here" ;;
-    *) stop "torch could not tell the device: $(tail -1 "$LOG")" ;;
+    4) rm -f "$PARTS/device.json"; stop "the packages do not import: $(tail -1 "$LOG")" ;;
+    *) rm -f "$PARTS/device.json"; stop "torch could not tell the device: $(tail -1 "$LOG")" ;;
 esac
 [ "$DEV" = cuda ] && nvidia-smi >>"$LOG" 2>&1
 say "gpu_session: $(cat "$PARTS/device.json"), budget ${BUDGET}s"

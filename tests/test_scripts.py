@@ -174,7 +174,7 @@ def test_bench_streaming_prints_its_table():
 
 def test_bench_speed_prints_its_ratios(real_frames):
     """On 11 street frames (skipped with its reason where they are absent): every row and ratio printed."""
-    out = script("bench_speed.py", "--repeat", "1", "--frames", "11")
+    out = script("bench_speed.py", "--repeat", "1", "--frames", "11", "--no-compile")  # compiled: test_solvers
     assert "lvtino tv / minterpolate" in out and "outside the prior / plain decode + encode" in out
     assert "PDHG iteration on [1, 3, 8, 360, 640]" in out and "ffmpeg minterpolate (PyAV graph)" in out
 
