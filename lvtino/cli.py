@@ -241,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a restoration of the same input made by another tool (Real-ESRGAN, RIFE, video2x, Topaz, "
                         "a player...) at the output's size, frame rate and frame count: the output is the video "
                         "closest to it that explains the input (instead of --prior)")
+    p.add_argument("--upscaler", default=None, metavar="FILE",
+                   help="a single-image upscaler model file (.pth/.safetensors that spandrel loads: Real-ESRGAN, "
+                        "SwinIR, HAT, ...; pip install 'lvtino[upscaler]') at the input's scale: its frames, "
+                        "carried in time by the motion start and made consistent with the input, are the output "
+                        "(instead of --prior); scripts/upscaler_weights.py writes Real-ESRGAN's animevideov3")
     p.add_argument("--prior", default=None, choices=list(PRIORS), metavar="PRIOR", help=prior_help())
     p.add_argument("--start", default=None, metavar="FRAME|TIME",
                    help="first output frame to restore: a frame number, seconds (12.5 or 12.5s) or a time "
@@ -402,7 +407,8 @@ def _run(args: argparse.Namespace) -> int | None:
         r = restore(Request(args.input, args.output, problem=args.problem, prior=args.prior, config=args.config,
                             overrides=tuple(args.overrides or ()), words=_words(args), start=args.start,
                             end=args.end, frames=args.frames, fps=args.input_fps, window=args.window,
-                            overlap=args.overlap, guide=args.guide, seed=args.seed, models=_model_options(args),
+                            overlap=args.overlap, guide=args.guide, upscaler=args.upscaler, seed=args.seed,
+                            models=_model_options(args),
                             device=args.device, codec=args.codec, crf=args.crf, preset=args.preset,
                             pix_fmt=args.pix_fmt, no_audio=args.no_audio, stats=args.stats, resume=args.resume,
                             keep_state=args.keep_state, overwrite=args.overwrite,

@@ -20,7 +20,13 @@ file's quantiser (``lvtino.video.quality``) against the error actually there: th
 shrunk frames encoded at crf 18 to 45, decoded, and compared with themselves
 before encoding.
 
-    python scripts/bench_real_footage.py [CLIP] [--frames 41] [--crf 23] [--out DIR] [--noise]
+Each row also has GMSD (gradient magnitude similarity deviation, a perceptual
+measure without weights; lower is better), the mean luma gradient magnitude over
+the clean frames' (1: as sharp; a soft result is below), and lvtino's CPU seconds
+per output frame. ``--upscaler FILE`` adds the rows of ``lvtino restore
+--upscaler FILE``.
+
+    python scripts/bench_real_footage.py [CLIP] [--frames 41] [--crf 23] [--out DIR] [--noise] [--upscaler FILE]
 """
 
 from __future__ import annotations
@@ -162,11 +168,50 @@ def ffmpeg_minterpolate(path: Path, size: tuple[int, int], fps: Fraction) -> lis
 
 
 def lvtino(args: list[str]) -> float:
+    return timed_lvtino(args)[0]
+
+
+def timed_lvtino(args: list[str]) -> tuple[float, float]:
+    """``lvtino ARGS`` in its own process: its wall-clock and CPU seconds (user + system)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "lvtino", *args, "-y"], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(proc.stderr)
-    return time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 1] -> (T, 1, H, W) BT.601 luma in [0, 255]."""
+    return (255 * (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]))[:, None]
+
+
+def gmsd(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude similarity deviation per frame (Xue et al. 2014; lower is better; no weights): luma
+    averaged 2x2, Prewitt gradients, c = 170."""
+    import torch.nn.functional as F
+
+    prewitt = torch.tensor([[1, 0, -1]] * 3, dtype=x.dtype) / 3
+    kernels = torch.stack([prewitt, prewitt.T])[:, None]
+
+    def magnitude(v):
+        g = F.conv2d(F.avg_pool2d(_luma(v), 2), kernels, padding=1)
+        return g.pow(2).sum(1).sqrt()
+    a, b = magnitude(x), magnitude(r)
+    similarity = (2 * a * b + 170) / (a * a + b * b + 170)
+    return similarity.flatten(1).std(1)
+
+
+def gradient_ratio(x: torch.Tensor, r: torch.Tensor) -> float:
+    """The restoration's mean luma gradient magnitude over the clean frames': 1 as sharp, below 1 softer."""
+    def mean_gradient(v):
+        y = _luma(v)
+        return float(((y[..., 1:, 1:] - y[..., :-1, 1:]) ** 2 + (y[..., 1:, 1:] - y[..., 1:, :-1]) ** 2)
+                     .sqrt().mean())
+    return mean_gradient(x) / mean_gradient(r)
 
 
 def score(frames: list[np.ndarray], clean: list[np.ndarray], held: list[int]) -> dict:
@@ -178,7 +223,8 @@ def score(frames: list[np.ndarray], clean: list[np.ndarray], held: list[int]) ->
     r = torch.from_numpy(np.stack(clean[:n])).permute(0, 3, 1, 2).double() / 255
     p, s = psnr(x, r), ssim(x, r)
     return {"psnr": float(p.mean()), "ssim": float(s.mean()),
-            "psnr_held": float(p[held].mean()) if held else None, "ssim_held": float(s[held].mean()) if held else None}
+            "psnr_held": float(p[held].mean()) if held else None, "ssim_held": float(s[held].mean()) if held else None,
+            "gmsd": float(gmsd(x, r).mean()), "gradient": gradient_ratio(x, r)}
 
 
 def noise_check(clean: list[np.ndarray], folder: Path) -> None:
@@ -203,6 +249,8 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=23, help="H.264 quality of the shrunk file (default 23)")
     parser.add_argument("--out", default=None, help="keep the videos here")
     parser.add_argument("--noise", action="store_true", help="check the compression noise read from the quantiser")
+    parser.add_argument("--upscaler", default=None, metavar="FILE",
+                        help="add the rows of lvtino --upscaler FILE (e.g. scripts/upscaler_weights.py's file)")
     args = parser.parse_args()
     folder = Path(args.out or tempfile.mkdtemp(prefix="lvtino-real-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,29 +277,36 @@ def main() -> None:
                 mi += [mi[-1]] * (len(clean) - len(mi))  # it stops at the last input frame: held, as a player
                 results["ffmpeg lanczos + minterpolate mci"] = {**score(mi, clean, held),
                                                                "seconds": time.perf_counter() - t0}
-            for name, extra in (("lvtino tv", []), ("lvtino tv, linear start", ["--set", "tv.start=linear"]),
-                                ("lvtino pinv", ["--prior", "pinv"])):
+            methods = [("lvtino tv", []), ("lvtino tv, linear start", ["--set", "tv.start=linear"]),
+                       ("lvtino pinv", ["--prior", "pinv"])]
+            if args.upscaler:
+                methods.append(("lvtino --upscaler", ["--upscaler", args.upscaler]))
+            for name, extra in methods:
                 if kt == 1 and "linear" in name:
                     continue
                 out = folder / f"{low.stem}-{name.replace(' ', '').replace(',', '')}.mkv"
                 stats = out.with_suffix(".json")
-                seconds = lvtino(["restore", str(low), "-o", str(out), *words, "--resampler", resampler,
-                                  "--stats", str(stats), *extra])
+                seconds, cpu = timed_lvtino(["restore", str(low), "-o", str(out), *words, "--resampler", resampler,
+                                             "--stats", str(stats), *extra])
                 s = json.loads(stats.read_text())
                 results[name] = {**score(decode(out), clean, held if kt > 1 else []), "seconds": seconds,
+                                 "cpu_per_frame": cpu / len(clean),
                                  "residual": s.get("relative_residual"), "naive_residual": s.get("naive_residual")}
             for method, r in results.items():
                 rows.append({"shrunk by": tool, "case": case, "method": method, **r})
     print(f"{args.clip}: {len(clean)} frames of {size[1]}x{size[0]}; shrunk 4x, H.264 crf {args.crf}; "
           f"PSNR/SSIM against the clean frames (held out: the {len(held)} dropped ones)\n")
     print(f"{'shrunk by':9} {'case':17} {'method':36} {'PSNR':>6} {'SSIM':>6} {'PSNR held':>9} {'SSIM held':>9} "
-          f"{'seconds':>7}")
+          f"{'GMSD':>6} {'grad':>5} {'seconds':>7} {'CPU s/frame':>11}")
     for r in rows:
         held_p = f"{r['psnr_held']:9.2f}" if r["psnr_held"] is not None else f"{'-':>9}"
         held_s = f"{r['ssim_held']:9.4f}" if r["ssim_held"] is not None else f"{'-':>9}"
         secs = f"{r['seconds']:7.1f}" if "seconds" in r else f"{'-':>7}"
+        cpu = f"{r['cpu_per_frame']:11.3f}" if "cpu_per_frame" in r else f"{'-':>11}"
         print(f"{r['shrunk by']:9} {r['case']:17} {r['method']:36} {r['psnr']:6.2f} {r['ssim']:6.4f} {held_p} "
-              f"{held_s} {secs}")
+              f"{held_s} {r['gmsd']:6.4f} {r['gradient']:5.2f} {secs} {cpu}")
+    print("\nGMSD: gradient magnitude similarity deviation (lower is better); grad: mean luma gradient magnitude "
+          "over the clean frames' (1: as sharp)")
     (folder / "results.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -244,16 +244,19 @@ def test_every_request_setting_reaches_the_digest_or_says_why_not(tmp_path):
     low = np.stack([np.asarray(Image.fromarray(f).resize((24, 16), Image.BICUBIC)) for f in big])
     clip = write_video(tmp_path / "low.mp4", low, audio_seconds=8 / 30)
     guide = write_video(tmp_path / "guide.mp4", big)
+    upscaler = tmp_path / "model.safetensors"
+    upscaler.write_bytes(b"the file's bytes are hashed; nothing is loaded to make a digest")
     base = Request(clip, tmp_path / "out.mp4", words=Words(scale=2))
-    changed = {"prior": "pinv", "seed": 1, "codec": "hevc", "models": ModelOptions(dtype="float64"), "crf": 20, "preset": "fast",
-               "pix_fmt": "yuv444p", "no_audio": True, "guide": guide, "frames": 8, "input": None}
+    changed = {"prior": "pinv", "seed": 1, "codec": "hevc", "models": ModelOptions(dtype="float64"), "crf": 20,
+               "preset": "fast", "pix_fmt": "yuv444p", "no_audio": True, "guide": guide, "upscaler": upscaler,
+               "frames": 8, "input": None}
     names = {f.name for f in fields(Request)}
     assert names == set(changed) | set(NOT_IN_DIGEST)  # every field is classified
     digest = base.check_inputs().digest()
     for name, value in changed.items():
         if name == "input":
             continue
-        other = replace(base, **{name: value}, **({"prior": None} if name == "guide" else {}))
+        other = replace(base, **{name: value}, **({"prior": None} if name in ("guide", "upscaler") else {}))
         if name == "frames":  # the same length said: the same output (frames only says what the file holds)
             assert other.check_inputs().digest() == digest
             continue

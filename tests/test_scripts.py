@@ -190,3 +190,16 @@ def test_bench_formats_prints_a_row_per_format_and_depth(real_frames):
     assert {(r[0], r[1]) for r in rows} == expected
     assert all(r[-1] == "inf" for r in rows if FORMATS[r[0]].lossless)
     assert all(30 < float(r[-1]) < 80 for r in rows if not FORMATS[r[0]].lossless)
+
+
+def test_the_real_footage_benchmarks_sharpness_measures():
+    """GMSD is 0 for the frames themselves and grows with blur; the gradient ratio is 1 and falls with blur."""
+    import torch.nn.functional as F
+
+    from bench_real_footage import gmsd, gradient_ratio
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 96, dtype=torch.float64)
+    soft = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(gmsd(x, x), torch.zeros(2, dtype=torch.float64)) and gradient_ratio(x, x) == 1
+    assert (gmsd(soft, x) > 0.02).all() and gradient_ratio(soft, x) < 0.7

@@ -35,10 +35,12 @@ PRIORS: dict[str, PriorEntry] = {e.name: e for e in (
     PriorEntry("lvtino-image", "the image model only (the paper's ablation)", ("image",), "step"),
 )}
 GUIDE = "guide"  # the prior of --guide VIDEO (another tool's restoration, made consistent)
+UPSCALER = "upscaler"  # the prior of --upscaler FILE (a single-image model's frames, carried in time, made consistent)
 
 
 def networks_of(name: str) -> tuple[str, ...]:
-    """The networks prior ``name`` runs: () for a classical prior, the guide's or a name not in the catalog."""
+    """The networks prior ``name`` runs: () for a classical prior, the guide's, the upscaler's (not a consistency
+    model) or a name not in the catalog."""
     entry = PRIORS.get(name)
     return entry.networks if entry is not None else ()
 

@@ -22,12 +22,12 @@ from lvtino.errors import UserError, said
 from lvtino.models.base import DTYPES, Placement
 from lvtino.models.loader import TINY_NOTE, load_models
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS, PriorEntry, networks_of
+from lvtino.pipeline.catalog import GUIDE, PRIORS, UPSCALER, PriorEntry, networks_of
 from lvtino.runtime import StageTimer, resident_memory
 from lvtino.validation import Choice
 from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
-from lvtino.solvers.baselines import pinv_restore, tv_restore
+from lvtino.solvers.baselines import pinv_restore, tv_restore, upscaled_start
 from lvtino.solvers.guide import guided_restore
 from lvtino.solvers.tv import compile_works
 
@@ -116,6 +116,29 @@ class GuidePrior:
 
     def facts(self) -> dict:
         return {"nfe": dict(NO_NETWORKS)}
+
+
+class UpscalerPrior:
+    """``--upscaler FILE``: each window's measured frames brought to full size by a single-image model, made
+    consistent with their measured frames, carried to the frames between by the motion start
+    (``solvers.baselines.upscaled_start``), and the whole made consistent by the guide's data step
+    (``solvers.guide.guided_restore``, with its temporal reach): sharp where the model is, faithful where the
+    input speaks."""
+
+    entry = PriorEntry(UPSCALER, "a single-image upscaler model's frames made consistent with the input")
+    name = UPSCALER
+
+    def __init__(self, cfg: ProblemConfig, upscaler):
+        """``upscaler``: a loaded ``models.upscaler.Upscaler`` whose scale is the operator's."""
+        self.cfg, self.upscaler = cfg, upscaler
+
+    def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
+        start = upscaled_start(physics, y, self.cfg.pinv.eps, self.upscaler)
+        x = guided_restore(physics, y, start, self.cfg.guide.reach, self.cfg.pinv.eps)
+        return x.clamp(-1, 1), {"solver_iterations": 0}
+
+    def facts(self) -> dict:
+        return {"nfe": dict(NO_NETWORKS), "upscaler": self.upscaler.facts()}
 
 
 class Networks:
@@ -236,10 +259,14 @@ def describe_models(name: str, options: ModelOptions | None) -> dict:
 
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
-               device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None) -> Prior:
-    """The prior ``name`` names in ``pipeline.catalog`` (the guide's with ``guide``)."""
+               device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None,
+               upscaler=None) -> Prior:
+    """The prior ``name`` names in ``pipeline.catalog`` (the guide's with ``guide``, the upscaler's with
+    ``upscaler``: a loaded ``models.upscaler.Upscaler``)."""
     if guide is not None:
         return GuidePrior(cfg, guide)
+    if upscaler is not None:
+        return UpscalerPrior(cfg, upscaler)
     entry = PRIORS.get(name)
     if entry is None:
         raise UserError(f"{said('prior', name)}: unknown prior (known: {', '.join(PRIORS)})")

@@ -25,7 +25,7 @@ from lvtino.pipeline import digest
 from lvtino.pipeline.job import MAX_FRAMES, Job, check_guide, restore_outputs
 from lvtino.pipeline.outputs import check_outputs as check_outputs_of
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS
+from lvtino.pipeline.catalog import GUIDE, PRIORS, UPSCALER
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
 from lvtino.video.formats import Encoding
@@ -74,6 +74,7 @@ class Request:
     window: int | None = None
     overlap: int | None = None
     guide: str | Path | None = None
+    upscaler: str | Path | None = None  # a single-image model file (models.upscaler): its prior, or its start
     seed: int = 0
     models: ModelOptions = field(default_factory=ModelOptions)
     device: str = "cpu"
@@ -106,8 +107,12 @@ class Request:
         if self.guide is not None and self.prior is not None:
             raise UserError(f"{said('prior', self.prior)} and {said('guide', str(self.guide))}: the guide takes the "
                             "prior's place; give one")
-        prior = GUIDE if self.guide is not None else (self.prior or "tv")
-        if prior not in PRIORS and prior != GUIDE:
+        if self.upscaler is not None and (self.prior is not None or self.guide is not None):
+            other = said("prior", self.prior) if self.prior is not None else said("guide", str(self.guide))
+            raise UserError(f"{other} and {said('upscaler', str(self.upscaler))}: the upscaler's frames, made "
+                            "consistent, take the prior's place; give one")
+        prior = GUIDE if self.guide is not None else UPSCALER if self.upscaler is not None else (self.prior or "tv")
+        if prior not in PRIORS and prior not in (GUIDE, UPSCALER):
             raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
         if self.overwrite not in OVERWRITE:
             raise UserError(f"{said('overwrite', self.overwrite)}: expected one of {', '.join(OVERWRITE)}")
@@ -130,7 +135,7 @@ class Request:
             models = self.models.models if self.models.models != "tiny" else None
             check_outputs_of(restore_outputs(output, self.stats, self.encoding),
                              [("the input", self.input), (arg("config"), self.config), (arg("guide"), self.guide),
-                              (arg("models"), models)], self.overwrite, claim)
+                              (arg("models"), models), (arg("upscaler"), self.upscaler)], self.overwrite, claim)
             for note in info.notes():
                 log.info("%s", note)
         job = Job.plan(self, info)

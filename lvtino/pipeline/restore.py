@@ -118,6 +118,7 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     # the memory plan, while what this process holds is not yet the networks (unless a caller's are loaded)
     held = networks.held_before if networks is not None and networks.loaded else resident_memory()
     plan = memory_plan(job, request.prior, request.models or ModelOptions(), procs.device, held)
+    upscaler = load_upscaler(request, job, procs.device)  # refused here, in one line, before anything is written
     if request.dry_run:
         return _dry_run(request, job, output, procs, plan)
     # 2. state: the folder beside the output and its segments
@@ -129,7 +130,7 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
     timer.seconds.update(dict.fromkeys(STAGES, 0.0))
     measured = DecodedFrames(job.info, procs.device, timer)
     restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
-                                    networks)
+                                    networks, upscaler)
     run = None
     try:
         # 3. left: decided by the main process, the same for every process
@@ -216,11 +217,22 @@ def restore_frames(video, fps: Fraction, request: Request, networks: Networks | 
     timer = StageTimer(procs.device)
     measured = MemoryFrames(video, job.info, procs.device, timer)
     restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
-                                    networks)
+                                    networks, load_upscaler(request, job, procs.device))
     windows = [w.index for w in job.selected]
     run = Run(job, procs, timer, measured, restore_window, MemoryWindows(), Left(job.start, windows, [], windows))
     run.main(sink, None, None)
     return sink.frames()
+
+
+def load_upscaler(request: Request, job: Job, device: torch.device):
+    """``--upscaler``'s model, loaded and its scale checked against the operator's; None without one."""
+    if request.upscaler is None:
+        return None
+    from lvtino.models.upscaler import Upscaler
+
+    upscaler = Upscaler.load(request.upscaler, device)
+    upscaler.check_scale(tuple(job.physics.factors[1:]))
+    return upscaler
 
 
 def _claim(request: Request, output: Path, procs: Processes) -> None:
@@ -280,8 +292,9 @@ class WindowRestorer:
     """Restores one window at a time with the prior (its networks loaded at the first window)."""
 
     def __init__(self, job: Job, prior: str, models: ModelOptions | None, seed: int, measured, device: torch.device,
-                 timer: StageTimer, networks: Networks | None = None):
+                 timer: StageTimer, networks: Networks | None = None, upscaler=None):
         self.job, self.prior_name, self.models, self.seed, self.networks = job, prior, models, seed, networks
+        self.upscaler = upscaler
         self.measured, self.device, self.timer = measured, device, timer
         self.prior = None
         self.count = 0
@@ -303,7 +316,7 @@ class WindowRestorer:
             with self.timer("load"):
                 guide = DecodedFrames(job.guide, self.device, self.timer) if job.guide is not None else None
                 self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks,
-                                        guide=guide)
+                                        guide=guide, upscaler=self.upscaler)
         previous = self.operator(job.layout.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
         physics_w, rows = self.operator(w)
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))

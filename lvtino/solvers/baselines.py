@@ -58,6 +58,23 @@ def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> 
     return project(linear, y, v, eps)
 
 
+def upscaled_start(physics, y: Tensor, eps: float, upscale) -> Tensor:
+    r"""The start of ``--upscaler``: each measured frame brought to full size by ``upscale`` (a single-image model:
+    (N, 3, h, w) -> (N, 3, H, W)) and made consistent with it through the spatial part S of the operator,
+    k = u + S^+ (y - S u); the frames between keys from motion, as ``interpolation_start``'s. Not projected: the
+    caller's data step (``solvers.guide``) makes the whole consistent, reaching the frames between."""
+    linear = physics.linear_surrogate()
+    band, spatial = linear.split_time() or (None, None)
+    b, c, k, h, w = y.shape
+    up = upscale(y.transpose(1, 2).reshape(b * k, c, h, w))
+    up = up.reshape(b, k, c, *up.shape[-2:]).transpose(1, 2).to(y)
+    if linear.factors[0] == 1 or band is None:  # every frame measured: the keys are the frames
+        return up
+    keys = (up + spatial.A_dagger(y - spatial.A(up), eps=eps)).clamp(-1, 1)
+    times = centroids(band, band.rows)
+    return torch.cat([flow_interpolate(keys[i:i + 1], times, band.cols) for i in range(b)])
+
+
 def project(physics, y: Tensor, x: Tensor, eps: float) -> Tensor:
     """x + A^T (A A^T + eps I)^-1 (y - A x): the frames nearest to x that fit y (exactly for eps = 0)."""
     linear = physics.linear_surrogate()
