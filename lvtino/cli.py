@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a single-image upscaler model file (.pth/.safetensors that spandrel loads: Real-ESRGAN, "
                         "SwinIR, HAT, ...; pip install 'lvtino[upscaler]') at the input's scale: its frames, "
                         "carried in time by the motion start and made consistent with the input, are the output "
-                        "(instead of --prior); scripts/upscaler_weights.py writes Real-ESRGAN's animevideov3")
+                        "(instead of a classical --prior), or the start of a generative one (--prior lvtino); "
+                        "scripts/upscaler_weights.py writes Real-ESRGAN's animevideov3")
     p.add_argument("--prior", default=None, choices=list(PRIORS), metavar="PRIOR", help=prior_help())
     p.add_argument("--start", default=None, metavar="FRAME|TIME",
                    help="first output frame to restore: a frame number, seconds (12.5 or 12.5s) or a time "

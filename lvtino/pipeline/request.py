@@ -25,7 +25,7 @@ from lvtino.pipeline import digest
 from lvtino.pipeline.job import MAX_FRAMES, Job, check_guide, restore_outputs
 from lvtino.pipeline.outputs import check_outputs as check_outputs_of
 from lvtino.models.options import ModelOptions
-from lvtino.pipeline.catalog import GUIDE, PRIORS, UPSCALER
+from lvtino.pipeline.catalog import GUIDE, PRIORS, UPSCALER, networks_of
 from lvtino.pipeline.words import Words
 from lvtino.validation import whole
 from lvtino.video.formats import Encoding
@@ -107,11 +107,13 @@ class Request:
         if self.guide is not None and self.prior is not None:
             raise UserError(f"{said('prior', self.prior)} and {said('guide', str(self.guide))}: the guide takes the "
                             "prior's place; give one")
-        if self.upscaler is not None and (self.prior is not None or self.guide is not None):
-            other = said("prior", self.prior) if self.prior is not None else said("guide", str(self.guide))
+        if self.upscaler is not None and (self.guide is not None or
+                                          (self.prior is not None and not networks_of(self.prior))):
+            other = said("prior", self.prior) if self.guide is None else said("guide", str(self.guide))
             raise UserError(f"{other} and {said('upscaler', str(self.upscaler))}: the upscaler's frames, made "
-                            "consistent, take the prior's place; give one")
-        prior = GUIDE if self.guide is not None else UPSCALER if self.upscaler is not None else (self.prior or "tv")
+                            "consistent, take a classical prior's or a guide's place (a generative prior starts "
+                            "from them); give one")
+        prior = GUIDE if self.guide is not None else self.prior or (UPSCALER if self.upscaler is not None else "tv")
         if prior not in PRIORS and prior not in (GUIDE, UPSCALER):
             raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
         if self.overwrite not in OVERWRITE:

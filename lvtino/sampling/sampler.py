@@ -20,7 +20,7 @@ from lvtino.sampling.schedule import Schedule
 
 def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | None,
            image: ConsistencyModel | None, generator: torch.Generator, timer: StageTimer | None = None,
-           callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+           callback: Callable[[int, Tensor], None] | None = None, start: Tensor | None = None) -> Tensor:
     """The restored clip (B, 3, T, H, W) in [-1, 1].
 
     ``schedule.output`` "data": the last data step's result, then the schedule's
@@ -30,14 +30,18 @@ def sample(physics, y: Tensor, schedule: Schedule, video: ConsistencyModel | Non
     is skipped. ``callback(k, x)`` sees the estimate after each outer step (for
     previews or debugging); nothing is written from inside the loop. Where the
     iterate is kept in [-1, 1] is the schedule's (``schedule.clamp``): each of its
-    steps projects its own output.
+    steps projects its own output. ``start``: where the sampler starts instead of the schedule's own start
+    (``--upscaler``'s consistent frames).
     """
     if video is None and image is None:
         raise ValueError("sample needs at least one prior")
     timer = timer or StageTimer()
     with timer("data_steps"):
-        zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
-        x = schedule.init(physics, y, zero)
+        if start is not None:
+            x = start
+        else:
+            zero = torch.zeros_like(physics.linear_surrogate().A_adjoint(y))  # the signal's shape
+            x = schedule.init(physics, y, zero)
     estimate = x
     for step in schedule.steps:
         last = step is schedule.steps[-1]
