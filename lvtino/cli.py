@@ -387,6 +387,10 @@ def _print_fit(fit: dict) -> None:
         line += (f"; {fit['unmeasured_frames']} of the {fit['frames']} frames are in no input frame (dropped): "
                  "the input cannot check them")
     print(line)
+    if fit.get("suspect_guide"):
+        print(f"warning: the guide fits the input worse than a player's upscale of it ({rms['guide']:.2f} against "
+              f"{rms['naive']:.2f} grey levels): is it a restoration of this file, with its frames at the output's "
+              "(the same first frame and rate)?", file=sys.stderr)
     if fit.get("suspect_operator"):
         print("warning: even a player's upscale fits the input poorly through this operator: was the video made "
               "another way? (try another --resampler, or --scale instead of a paper's problem)", file=sys.stderr)

@@ -86,8 +86,11 @@ def test_restore_with_a_guide(low, tmp_path, capsys):
     guide = _guide(tmp_path / "g.mkv", 16)
     out, stats = tmp_path / "x.mkv", tmp_path / "s.json"
     assert main(["restore", str(y), "-o", str(out), "--guide", str(guide), "--stats", str(stats)]) == 0
-    said = capsys.readouterr().out
+    said, warned = capsys.readouterr()
     assert "prior guide" in said and "the guide:" in said
+    assert "warning: the guide fits the input worse than a player's upscale" in warned  # another clip's frames
+    assert main(["restore", str(y), "-o", str(tmp_path / "faithful.mkv"), "--guide", str(clean)]) == 0
+    assert "warning" not in capsys.readouterr().err  # the clean frames themselves: no warning
     info = probe(out)
     assert (info.frames, info.width, info.height, info.fps, info.has_audio) == (16, 48, 32, Fraction(24), True)
     facts = json.loads(stats.read_text())

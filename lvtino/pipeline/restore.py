@@ -654,6 +654,10 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
     if meter is not None and meter.naive() is not None and "operator" not in job.info.metadata:
         # a measurement lvtino made records its operator: only a guessed one (words, a preset) can be wrong
         fit["suspect_operator"] = meter.naive() > SUSPECT_NAIVE
+    rms = fit["rms_grey"]
+    # a guide that explains the input worse than a player's picture of it is likely not aligned with it (another
+    # frame rate or first frame, a crop) or not of it
+    fit["suspect_guide"] = "guide" in rms and "naive" in rms and rms["guide"] > rms["naive"]
     if job.info.kind == "video":
         found = compression_noise(job.info.path, stream=job.info.stream)
         if found is not None:
