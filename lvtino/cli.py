@@ -388,7 +388,7 @@ def _print_fit(fit: dict) -> None:
                  "the input cannot check them")
     print(line)
     if fit.get("suspect_guide"):
-        print(f"warning: the guide fits the input worse than a player's upscale of it ({rms['guide']:.2f} against "
+        print(f"warning: the guide fits the input far worse than a player's upscale of it ({rms['guide']:.2f} against "
               f"{rms['naive']:.2f} grey levels): is it a restoration of this file, with its frames at the output's "
               "(the same first frame and rate)?", file=sys.stderr)
     if fit.get("suspect_operator"):

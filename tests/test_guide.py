@@ -88,7 +88,7 @@ def test_restore_with_a_guide(low, tmp_path, capsys):
     assert main(["restore", str(y), "-o", str(out), "--guide", str(guide), "--stats", str(stats)]) == 0
     said, warned = capsys.readouterr()
     assert "prior guide" in said and "the guide:" in said
-    assert "warning: the guide fits the input worse than a player's upscale" in warned  # another clip's frames
+    assert "warning: the guide fits the input far worse than a player's upscale" in warned  # another clip's
     assert main(["restore", str(y), "-o", str(tmp_path / "faithful.mkv"), "--guide", str(clean)]) == 0
     assert "warning" not in capsys.readouterr().err  # the clean frames themselves: no warning
     info = probe(out)
@@ -104,18 +104,31 @@ def test_restore_with_a_guide(low, tmp_path, capsys):
     assert 'id="guide"' in page and "g.mkv" in page and "gain over the guide" in page
 
 
-def test_a_guide_an_interpolator_stopped_short_is_held(low, tmp_path, capsys):
-    _, _, y = low
-    guide = _guide(tmp_path / "g.mkv", 13)  # stops at the last input frame: 3 short of 16
-    assert main(["restore", str(y), "-o", str(tmp_path / "x.mkv"), "--guide", str(guide)]) == 0
-    assert "its last frame is held for the last 3" in capsys.readouterr().err
-    assert probe(tmp_path / "x.mkv").frames == 16
+@pytest.mark.parametrize("count", [13, 10])
+def test_an_interpolators_guide_is_placed_at_the_first_input_frame(low, tmp_path, capsys, count):
+    """An interpolator's guide starts at the first frame the input holds (here output frame 1: the frame rule's
+    first kept) and stops at the last (13 frames) or, as ffmpeg's minterpolate, an interval before (10): placed
+    there, the clean frames themselves restore to themselves; the frames before and after hold its ends."""
+    _, clean, y = low
+    frames = np.stack(list(read_frames(probe(clean))))
+    guide = write_video(tmp_path / "g.mkv", frames[1:1 + count], fps=Fraction(24), codec="ffv1")
+    out = tmp_path / "x.mkv"
+    assert main(["restore", str(y), "-o", str(out), "--guide", str(guide)]) == 0
+    err = capsys.readouterr().err
+    assert f"{count} frames, an interpolator's: its first frame is taken as output frame 1" in err
+    assert f"its last frame is held for the last {15 - count}" in err and "warning" not in err
+    restored = np.stack(list(read_frames(probe(out)))).astype(float)
+    inside = slice(1, 1 + count)
+    assert np.abs(restored[inside] - frames[inside]).mean() < 1.0  # in place: the frames themselves
+    off = np.abs(frames[2:2 + count].astype(float) - frames[1:1 + count]).mean()
+    assert off > 3.0  # a frame off would have shown (the clip moves)
 
 
 @pytest.mark.parametrize("make,said", [
     (lambda p: _guide(p, 16, size=(64, 96)), "its frames are 96x64, the output's 48x32"),
     (lambda p: _guide(p, 16, fps=Fraction(30)), "30 fps, the output 24 fps"),
-    (lambda p: _guide(p, 12), "12 frames, the output 16"),
+    (lambda p: _guide(p, 8), "8 frames, the output 16; give a guide of the output's frames, or an interpolator's "
+                             "from the first input frame (output frame 1)"),
     (lambda p: _guide(p, 17), "17 frames, the output 16"),
 ])
 def test_a_guide_that_does_not_match_is_one_line(low, tmp_path, capsys, make, said):

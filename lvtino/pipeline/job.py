@@ -21,7 +21,7 @@ from lvtino.physics.problems import chain_factors, validate_chain
 from lvtino.pipeline.common import build_checked_physics
 from lvtino.pipeline.outputs import Output
 from lvtino.pipeline.windows import Plan, Window, plan_windows
-from lvtino.pipeline.words import Words
+from lvtino.pipeline.words import Words, frames_kept
 from lvtino.validation import Number, Text, whole
 from lvtino.video.reader import MAX_SIDE, VideoInfo, probe
 from lvtino.video.formats import Encoding
@@ -187,6 +187,7 @@ class Job:
     layout: Plan  # the windows: where each starts and ends, and the seams between them
     selected: list[Window]
     guide: VideoInfo | None = None  # --guide: another tool's restoration, checked against the output
+    guide_offset: int = 0           # the output frame of the guide's first frame (check_guide)
 
     @classmethod
     def plan(cls, request: "Request", info: VideoInfo) -> "Job":
@@ -222,27 +223,45 @@ def restore_outputs(output: Path, stats, encoding: Encoding) -> list[Output]:
 GUIDE_RATE_TOLERANCE = 1e-3  # relative: 29.97 against 30000/1001 passes, 25 against 30 does not
 
 
-def check_guide(path, job: "Job", accept_truncated: bool = False) -> VideoInfo:
-    """The guide, a restoration of the input by another tool, at the output's size and rate with its frame count;
-    one line naming both when it is not. An interpolator that stops at the last input frame gives up to K - 1
-    frames fewer: the last one is held (with a notice)."""
+def check_guide(path, job: "Job", accept_truncated: bool = False) -> tuple[VideoInfo, int]:
+    """The guide, a restoration of the input by another tool, at the output's size and rate, and the output frame
+    its first frame is; one line naming both when it is not.
+
+    A guide of the output's frame count is the output's frames. A shorter one is an interpolator's: it starts at
+    the first frame the input holds (the frame rule's first kept frame, ``pipeline.words.frames_kept``) and stops
+    at the last, or one interval before it (ffmpeg's minterpolate); the frames before and after it hold its first
+    and last (with a notice)."""
     guide = probe(path, accept_truncated=accept_truncated)
+    name = said("guide", str(path))
     t, h, w = job.shape
     if (guide.width, guide.height) != (w, h):
-        raise UserError(f"{said('guide', str(path))}: its frames are {guide.width}x{guide.height}, the output's "
-                        f"{w}x{h}; give a guide at the output's size")
+        raise UserError(f"{name}: its frames are {guide.width}x{guide.height}, the output's {w}x{h}; give a guide at "
+                        "the output's size")
     if abs(float(guide.fps) / float(job.fps) - 1) > GUIDE_RATE_TOLERANCE:
-        raise UserError(f"{said('guide', str(path))}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; "
-                        "give a guide at the output's frame rate")
-    short = t - guide.frames
-    if not 0 <= short < job.physics.factors[0]:
-        raise UserError(f"{said('guide', str(path))}: {guide.frames} frames, the output {t}; give a guide of the "
-                        "output's frames (an interpolator's, which may stop at the last input frame, is up to "
-                        f"{job.physics.factors[0] - 1} short)")
-    if short:
-        log.info("%s: %d frames, the output %d: its last frame is held for the last %d", said("guide", str(path)),
-                 guide.frames, t, short)
-    return guide
+        raise UserError(f"{name}: {float(guide.fps):g} fps, the output {float(job.fps):g} fps; give a guide at the "
+                        "output's frame rate")
+    k = job.physics.factors[0]
+    kept = frames_kept(job.cfg.operator)
+    first = kept["phase"] if kept is not None and not kept["averaged"] else 0  # the first output frame measured
+    last = first + (job.info.frames - 1) * k  # the last
+    offset = 0 if guide.frames == t else first
+    end = offset + guide.frames
+    if guide.frames > t or end < min(last - k + 1, t):
+        raise UserError(f"{name}: {guide.frames} frames, the output {t}; give a guide of the output's frames, or an "
+                        f"interpolator's from the first input frame (output frame {first}) to the last (output frame "
+                        f"{last}, or one interval before)")
+    if offset:
+        log.info("%s: %d frames, an interpolator's: its first frame is taken as output frame %d (the first the input "
+                 "holds) and held for the %d before", name, guide.frames, offset, offset)
+    if end < t:
+        log.info("%s: %d frames, the output %d: its last frame is held for the last %d", name, guide.frames, t,
+                 t - end)
+    return guide, offset
+
+
+def guide_index(guide: VideoInfo, offset: int, t: int) -> int:
+    """The guide's frame for output frame ``t`` (``check_guide``'s offset; its first and last held beyond it)."""
+    return min(max(t - offset, 0), guide.frames - 1)
 
 
 def _plan(info: VideoInfo, cfg: ProblemConfig, shape, start, end, physics=None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from lvtino.pipeline.job import guide_index
 from lvtino.runtime import StageTimer
 from lvtino.video.frames import DecodedFrames
 from lvtino.video.player import player_index, upscale_frames
@@ -31,10 +32,11 @@ class ResidualMeter:
     """
 
     def __init__(self, physics, supports: list, start: int, end: int, measured: DecodedFrames, timer: StageTimer,
-                 first: int | None = None, guide: DecodedFrames | None = None):
+                 first: int | None = None, guide: DecodedFrames | None = None, guide_offset: int = 0):
         """``first``: count only measured frames that start at or after this frame (a resumed run's first).
         ``guide``: another tool's restoration (``--guide``), measured beside the restoration: ``guide_value``."""
         self.physics, self.measured, self.timer, self.guide = physics, measured, timer, guide
+        self.guide_offset = guide_offset
         # a linear operator split into a band in time and a per-frame part is measured frame by frame as frames
         # become final; any other, over the frames each measured frame needs (``restrict_time``)
         self.band, self.spatial = (physics.split_time() if physics.linear else None) or (None, None)
@@ -44,7 +46,7 @@ class ResidualMeter:
         self.frames: dict[int, torch.Tensor] = {}
         self.guided: dict[int, torch.Tensor] = {}  # the guide's frames, measured in space
         self.num = self.den = self.naive_num = self.guide_num = 0.0
-        self.rows = self.values = 0
+        self.rows = self.values = self.guide_values = 0
         self._naive: dict[int, torch.Tensor] = {}  # measured frame -> its upscale, measured in space
 
     def add(self, final) -> None:
@@ -61,7 +63,8 @@ class ResidualMeter:
             self.frames.update((t, small[:, :, i:i + 1]) for i, (t, _) in enumerate(final))
         for t, frame in final:
             if self.guide is not None:
-                g = self.guide.get([min(t, self.guide.info.frames - 1)], keep_from=t).to(frame)
+                i = guide_index(self.guide.info, self.guide_offset, t)
+                g = self.guide.get([i], keep_from=i).to(frame)
                 self.guided[t] = self.spatial.A(g) if self.spatial is not None else g
         done = max(self.frames, default=-1)
         ready = []
@@ -73,8 +76,13 @@ class ResidualMeter:
             ax = self._measure(ready, self.frames)
             y = self.measured.get(picked)
             self.num += float((ax - y).pow(2).sum())
-            if self.guide is not None:
-                self.guide_num += float((self._measure(ready, self.guided) - y).pow(2).sum())
+            if self.guide is not None:  # over the measured frames whose frames the guide has (none held)
+                lo, hi = self.guide_offset, self.guide_offset + self.guide.info.frames
+                covered = [k for k, (end, start, _) in enumerate(ready) if lo <= start and end <= hi]
+                if covered:
+                    error = (self._measure(ready, self.guided) - y)[:, :, covered]
+                    self.guide_num += float(error.pow(2).sum())
+                    self.guide_values += error.numel()
             self.den += float(y.pow(2).sum())
             self.rows += len(picked)
             self.values += y.numel()
@@ -141,15 +149,16 @@ class ResidualMeter:
         return (self.naive_num / max(self.den, 1e-24)) ** 0.5 if self.den > 0 and self.spatial is not None else None
 
     def rms(self) -> dict:
-        """Root mean square of A x - y, of the player's picture's, and of y, in grey levels (0-255)."""
+        """Root mean square of A x - y, of the player's picture's, and of y, in grey levels (0-255); the guide's over
+        the measured frames it has (an interpolator's that stops early holds its last frame for the rest)."""
         if not self.values:
             return {}
         grey = lambda total: round(127.5 * (total / self.values) ** 0.5, 3)  # noqa: E731
         out = {"restored": grey(self.num), "input": grey(self.den)}
         if self.spatial is not None:
             out["naive"] = grey(self.naive_num)
-        if self.guide is not None:
-            out["guide"] = grey(self.guide_num)
+        if self.guide is not None and self.guide_values:
+            out["guide"] = round(127.5 * (self.guide_num / self.guide_values) ** 0.5, 3)
         return out
 
 

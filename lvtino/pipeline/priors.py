@@ -29,6 +29,7 @@ from lvtino.sampling.sampler import sample
 from lvtino.sampling.schedule import Schedule
 from lvtino.solvers.baselines import pinv_restore, tv_restore, upscaled_start
 from lvtino.solvers.guide import guided_restore
+from lvtino.pipeline.job import guide_index
 from lvtino.solvers.tv import compile_works
 
 class Solver(NamedTuple):
@@ -102,14 +103,15 @@ class GuidePrior:
     entry = PriorEntry(GUIDE, "another tool's restoration made consistent with the input")
     name = GUIDE
 
-    def __init__(self, cfg: ProblemConfig, guide):
-        """``guide``: a ``video.frames.DecodedFrames`` of the guide, already checked against the output."""
-        self.cfg, self.guide = cfg, guide
+    def __init__(self, cfg: ProblemConfig, guide, offset: int = 0):
+        """``guide``: a ``video.frames.DecodedFrames`` of the guide, already checked against the output; ``offset``:
+        the output frame of its first frame (``pipeline.job.check_guide``)."""
+        self.cfg, self.guide, self.offset = cfg, guide, offset
 
     def __call__(self, physics, y: torch.Tensor, seed: int = 0, span=None) -> tuple[torch.Tensor, dict]:
         start, end = span
-        last = self.guide.info.frames - 1  # a guide that stops at the last input frame: that frame held
-        g = self.guide.get([min(t, last) for t in range(start, end)], keep_from=min(start, last))
+        index = [guide_index(self.guide.info, self.offset, t) for t in range(start, end)]
+        g = self.guide.get(index, keep_from=index[0])
         g = g.to(y.device, torch.float32)
         x = guided_restore(physics, y, g, self.cfg.guide.reach, self.cfg.pinv.eps)
         return x.clamp(-1, 1), {"solver_iterations": 0}
@@ -269,11 +271,11 @@ def describe_models(name: str, options: ModelOptions | None) -> dict:
 
 def make_prior(name: str, cfg: ProblemConfig, options: ModelOptions | None = None,
                device: torch.device = torch.device("cpu"), networks: Networks | None = None, guide=None,
-               upscaler=None) -> Prior:
+               guide_offset: int = 0, upscaler=None) -> Prior:
     """The prior ``name`` names in ``pipeline.catalog`` (the guide's with ``guide``, the upscaler's with
     ``upscaler``: a loaded ``models.upscaler.Upscaler``)."""
     if guide is not None:
-        return GuidePrior(cfg, guide)
+        return GuidePrior(cfg, guide, guide_offset)
     if upscaler is not None and name == UPSCALER:
         return UpscalerPrior(cfg, upscaler)
     entry = PRIORS.get(name)

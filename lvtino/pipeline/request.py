@@ -144,7 +144,7 @@ class Request:
         if check_outputs:
             self.encoding.check_frames(output, job.fps, job.shape[2], job.shape[1])
         if self.guide is not None:
-            job.guide = check_guide(self.guide, job, self.accept_truncated)
+            job.guide, job.guide_offset = check_guide(self.guide, job, self.accept_truncated)
         return job, output
 
     def settings(self, job: Job) -> dict:

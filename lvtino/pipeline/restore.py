@@ -142,7 +142,7 @@ def _restore(request: Request, processes: Processes | None, networks: Networks |
         # 4-6. windows restored or read back, joined in order, final frames encoded into closed segments
         guide = DecodedFrames(job.guide, procs.device, timer) if job.guide is not None else None
         meter = ResidualMeter(job.physics, job.supports, job.start, job.end, measured, timer, first=left.covered,
-                              guide=guide)
+                              guide=guide, guide_offset=job.guide_offset)
         run.main(Encoder(segments, left.covered).start(), meter, _progress(job.end - left.covered, procs))
         # 7. merge: the segments into the output, by stream copy
         factor = job.physics.factors[0]
@@ -188,7 +188,7 @@ def plan_frames(request: Request, shape: tuple[int, int, int], fps: Fraction) ->
     info = VideoInfo(Path("the frames given"), "memory", Fraction(fps), int(t), int(w), int(h))
     job = Job.plan(request, info)
     if request.guide is not None:
-        job.guide = check_guide(request.guide, job)
+        job.guide, job.guide_offset = check_guide(request.guide, job)
     return job
 
 
@@ -316,7 +316,7 @@ class WindowRestorer:
             with self.timer("load"):
                 guide = DecodedFrames(job.guide, self.device, self.timer) if job.guide is not None else None
                 self.prior = make_prior(self.prior_name, job.cfg, self.models, self.device, self.networks,
-                                        guide=guide, upscaler=self.upscaler)
+                                        guide=guide, guide_offset=job.guide_offset, upscaler=self.upscaler)
         previous = self.operator(job.layout.windows[max(0, w.index - 1)])[1]  # its rows serve the coming seam too
         physics_w, rows = self.operator(w)
         y = self.measured.get(rows, keep_from=min(previous + rows, default=None))
@@ -612,6 +612,7 @@ def _facts(job: Job, request: Request, output: Path, procs: Processes, timer: St
 # A player's picture re-degraded differs from the input by 4-8 % under the operator that made it (Adobe240 street,
 # ffmpeg- and PIL-shrunk, every resampler), by 13 % under the paper's grid: above this, say the operator is suspect
 SUSPECT_NAIVE = 0.10
+SUSPECT_GUIDE = 1.5  # a guide's misfit above this many times the player's picture's: warned about (see _fit)
 
 
 def memory_plan(job: Job, prior: str, models: ModelOptions, device: torch.device, held: int | None) -> dict | None:
@@ -655,9 +656,11 @@ def _fit(job: Job, meter: ResidualMeter | None) -> dict:
         # a measurement lvtino made records its operator: only a guessed one (words, a preset) can be wrong
         fit["suspect_operator"] = meter.naive() > SUSPECT_NAIVE
     rms = fit["rms_grey"]
-    # a guide that explains the input worse than a player's picture of it is likely not aligned with it (another
-    # frame rate or first frame, a crop) or not of it
-    fit["suspect_guide"] = "guide" in rms and "naive" in rms and rms["guide"] > rms["naive"]
+    # a guide that explains the input clearly worse than a player's picture of it is likely not aligned with it
+    # (another first frame or rate, a crop) or not of it. Measured on the street frames (ffmpeg-shrunk 4x, 7.5 fps,
+    # crf 23): ffmpeg's minterpolate of the file, aligned, 3.10 grey levels (3.60 once H.264-encoded) against the
+    # player's 3.22; the same guide one frame off, 12.45
+    fit["suspect_guide"] = "guide" in rms and "naive" in rms and rms["guide"] > SUSPECT_GUIDE * rms["naive"]
     if job.info.kind == "video":
         found = compression_noise(job.info.path, stream=job.info.stream)
         if found is not None:
