@@ -154,9 +154,10 @@ class Restorer:
             raise UserError(f"lvtino.Restorer: a Request and keywords ({', '.join(sorted(keywords))}): give one")
         self.request, self.networks = request.check_inputs(), networks or Networks()
         self._jobs: dict = {}  # (frames, height, width, fps) -> the plan for frames of that shape and rate
+        self._upscaler = None  # --upscaler's model, loaded at the first call
 
     @classmethod
-    def from_preset(cls, problem: str | None = None, prior: str = "tv", *, models: str | None = None,
+    def from_preset(cls, problem: str | None = None, prior: str | None = None, *, models: str | None = None,
                     dtype="auto", offload="none", vae_tiling="off", device: str = "auto", seed: int = 0,
                     scale=None, fps_factor=None, size=None, fps=None, resampler="ffmpeg", fps_mode="ffmpeg",
                     fps_phase=None, **options) -> "Restorer":
@@ -179,7 +180,8 @@ class Restorer:
     def __call__(self, video, fps: float | Fraction = 30) -> np.ndarray | torch.Tensor:
         """Restore ``video``: (T, H, W, C) uint8, or (B, C, T, H, W) float in [0, 1] with B = 1; the result in the
         same layout. A measurement lvtino degraded needs the ``problem`` its preset names."""
-        from lvtino.pipeline.restore import plan_frames, restore_frames
+        from lvtino.pipeline.common import check_device
+        from lvtino.pipeline.restore import load_upscaler, plan_frames, restore_frames
 
         video = _checked(video)
         fps = _rate(fps)
@@ -187,7 +189,12 @@ class Restorer:
         with stop_on_signals():  # interruptions (Ctrl-C, SIGTERM) end in an exception here
             if (*shape, fps) not in self._jobs:  # planned once per shape and rate: the preset is read, checked once
                 self._jobs[(*shape, fps)] = plan_frames(self.request, shape, fps)
-            return restore_frames(video, fps, self.request, self.networks, self._jobs[(*shape, fps)])
+            job = self._jobs[(*shape, fps)]
+            if self.request.upscaler is not None and self._upscaler is None:  # loaded once; its scale checked
+                self._upscaler = load_upscaler(self.request, job, check_device(self.request.device))
+            elif self._upscaler is not None:
+                self._upscaler.check_scale(tuple(job.physics.factors[1:]))
+            return restore_frames(video, fps, self.request, self.networks, job, self._upscaler)
 
 
 def _checked(video) -> np.ndarray | torch.Tensor:

@@ -196,3 +196,18 @@ def test_a_generative_prior_starts_from_the_upscalers_frames(monkeypatch):
     expected, _ = priors.UpscalerPrior(cfg, up)(physics, y, 0, (0, 5))
     assert len(starts) == 1 and torch.allclose(starts[0], expected)
     assert prior.facts()["upscaler"]["architecture"] == "RealESRGAN Compact"
+
+
+def test_a_restorer_loads_its_upscaler_once(tmp_path, monkeypatch):
+    import lvtino
+    from lvtino.models.upscaler import Upscaler
+
+    path = save(compact(scale=2), tmp_path / "m.pth")
+    loads = []
+    load = Upscaler.load.__func__
+    monkeypatch.setattr(Upscaler, "load", classmethod(lambda cls, *a, **k: loads.append(a) or load(cls, *a, **k)))
+    restorer = lvtino.Restorer(scale=2, upscaler=str(path))
+    frames = smooth_frames(6, 16, 24)
+    first, again = restorer(frames), restorer(frames[:4])
+    assert len(loads) == 1 and first.shape == (6, 32, 48, 3) and again.shape == (4, 32, 48, 3)
+    assert np.array_equal(again, lvtino.Restorer(scale=2, upscaler=str(path))(frames[:4]))

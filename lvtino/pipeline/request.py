@@ -104,16 +104,18 @@ class Request:
     def check_inputs(self) -> "Request":
         """The settings checked without reading a file; the request with its defaults settled (the prior's name,
         whole numbers, ``--overwrite yes`` on a resume)."""
-        if self.guide is not None and self.prior is not None:
+        if self.guide is not None and self.prior not in (None, GUIDE):
             raise UserError(f"{said('prior', self.prior)} and {said('guide', str(self.guide))}: the guide takes the "
                             "prior's place; give one")
-        if self.upscaler is not None and (self.guide is not None or
-                                          (self.prior is not None and not networks_of(self.prior))):
+        if self.upscaler is not None and (self.guide is not None or (self.prior not in (None, UPSCALER) and
+                                                                     not networks_of(self.prior))):
             other = said("prior", self.prior) if self.guide is None else said("guide", str(self.guide))
             raise UserError(f"{other} and {said('upscaler', str(self.upscaler))}: the upscaler's frames, made "
                             "consistent, take a classical prior's or a guide's place (a generative prior starts "
                             "from them); give one")
         prior = GUIDE if self.guide is not None else self.prior or (UPSCALER if self.upscaler is not None else "tv")
+        if (prior == GUIDE and self.guide is None) or (prior == UPSCALER and self.upscaler is None):
+            raise UserError(f"{said('prior', prior)}: the prior {arg(prior)} makes, and {arg(prior)} is not given")
         if prior not in PRIORS and prior not in (GUIDE, UPSCALER):
             raise UserError(f"{said('prior', prior)}: unknown prior (known: {', '.join(PRIORS)})")
         if self.overwrite not in OVERWRITE:

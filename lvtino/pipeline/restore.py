@@ -193,11 +193,12 @@ def plan_frames(request: Request, shape: tuple[int, int, int], fps: Fraction) ->
 
 
 def restore_frames(video, fps: Fraction, request: Request, networks: Networks | None = None,
-                   job: Job | None = None):
+                   job: Job | None = None, upscaler=None):
     """Restore frames given in memory at ``fps``: (T, h, w, 3) uint8, or a (1, 3, T, h, w) float tensor in [0, 1];
     the restoration in the same layout. ``request`` gives the problem, prior and settings (its input, output and
     file settings are not used); ``job``: its plan for frames of this shape and rate (``plan_frames``), made here
-    when not given (a ``Restorer`` keeps one per shape).
+    when not given (a ``Restorer`` keeps one per shape); ``upscaler``: ``request.upscaler``'s model, loaded
+    (``load_upscaler``; loaded here when not given).
 
     The run of ``restore`` (windows, seams, the measured frames' own operator) with the frames read from
     ``video`` as the windows need them and the restored ones kept in memory: no file is written, and a float
@@ -217,7 +218,7 @@ def restore_frames(video, fps: Fraction, request: Request, networks: Networks | 
     timer = StageTimer(procs.device)
     measured = MemoryFrames(video, job.info, procs.device, timer)
     restore_window = WindowRestorer(job, request.prior, request.models, request.seed, measured, procs.device, timer,
-                                    networks, load_upscaler(request, job, procs.device))
+                                    networks, upscaler or load_upscaler(request, job, procs.device))
     windows = [w.index for w in job.selected]
     run = Run(job, procs, timer, measured, restore_window, MemoryWindows(), Left(job.start, windows, [], windows))
     run.main(sink, None, None)
