@@ -123,10 +123,10 @@ def test_gpu_session_rehearsal_of_torchrun_keeps_its_figures(tmp_path):
     assert steps["torchrun"]["figures"]["processes"] == 2 and steps["torchrun"]["figures"]["windows"] >= 2
 
 
-def test_gpu_session_rehearsal_of_problem_b_and_tv_keeps_their_figures(tmp_path):
-    _, steps, _ = rehearsal(tmp_path, "B tv")
-    assert steps["B"]["figures"]["runs"][-1]["nfe"] == 9 and steps["tv"]["figures"]["max_diff"] == 0
-    assert "NFE 9 (5 video + 4 image sweeps)" in (tmp_path / "out" / "steps.log").read_text()
+def test_gpu_session_rehearsal_of_tv_keeps_its_figures(tmp_path):
+    """(Steps B and A run the script step C runs, on other problems: their schedules are test_published's.)"""
+    _, steps, _ = rehearsal(tmp_path, "tv")
+    assert steps["tv"]["figures"]["max_diff"] == 0 and steps["tv"]["figures"]["frames"] == 16
 
 
 def test_gpu_session_refuses_an_unknown_step_in_one_line(tmp_path):
