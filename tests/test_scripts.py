@@ -26,17 +26,41 @@ def test_cuda_output_equals_the_cpus_to_bf16():
     assert "tolerance" in script("cuda_vs_cpu.py", "--device", "cuda", "--dtype", "bfloat16")
 
 
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for path in sys.argv[1:]:
+    out = io.StringIO()
+    sys.argv = [path, "--help"]
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    except BaseException:
+        code = traceback.format_exc()
+    results[path] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
 def test_every_script_says_how_to_use_it():
     """``--help`` works for every script (the reproduction script once crashed before its parser was built); the
-    scripts start together (most import torch first: ~2 s each)."""
+    Python scripts run in one interpreter, one after another (most import torch first: ~2 s each on their own)."""
     names = sorted(p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh"))
-    procs = {name: subprocess.Popen(["bash" if name.endswith(".sh") else sys.executable, str(SCRIPTS / name),
-                                     "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in names}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, (name, err[-2000:])
-        assert len(out.splitlines()) >= 2 and "Traceback" not in err, name
+    shells = [n for n in names if n.endswith(".sh")]
+    proc = subprocess.run([sys.executable, "-c", HELP_DRIVER, *(str(SCRIPTS / n) for n in names if n.endswith(".py"))],
+                          capture_output=True, text=True, timeout=300, cwd=SCRIPTS.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = {Path(path).name: (code, out) for path, (code, out) in json.loads(proc.stdout.splitlines()[-1]).items()}
+    for name in shells:
+        shell = subprocess.run(["bash", str(SCRIPTS / name), "--help"], capture_output=True, text=True, timeout=60)
+        results[name] = (shell.returncode if "Traceback" not in shell.stderr else shell.stderr, shell.stdout)
+    assert sorted(results) == names
+    for name, (code, out) in results.items():
+        assert code == 0, (name, code)
+        assert len(out.splitlines()) >= 2, name
 
 
 def test_the_reproduction_script_makes_its_table_with_tiny_networks(tmp_path, real_frames):
