@@ -63,14 +63,17 @@ def test_every_script_says_how_to_use_it():
         assert len(out.splitlines()) >= 2, name
 
 
-def test_the_reproduction_script_makes_its_table_with_tiny_networks(tmp_path, real_frames):
+def test_the_reproduction_script_makes_its_table_with_tiny_networks(tmp_path, real_frames, capsys):
     """End to end on a CPU: the published protocol, the published output and clamps, lvtino and TV (each cell is
     restored in its own process: ~5 s of imports each, so one problem here; every problem's schedule is checked
     against the published code in test_published.py)."""
     out = tmp_path / "table"
     args = [str(real_frames), "-o", str(out), "--models", "tiny", "--priors", "lvtino", "tv", "--problems", "C",
             "--frames-c", "9", "--size", "96x64", "--device", "cpu"]
-    printed = script("reproduce_paper.py", *args)
+    from reproduce_paper import main as reproduce  # in this process (each cell is restored in its own anyway)
+
+    reproduce(args)
+    printed = capsys.readouterr().out
     rows = list(csv.DictReader((out / "benchmark.csv").open()))
     ours = [r for r in rows if r["source"] == "this run"]
     assert sorted((r["problem"], r["method"].split(",")[0]) for r in ours) == [("C", "lvtino"), ("C", "tv")]
@@ -86,8 +89,8 @@ def test_the_reproduction_script_makes_its_table_with_tiny_networks(tmp_path, re
     cells = out / "9-frames-prior-published" / "cells" / "C"
     measured = probe(next(cells.iterdir()) / "measured.mkv")
     assert measured.bits == 16 and measured.metadata["protocol"] == "published"
-    again = script("reproduce_paper.py", *args)  # finished cells are reused
-    assert again.count(": reused") == 2
+    reproduce(args)  # finished cells are reused
+    assert capsys.readouterr().out.count(": reused") == 2
 
 
 def test_the_reproduction_script_refuses_bad_options_in_one_line(tmp_path):
