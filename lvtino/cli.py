@@ -291,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or MANIFEST-summary.csv beside a manifest); a summary an earlier batch wrote there is "
                         "replaced, any other file only with -y, and never an input or the manifest")
     _add_problem_options(p, required=False)
-    p.add_argument("--prior", default="tv", choices=list(PRIORS), metavar="PRIOR",
-                   help="prior of items that name none (default tv)")
+    p.add_argument("--prior", default=None, choices=list(PRIORS), metavar="PRIOR",
+                   help="prior of items that name none (default tv, or the upscaler's)")
+    p.add_argument("--upscaler", default=None, metavar="FILE",
+                   help="a single-image upscaler model file for every item (as restore's --upscaler)")
     _add_words_options(p, restoring=True)
     _add_run_options(p)
     p.add_argument("--resume", action="store_true",
@@ -454,7 +456,7 @@ def _run(args: argparse.Namespace) -> int | None:
                          manifest=source, models=_model_options(args),
                          seed=args.seed, window=args.window, overlap=args.overlap, codec=args.codec, crf=args.crf,
                          preset=args.preset, pix_fmt=args.pix_fmt, no_audio=args.no_audio, words=_words(args),
-                         accept_truncated=args.accept_truncated)
+                         accept_truncated=args.accept_truncated, upscaler=args.upscaler)
         failed = [r for r in rows if r["status"] == "failed"]
         if failed:
             print(f"lvtino: error: {len(failed)} of {len(rows)} batch item(s) failed (first: {failed[0]['item']}: "

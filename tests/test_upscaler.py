@@ -211,3 +211,21 @@ def test_a_restorer_loads_its_upscaler_once(tmp_path, monkeypatch):
     first, again = restorer(frames), restorer(frames[:4])
     assert len(loads) == 1 and first.shape == (6, 32, 48, 3) and again.shape == (4, 32, 48, 3)
     assert np.array_equal(again, lvtino.Restorer(scale=2, upscaler=str(path))(frames[:4]))
+
+
+def test_a_batch_restores_every_item_with_the_upscaler(low, tmp_path, capsys):
+    import shutil
+
+    path, _ = low
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(path, inputs / name)
+    model = save(compact(scale=2), tmp_path / "m.pth")
+    assert main(["batch", str(inputs), "-o", str(tmp_path / "out"), "--suffix", ".mkv", "--scale", "2",
+                 "--fps-factor", "4", "--upscaler", str(model)]) == 0
+    capsys.readouterr()
+    for name in ("a.mkv", "b.mkv"):
+        info = probe(tmp_path / "out" / name)
+        assert (info.frames, info.width, info.height) == (48, 64, 48)
+        assert "upscaler" in info.metadata["restored_by"]["prior"]

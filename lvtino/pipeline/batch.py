@@ -164,7 +164,8 @@ def is_summary(path: Path) -> bool:
 
 
 @claiming
-def run_batch(items: list[Item], problem: str | None = None, prior: str = "tv", overrides: list[str] | None = None,
+def run_batch(items: list[Item], problem: str | None = None, prior: str | None = None,
+              overrides: list[str] | None = None,
               device: str = "cpu", summary: str | Path | None = None, echo=print, overwrite: str = "ask",
               resume: bool = False, manifest: str | Path | None = None, networks: Networks | None = None,
               **options) -> list[dict]:
