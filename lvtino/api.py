@@ -100,9 +100,7 @@ def degrade(input, output, *, problem=None, scale=None, fps_factor=None, size=No
     _check_keywords("degrade", [f.name for f in fields(DegradeRequest)], options,
                     taken=("words", "overwrite", "problem", "fps"))
     input, output, options = _path(input, "input"), _path(output, "output"), _paths(options)
-    if "overrides" in options:
-        options = {**options, "overrides": tuple(options["overrides"] or ())}
-    with stop_on_signals():
+    with stop_on_signals():  # (DegradeRequest.check_inputs makes overrides a tuple)
         return run(DegradeRequest(input, output, problem=problem, overwrite=_overwrite(overwrite),
                                   words=_words(scale, fps_factor, size, fps, resampler, fps_mode, fps_phase), **options))
 
@@ -190,10 +188,10 @@ class Restorer:
             if (*shape, fps) not in self._jobs:  # planned once per shape and rate: the preset is read, checked once
                 self._jobs[(*shape, fps)] = plan_frames(self.request, shape, fps)
             job = self._jobs[(*shape, fps)]
-            if self.request.upscaler is not None and self._upscaler is None:  # loaded once; its scale checked
-                self._upscaler = load_upscaler(self.request, job, check_device(self.request.device))
-            elif self._upscaler is not None:
+            if self._upscaler is not None:  # loaded at an earlier call: its scale against this plan's operator
                 self._upscaler.check_scale(tuple(job.physics.factors[1:]))
+            elif self.request.upscaler is not None:
+                self._upscaler = load_upscaler(self.request, job, check_device(self.request.device))
             return restore_frames(video, fps, self.request, self.networks, job, self._upscaler)
 
 

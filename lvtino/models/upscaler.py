@@ -14,7 +14,6 @@ spandrel is an optional extra: ``pip install lvtino[upscaler]``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +26,6 @@ from lvtino.errors import UserError, said
 SUFFIXES = (".pth", ".ckpt", ".safetensors")
 TILE = 256    # input pixels a side of one tile (a 4x model makes 1024x1024 of it)
 MARGIN = 32   # input pixels each tile reads beyond its part, dropped after (a compact model sees 18)
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of the model file (in the run's settings: another file is another output)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

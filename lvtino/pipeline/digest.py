@@ -63,13 +63,7 @@ def settings(request: "Request", job: "Job") -> dict:
             "models": models, "windows": [(w.start, w.end) for w in job.layout.windows],
             "encoding": request.output_encoding(job).settings(),
             "guide": input_identity(job.guide.path)["digest"] if job.guide else None,
-            "upscaler": _file_digest(request.upscaler) if request.upscaler is not None else None}
-
-
-def _file_digest(path) -> str:
-    from lvtino.models.upscaler import file_digest
-
-    return file_digest(Path(path))
+            "upscaler": input_identity(Path(request.upscaler))["digest"] if request.upscaler is not None else None}
 
 
 def output_digest(job: "Job", run_settings: dict, identity: dict) -> str:

@@ -50,12 +50,16 @@ def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> 
     if linear.factors[0] == 1 or band is None:
         return linear.A_dagger(y, eps=eps)
     keys = spatial.A_dagger(y, eps=eps).clamp(-1, 1)
+    return project(linear, y, between_keys(keys, band, motion), eps)
+
+
+def between_keys(keys: Tensor, band, motion: bool = True) -> Tensor:
+    """Every signal frame of ``band`` from the key frames (one per measured frame, at its instant: ``centroids``):
+    from motion (``solvers.motion``), or with ``motion=False`` a linear blend."""
     times = centroids(band, band.rows)
-    if motion:
-        v = torch.cat([flow_interpolate(keys[b:b + 1], times, band.cols) for b in range(keys.shape[0])])
-    else:
-        v = linear_interpolate(keys, times, band.cols)
-    return project(linear, y, v, eps)
+    if not motion:
+        return linear_interpolate(keys, times, band.cols)
+    return torch.cat([flow_interpolate(keys[b:b + 1], times, band.cols) for b in range(keys.shape[0])])
 
 
 def upscaled_start(physics, y: Tensor, eps: float, upscale) -> Tensor:
@@ -70,9 +74,7 @@ def upscaled_start(physics, y: Tensor, eps: float, upscale) -> Tensor:
     up = up.reshape(b, k, c, *up.shape[-2:]).transpose(1, 2).to(y)
     if linear.factors[0] == 1 or band is None:  # every frame measured: the keys are the frames
         return up
-    keys = (up + spatial.A_dagger(y - spatial.A(up), eps=eps)).clamp(-1, 1)
-    times = centroids(band, band.rows)
-    return torch.cat([flow_interpolate(keys[i:i + 1], times, band.cols) for i in range(b)])
+    return between_keys((up + spatial.A_dagger(y - spatial.A(up), eps=eps)).clamp(-1, 1), band)
 
 
 def project(physics, y: Tensor, x: Tensor, eps: float) -> Tensor:
