@@ -41,7 +41,7 @@ def interpolation_start(physics, y: Tensor, eps: float, motion: bool = True) -> 
     Each measured frame, brought to full size (the spatial part's A^+), is a key
     frame at its instant (the weighted mean of the frames it depends on); the
     frames between keys come from motion (``solvers.motion``: optical flow,
-    occlusion-aware) or, with ``motion=False``, from a linear blend. The result v
+    each key followed along its own) or, with ``motion=False``, from a linear blend. The result v
     is then projected back onto the measurements: u = v + A^+ (y - A v). An
     operator with no temporal factor gives A^+ y.
     """
