@@ -90,7 +90,7 @@ def _demo(out: Path, final: Path, problem, input, frames, start, seed, fps, size
     # 3. Score both against the reference; playable previews
     _step(4, "scoring the naive upsampling and the restoration, writing the report")
     scores = {name: evaluate(out / f"{name}.mkv", reference) for name in ("naive", "restored")}
-    report = write_report(out / "report", scores["restored"], degraded=degraded, stats=stats)
+    write_report(out / "report", scores["restored"], degraded=degraded, stats=stats)
     keys = ("psnr", "ssim", "psnr_y", "ssim_y", "warping_error", "flicker", "tof")
     result = {
         "source": source, "problem": problem, "prior": "tv", "seconds": stats["seconds"],

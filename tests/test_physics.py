@@ -11,9 +11,8 @@ from lvtino.physics.base import ComposedLinearPhysics, LinearPhysics
 from lvtino.physics.jpeg import JPEG
 from lvtino.physics.problems import build_physics, chain_factors
 from lvtino.physics.separable import Identity
-from lvtino.physics.resample import RESAMPLERS
-from lvtino.physics.spatial import FILTERS, Downsampling, Resize
-from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur, TemporalSample
+from lvtino.physics.spatial import FILTERS, Downsampling
+from lvtino.physics.temporal import TemporalAveragePool, TemporalBlur
 
 SHAPE = (9, 37, 29)  # odd frame count and sizes: tails, padding and ceil all exercised
 SMALL = (9, 17, 13)   # small enough for A's dense matrix, column by column

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -135,8 +134,6 @@ def test_a_real_run_on_a_video_made_another_way_warns(real_frames, tmp_path, cap
 def test_the_reported_residual_is_that_of_the_written_frames(tmp_path, capsys):
     """relative_residual in --stats, recomputed independently: the lossless output decoded, put through the
     operator the input records, against the decoded input (8-bit rounding of the output aside)."""
-    import torch
-
     from lvtino.physics.problems import build_physics
     from lvtino.video.convert import frames_to_tensor
     from lvtino.video.reader import probe, read_frames

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lvtino.errors import UserError, arg, said
+from lvtino.errors import UserError, said
 from lvtino.models.options import DTYPE_NAMES, OFFLOAD_MODES, TILING_MODES
 from lvtino.runtime import StageTimer
 

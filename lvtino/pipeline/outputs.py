@@ -17,7 +17,6 @@ refused).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat

@@ -12,7 +12,6 @@ right keyframe. A file whose video stream promises more frames than it holds
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
