@@ -34,7 +34,7 @@ class FlowEstimator:
 
 
 @functools.lru_cache(maxsize=4)
-def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) coordinates of every pixel, float32, read-only (shared by every warp of that size)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     xs.setflags(write=False)
@@ -46,20 +46,24 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """image sampled at p + flow(p), bilinear; float32."""
     import cv2
 
-    xs, ys = pixel_grid(*flow.shape[:2])
+    xs, ys = _pixel_grid(*flow.shape[:2])
     return cv2.remap(image.astype(np.float32, copy=False), xs + flow[..., 0], ys + flow[..., 1],
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """Pixels whose motion is seen in both frames: forward-backward consistent and landing inside the frame."""
-    h, w = forward.shape[:2]
     back = warp(backward, forward)  # the backward flow at p + forward(p)
     fx, fy, bx, by = forward[..., 0], forward[..., 1], back[..., 0], back[..., 1]
     sx, sy = fx + bx, fy + by
     diff = sx * sx + sy * sy  # |forward + back|^2 (written out: numpy's sum over an axis of 2 took 4x longer)
     bound = 0.01 * ((fx * fx + fy * fy) + (bx * bx + by * by)) + 0.5
-    xs, ys = pixel_grid(h, w)
-    x1, y1 = xs + fx, ys + fy
-    inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
-    return (diff <= bound) & inside
+    return (diff <= bound) & lands_inside(forward)
+
+
+def lands_inside(flow: np.ndarray) -> np.ndarray:
+    """Pixels p whose p + flow(p) lies inside the frame."""
+    h, w = flow.shape[:2]
+    xs, ys = _pixel_grid(h, w)
+    x1, y1 = xs + flow[..., 0], ys + flow[..., 1]
+    return (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)

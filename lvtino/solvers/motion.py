@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lvtino.flow import FlowEstimator, pixel_grid, warp
+from lvtino.flow import FlowEstimator, lands_inside, warp
 
 ITERATIONS = 4  # fixed-point steps from the linear-motion estimate (2: most pixels settle; 8: no better)
 FLOOR = 1e-3  # the weight left to a key where neither key's pixel settles: a blend in time there
@@ -56,15 +56,12 @@ def _follow(key: np.ndarray, flow: np.ndarray, offset: np.ndarray, step: float) 
     """``key`` (H, W, C) sampled where its pixels reach each x after ``step`` of their motion ``flow``: the fixed
     point of d = -step flow(x + d) from ``offset``; and each sample's weight, exp(-residual^2 / 2), zero where
     x + d leaves the frame."""
-    h, w = flow.shape[:2]
     for _ in range(ITERATIONS):
         offset = -step * warp(flow, offset)
     miss = offset + step * warp(flow, offset)
     residual = miss[..., 0] * miss[..., 0] + miss[..., 1] * miss[..., 1]
-    xs, ys = pixel_grid(h, w)
-    sx, sy = xs + offset[..., 0], ys + offset[..., 1]
-    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
-    return _warp_frame(key, offset), (np.exp(-0.5 * residual) * inside).astype(np.float32)[..., None]
+    weight = np.exp(-0.5 * residual) * lands_inside(offset)
+    return _warp_frame(key, offset), weight.astype(np.float32)[..., None]
 
 
 def flow_interpolate(keys: Tensor, times: list[float], frames: int, flow: FlowEstimator | None = None) -> Tensor:
